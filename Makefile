@@ -1,0 +1,35 @@
+# `make demo` and `make test` work on a fresh clone with only Python 3.11+ and pip:
+# both build .venv first when it is missing or older than pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint check bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/wahub demo
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy --strict src
+
+check: test lint
+
+bench: install
+	$(BIN)/wahub bench send --messages 5000 --json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
