@@ -1,0 +1,62 @@
+"""Settings, read from the environment (prefix ``WAHUB_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob wahub reads. Secrets are ``SecretStr`` so they never print."""
+
+    model_config = SettingsConfigDict(env_prefix="WAHUB_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///wahub.db",
+        description="sqlite:///path.db (default) or postgresql://user:pass@host/db",
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="NORMAL survives process crashes; FULL also survives power loss (slower).",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="URL providers reach this hub at (for sandbox webhooks)."
+    )
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Cloud API webhooks: one Meta app signs every number's webhooks with its app secret.
+    cloudapi_app_secret: SecretStr = SecretStr("sandbox-app-secret")
+    cloudapi_verify_token: SecretStr = SecretStr("wahub-verify")
+    max_webhook_bytes: int = 3 * 1024 * 1024 + 64 * 1024  # Meta: payloads up to 3 MB
+
+    # Workers.
+    run_workers: bool = Field(default=True, description="Run the pipeline inside `serve`.")
+    worker_concurrency: int = Field(default=64, ge=1, le=4096)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    channel_lease_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    uncertain_grace_seconds: float = Field(
+        default=120.0, description="How long a status webhook may take to settle an uncertain send."
+    )
+    uncertain_policy: Literal["resend", "fail"] = Field(
+        default="fail",
+        description="After the grace period: resend (risk a duplicate) or fail (risk a loss).",
+    )
+    default_region: str | None = Field(
+        default=None, description="ISO region for national phone numbers, e.g. DE."
+    )
+
+    data_dir: Path = Path(".wahub")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

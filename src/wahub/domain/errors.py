@@ -1,0 +1,105 @@
+"""The exception tree every wahub error belongs to.
+
+Each class maps to exactly one HTTP status (see ``wahub.api.errors``), and carries a
+stable machine-readable ``code`` plus optional ``details`` (e.g. the offending field).
+
+    WahubError
+    ├── ValidationError          422  bad input: a field, a phone number, a body too long
+    ├── NotFound                 404
+    ├── AuthenticationFailed     401  missing/unknown API key, bad webhook signature
+    ├── PermissionDenied         403  role or group assignment forbids the action
+    ├── ConflictError            409  idempotency key reused with another body, wrong state
+    ├── PayloadTooLarge          413
+    ├── StoreUnavailable         503  the database cannot be reached
+    └── ProviderError                 raised by provider adapters, never reaches a client as-is
+        ├── RetryableProviderError     throttling, 5xx, timeouts: try again later
+        ├── PermanentProviderError     bad number, missing template, 24 h window: give up
+        └── ProviderOutcomeUnknown     timeout after the request left: maybe sent, reconcile
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WahubError(Exception):
+    """Base of every error wahub raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class ValidationError(WahubError):
+    code = "validation_error"
+
+
+class NotFound(WahubError):
+    code = "not_found"
+
+
+class AuthenticationFailed(WahubError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(WahubError):
+    code = "forbidden"
+
+
+class ConflictError(WahubError):
+    code = "conflict"
+
+
+class PayloadTooLarge(WahubError):
+    code = "payload_too_large"
+
+
+class StoreUnavailable(WahubError):
+    code = "store_unavailable"
+
+
+class ProviderError(WahubError):
+    """A provider refused or failed a call.
+
+    ``provider_code`` is the provider's own error code (Meta's ``error.code``) when it gave
+    one; ``retry_after`` is the delay in seconds the provider asked for, if any.
+    """
+
+    code = "provider_error"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_code: int | str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.provider_code = provider_code
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class RetryableProviderError(ProviderError):
+    code = "provider_retryable"
+    retryable = True
+
+
+class PermanentProviderError(ProviderError):
+    code = "provider_permanent"
+    retryable = False
+
+
+class ProviderOutcomeUnknown(ProviderError):
+    """The request may have reached the provider but no answer came (timeout, reset
+    after sending). Not proof of non-delivery: the pipeline marks the message
+    ``uncertain`` and waits for a status webhook instead of resending at once."""
+
+    code = "provider_outcome_unknown"
+    retryable = False

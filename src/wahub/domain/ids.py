@@ -1,0 +1,23 @@
+"""Identifiers: time-ordered, URL-safe, prefixed by kind (``msg_...``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _b32(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """A 26-character ULID-style id behind ``prefix_``: sorts by creation time (ms)."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_b32(millis, 10)}{_b32(rand, 16)}"
