@@ -1,0 +1,1 @@
+"""Persistence: schema, migrations, the database handle and repositories."""

@@ -1,0 +1,579 @@
+"""Named queries for the outbox: the ``messages`` table is the queue and the log.
+
+Every function takes an open connection and runs inside the caller's transaction, so a
+status change, its event and (later) its counters commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wahub.domain.status import Status, advance
+from wahub.store.schema import message_events, messages, parked_statuses
+from wahub.store.sql import insert_ignore
+
+ACTIVE = ("queued", "sending", "uncertain")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A message moved to ``status``: what realtime subscribers and counters hear about."""
+
+    message_id: str
+    chat_id: str
+    channel_id: str
+    sender_user_id: str | None
+    status: str
+    previous: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    message_id: str
+    status: str
+    source: str
+    attempt: int = 0
+    provider_timestamp: int = 0
+    error_code: str | None = None
+    detail: str | None = None
+
+
+def _event_row(event: EventRecord, now: float) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "status": event.status,
+        "source": event.source,
+        "attempt": event.attempt,
+        "provider_timestamp": event.provider_timestamp,
+        "error_code": event.error_code,
+        "detail": event.detail,
+        "recorded_at": now,
+    }
+
+
+async def record_events(conn: AsyncConnection, events: Sequence[EventRecord], now: float) -> None:
+    """Append status history; an event already recorded (same webhook twice) is skipped."""
+    if events:
+        await conn.execute(
+            insert_ignore(conn, message_events), [_event_row(e, now) for e in events]
+        )
+
+
+async def insert_message(conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any]:
+    """Insert a new outbound message and its ``queued`` event; returns the stored row."""
+    stored = (await conn.execute(messages.insert().returning(*messages.c), row)).one()
+    await record_events(conn, [EventRecord(row["id"], Status.QUEUED, "api")], row["created_at"])
+    return dict(stored._mapping)
+
+
+async def get_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
+    stmt = select(messages).where(messages.c.idempotency_key == key)
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def list_events(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(message_events)
+        .where(message_events.c.message_id == message_id)
+        .order_by(message_events.c.id)
+    )
+    return [dict(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def list_messages(
+    conn: AsyncConnection,
+    *,
+    chat_ids: Sequence[str] | None,
+    status: str | None,
+    after_seq: int | None,
+    limit: int,
+    visible_chat_ids: Sequence[str] | None = None,
+    visible_sender: str | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first, ``after_seq`` is the cursor (messages older than it).
+
+    ``visible_chat_ids``/``visible_sender`` restrict what an agent sees: messages to chats
+    assigned to their groups, or that they sent themselves.
+    """
+    stmt = select(messages).order_by(messages.c.seq.desc()).limit(limit)
+    if chat_ids is not None:
+        stmt = stmt.where(messages.c.chat_id.in_(chat_ids))
+    if status is not None:
+        stmt = stmt.where(messages.c.status == status)
+    if after_seq is not None:
+        stmt = stmt.where(messages.c.seq < after_seq)
+    if visible_chat_ids is not None or visible_sender is not None:
+        stmt = stmt.where(
+            or_(
+                messages.c.chat_id.in_(visible_chat_ids or []),
+                messages.c.sender_user_id == visible_sender,
+            )
+        )
+    return [dict(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def claim_due_messages(
+    conn: AsyncConnection,
+    *,
+    channel_ids: Sequence[str],
+    owner: str,
+    now: float,
+    lease_seconds: float,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` messages that may be sent now, at most one per ordering key.
+
+    A message is claimable when it is the oldest active message of its ordering key (so a
+    chat's messages go out in order, and a message waiting for a retry holds the chat)
+    and it is due. Claiming moves it to ``sending`` and counts an attempt.
+    """
+    if not channel_ids or limit <= 0:
+        return []
+    heads = (
+        select(messages.c.ordering_key, func.min(messages.c.seq).label("head_seq"))
+        .where(messages.c.status.in_(ACTIVE), messages.c.channel_id.in_(channel_ids))
+        .group_by(messages.c.channel_id, messages.c.ordering_key)
+        .subquery()
+    )
+    due = (
+        select(messages.c.seq)
+        .join(heads, messages.c.seq == heads.c.head_seq)
+        .where(messages.c.status == "queued", messages.c.next_attempt_at <= now)
+        .order_by(messages.c.priority.desc(), messages.c.seq)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=messages)
+    stmt = (
+        update(messages)
+        .where(messages.c.seq.in_(due.scalar_subquery()), messages.c.status == "queued")
+        .values(
+            status="sending",
+            lease_owner=owner,
+            lease_until=now + lease_seconds,
+            attempts=messages.c.attempts + 1,
+            sending_at=now,
+            updated_at=now,
+        )
+        .returning(*messages.c)
+    )
+    rows = [dict(r._mapping) for r in await conn.execute(stmt)]
+    rows.sort(key=lambda r: r["seq"])
+    await record_events(
+        conn, [EventRecord(r["id"], Status.SENDING, "worker", r["attempts"]) for r in rows], now
+    )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What happened to one claimed message; ``kind`` is sent|retry|failed|uncertain."""
+
+    message_id: str
+    attempt: int
+    kind: str
+    provider_message_id: str | None = None
+    wa_id: str | None = None
+    next_attempt_at: float | None = None
+    error_code: str | None = None
+    error_title: str | None = None
+    error_detail: str | None = None
+
+
+async def record_outcomes(
+    conn: AsyncConnection, outcomes: Sequence[SendOutcome], *, owner: str, now: float
+) -> list[StatusChange]:
+    """Write the results of send attempts made by ``owner``.
+
+    Only rows still leased by ``owner`` in ``sending`` are touched for retry, defer,
+    failure and uncertain: if our lease expired meanwhile, the reconciler owns the truth.
+    A success is always recorded (the provider id is a fact), but never moves the status
+    backwards if a webhook got there first.
+    """
+    ids = [o.message_id for o in outcomes]
+    before = {
+        r.id: r
+        for r in await conn.execute(
+            select(
+                messages.c.id,
+                messages.c.status,
+                messages.c.chat_id,
+                messages.c.channel_id,
+                messages.c.sender_user_id,
+            ).where(messages.c.id.in_(ids))
+        )
+    }
+    changes: list[StatusChange] = []
+    events: list[EventRecord] = []
+    sent_ids: list[str] = []
+    released = {"lease_owner": None, "lease_until": None, "updated_at": now}
+    for o in outcomes:
+        row = before.get(o.message_id)
+        if row is None:
+            continue
+        error = {
+            "error_code": o.error_code,
+            "error_title": o.error_title,
+            "error_detail": o.error_detail,
+        }
+        if o.kind == "sent":
+            new_status = advance(Status(row.status), Status.SENT).value
+            values: dict[str, Any] = {
+                **released,
+                "provider_message_id": func.coalesce(
+                    messages.c.provider_message_id, o.provider_message_id
+                ),
+                "wa_id": o.wa_id,
+                "status": new_status,
+                "sent_at": func.coalesce(messages.c.sent_at, now),
+            }
+            await conn.execute(update(messages).where(messages.c.id == o.message_id).values(values))
+            sent_ids.append(o.message_id)
+            events.append(EventRecord(o.message_id, Status.SENT, "worker", o.attempt))
+        else:
+            if o.kind == "retry":
+                new_status, source = "queued", "retry"
+                values = {
+                    **released,
+                    **error,
+                    "status": new_status,
+                    "next_attempt_at": o.next_attempt_at,
+                }
+            elif o.kind == "defer":
+                # Paced, not failed: the attempt does not count.
+                new_status, source = "queued", "pacing"
+                values = {
+                    **released,
+                    "status": new_status,
+                    "next_attempt_at": o.next_attempt_at,
+                    "attempts": messages.c.attempts - 1,
+                }
+            elif o.kind == "failed":
+                new_status, source = "failed", "worker"
+                values = {**released, **error, "status": new_status, "failed_at": now}
+            elif o.kind == "uncertain":
+                new_status, source = "uncertain", "worker"
+                values = {**released, **error, "status": new_status, "uncertain_at": now}
+            else:
+                raise ValueError(f"unknown outcome kind {o.kind!r}")
+            mine = and_(
+                messages.c.id == o.message_id,
+                messages.c.status == "sending",
+                messages.c.lease_owner == owner,
+            )
+            result = await conn.execute(update(messages).where(mine).values(values))
+            if not result.rowcount:
+                continue
+            if o.kind != "defer":
+                events.append(
+                    EventRecord(
+                        o.message_id,
+                        Status(new_status),
+                        source,
+                        o.attempt,
+                        0,
+                        o.error_code,
+                        o.error_title,
+                    )
+                )
+        if new_status != row.status:
+            changes.append(
+                StatusChange(
+                    o.message_id,
+                    row.chat_id,
+                    row.channel_id,
+                    row.sender_user_id,
+                    new_status,
+                    row.status,
+                )
+            )
+    await record_events(conn, events, now)
+    if sent_ids:
+        changes.extend(await apply_parked(conn, sent_ids, now))
+    return changes
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedStatus:
+    """A provider status report, already parsed (see ``providers.base.StatusUpdate``)."""
+
+    provider_message_id: str
+    status: Status
+    timestamp: int
+    tracking_id: str | None = None
+    error_code: str | None = None
+    error_title: str | None = None
+
+
+_STATUS_TIME_COLUMN = {
+    "sent": "sent_at",
+    "delivered": "delivered_at",
+    "read": "read_at",
+    "failed": "failed_at",
+}
+
+
+async def apply_statuses(
+    conn: AsyncConnection, observed: Sequence[ObservedStatus], now: float
+) -> list[StatusChange]:
+    """Apply provider statuses forward-only; park those for provider ids we do not know.
+
+    Matching prefers our own id echoed by the provider (``tracking_id``), which works
+    even before our send result was recorded; otherwise the provider message id.
+    """
+    if not observed:
+        return []
+    tracking = {o.tracking_id for o in observed if o.tracking_id}
+    provider_ids = {o.provider_message_id for o in observed}
+    cols = (
+        messages.c.id,
+        messages.c.status,
+        messages.c.provider_message_id,
+        messages.c.chat_id,
+        messages.c.channel_id,
+        messages.c.sender_user_id,
+        messages.c.lease_owner,
+    )
+    rows = list(
+        await conn.execute(
+            select(*cols).where(
+                or_(messages.c.id.in_(tracking), messages.c.provider_message_id.in_(provider_ids))
+            )
+        )
+    )
+    by_id = {r.id: r for r in rows}
+    by_provider = {r.provider_message_id: r for r in rows if r.provider_message_id}
+    state: dict[str, str] = {r.id: r.status for r in rows}
+    learned_provider_id: dict[str, str] = {}
+    times: dict[str, dict[str, float]] = {}
+    errors: dict[str, tuple[str | None, str | None]] = {}
+    events: list[EventRecord] = []
+    parked: list[dict[str, Any]] = []
+    for o in observed:
+        row = by_id.get(o.tracking_id or "") or by_provider.get(o.provider_message_id)
+        if row is None:
+            parked.append(
+                {
+                    "provider_message_id": o.provider_message_id,
+                    "status": o.status.value,
+                    "provider_timestamp": o.timestamp,
+                    "error_code": o.error_code,
+                    "detail": o.error_title,
+                    "parked_at": now,
+                }
+            )
+            continue
+        if row.provider_message_id is None:
+            learned_provider_id[row.id] = o.provider_message_id
+        events.append(
+            EventRecord(row.id, o.status, "webhook", 0, o.timestamp, o.error_code, o.error_title)
+        )
+        new = advance(Status(state[row.id]), o.status).value
+        column = _STATUS_TIME_COLUMN.get(o.status.value)
+        if column is not None:
+            times.setdefault(row.id, {}).setdefault(column, float(o.timestamp))
+        if o.status == Status.FAILED and new == "failed":
+            errors[row.id] = (o.error_code, o.error_title)
+        state[row.id] = new
+    changes: list[StatusChange] = []
+    for message_id, new_status in state.items():
+        row = by_id[message_id]
+        values: dict[str, Any] = {}
+        if new_status != row.status:
+            values.update(status=new_status, updated_at=now)
+            # A webhook settles a message that was in flight: release its lease.
+            values.update(lease_owner=None, lease_until=None)
+            changes.append(
+                StatusChange(
+                    message_id,
+                    row.chat_id,
+                    row.channel_id,
+                    row.sender_user_id,
+                    new_status,
+                    row.status,
+                )
+            )
+        if message_id in learned_provider_id:
+            values["provider_message_id"] = learned_provider_id[message_id]
+        if message_id in errors:
+            values["error_code"], values["error_title"] = errors[message_id]
+        for column, value in times.get(message_id, {}).items():
+            values[column] = func.coalesce(messages.c[column], value)
+        if values:
+            await conn.execute(update(messages).where(messages.c.id == message_id).values(values))
+    await record_events(conn, events, now)
+    if parked:
+        await conn.execute(parked_statuses.insert(), parked)
+    return changes
+
+
+async def apply_parked(
+    conn: AsyncConnection, message_ids: Iterable[str], now: float
+) -> list[StatusChange]:
+    """Apply statuses parked for the provider ids these messages just received."""
+    rows = list(
+        await conn.execute(
+            select(messages.c.id, messages.c.provider_message_id).where(
+                messages.c.id.in_(list(message_ids)), messages.c.provider_message_id.is_not(None)
+            )
+        )
+    )
+    provider_ids = [r.provider_message_id for r in rows]
+    if not provider_ids:
+        return []
+    parked = list(
+        await conn.execute(
+            select(parked_statuses)
+            .where(parked_statuses.c.provider_message_id.in_(provider_ids))
+            .order_by(parked_statuses.c.id)
+        )
+    )
+    if not parked:
+        return []
+    await conn.execute(
+        parked_statuses.delete().where(parked_statuses.c.id.in_([p.id for p in parked]))
+    )
+    return await apply_statuses(
+        conn,
+        [
+            ObservedStatus(
+                p.provider_message_id,
+                Status(p.status),
+                p.provider_timestamp,
+                None,
+                p.error_code,
+                p.detail,
+            )
+            for p in parked
+        ],
+        now,
+    )
+
+
+async def expire_leases(conn: AsyncConnection, now: float) -> list[StatusChange]:
+    """Messages whose sender vanished mid-send become ``uncertain``: maybe sent, maybe not."""
+    rows = list(
+        await conn.execute(
+            update(messages)
+            .where(messages.c.status == "sending", messages.c.lease_until < now)
+            .values(
+                status="uncertain",
+                uncertain_at=now,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(
+                messages.c.id,
+                messages.c.chat_id,
+                messages.c.channel_id,
+                messages.c.sender_user_id,
+                messages.c.attempts,
+            )
+        )
+    )
+    await record_events(
+        conn,
+        [
+            EventRecord(r.id, Status.UNCERTAIN, "lease", r.attempts, 0, "lease_expired")
+            for r in rows
+        ],
+        now,
+    )
+    return [
+        StatusChange(r.id, r.chat_id, r.channel_id, r.sender_user_id, "uncertain", "sending")
+        for r in rows
+    ]
+
+
+async def settle_uncertain(
+    conn: AsyncConnection, *, now: float, grace_seconds: float, policy: str, max_attempts: int
+) -> list[StatusChange]:
+    """Uncertain messages no webhook settled within the grace period: resend or fail."""
+    rows = list(
+        await conn.execute(
+            select(
+                messages.c.id,
+                messages.c.chat_id,
+                messages.c.channel_id,
+                messages.c.sender_user_id,
+                messages.c.attempts,
+            ).where(messages.c.status == "uncertain", messages.c.uncertain_at < now - grace_seconds)
+        )
+    )
+    changes: list[StatusChange] = []
+    events: list[EventRecord] = []
+    for r in rows:
+        resend = policy == "resend" and r.attempts < max_attempts
+        if resend:
+            values: dict[str, Any] = {"status": "queued", "next_attempt_at": now}
+            new = Status.QUEUED
+        else:
+            values = {
+                "status": "failed",
+                "failed_at": now,
+                "error_code": "uncertain_timeout",
+                "error_title": (
+                    f"no status from the provider within {grace_seconds:g} s of an interrupted "
+                    "send; not resent to avoid a duplicate (policy: fail)"
+                ),
+            }
+            new = Status.FAILED
+        values["updated_at"] = now
+        await conn.execute(
+            update(messages)
+            .where(messages.c.id == r.id, messages.c.status == "uncertain")
+            .values(values)
+        )
+        events.append(EventRecord(r.id, new, "reconcile", r.attempts, 0, values.get("error_code")))
+        changes.append(
+            StatusChange(r.id, r.chat_id, r.channel_id, r.sender_user_id, new.value, "uncertain")
+        )
+    await record_events(conn, events, now)
+    return changes
+
+
+async def requeue_failed(conn: AsyncConnection, message_id: str, now: float) -> bool:
+    """Operator retry of a failed message: back to ``queued`` with a fresh attempt budget."""
+    result = await conn.execute(
+        update(messages)
+        .where(
+            messages.c.id == message_id,
+            messages.c.status == "failed",
+            messages.c.delivered_at.is_(None),
+        )
+        .values(
+            status="queued",
+            attempts=0,
+            next_attempt_at=now,
+            error_code=None,
+            error_title=None,
+            error_detail=None,
+            failed_at=None,
+            updated_at=now,
+        )
+    )
+    if result.rowcount:
+        await record_events(conn, [EventRecord(message_id, Status.QUEUED, "operator")], now)
+    return bool(result.rowcount)
+
+
+async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
+    stmt = select(messages.c.status, func.count()).group_by(messages.c.status)
+    return {status: int(n) for status, n in await conn.execute(stmt)}
+
+
+async def statuses_by_id(conn: AsyncConnection) -> dict[str, str]:
+    """Every message's status (demo and benchmark reconciliation against the sandbox)."""
+    return {r.id: r.status for r in await conn.execute(select(messages.c.id, messages.c.status))}

@@ -1,0 +1,239 @@
+"""The schema, in SQLAlchemy Core. Migrations (``store/migrations``) create it.
+
+Times are unix epoch seconds (float): comparable and indexable the same way on SQLite and
+PostgreSQL; the API renders them as ISO 8601.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
+
+metadata = MetaData()
+
+# BigInteger on PostgreSQL, but INTEGER on SQLite so it is the rowid alias (autoincrement).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(20), nullable=False),  # cloudapi | whapi | periskope
+    Column("name", String(200), nullable=False),
+    Column("phone_number", String(32)),
+    Column("phone_number_id", String(64)),
+    Column("base_url", String(500), nullable=False),
+    Column("api_version", String(16), nullable=False, server_default="21.0"),
+    Column("credentials", JSON, nullable=False),  # never returned by the API
+    Column("rate_per_second", Float, nullable=False, server_default="80"),
+    Column("pair_burst", Integer, nullable=False, server_default="45"),
+    Column("pair_interval_seconds", Float, nullable=False, server_default="6"),
+    Column("status", String(20), nullable=False, server_default="connected"),
+    Column("lease_owner", String(80)),
+    Column("lease_until", Float),
+    Column("heartbeat_at", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    Column("chat_id", String(120), primary_key=True),  # ...@s.whatsapp.net | ...@g.us
+    Column("kind", String(16), nullable=False),  # person | group
+    Column("channel_id", String(40), ForeignKey("channels.id")),
+    Column("name", String(300)),
+    Column("name_source", String(40)),
+    Column("name_updated_at", Float),
+    Column("is_active", Boolean, nullable=False, server_default=true()),
+    Column("readonly", Boolean, nullable=False, server_default=false()),
+    Column("last_synced_at", Float),
+    Column("sync_status", String(16)),
+    Column("sync_error", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+employee_groups = Table(
+    "employee_groups",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+employee_group_members = Table(
+    "employee_group_members",
+    metadata,
+    Column("employee_group_id", String(40), ForeignKey("employee_groups.id"), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Index("ix_employee_group_members_user", "user_id"),
+)
+
+group_assignments = Table(
+    "group_assignments",
+    metadata,
+    Column("employee_group_id", String(40), ForeignKey("employee_groups.id"), primary_key=True),
+    Column("chat_id", String(120), ForeignKey("chats.chat_id"), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_group_assignments_chat", "chat_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("role", String(16), nullable=False),  # admin | agent | viewer
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 hex of the secret
+    Column("prefix", String(16), nullable=False),  # shown to humans to tell keys apart
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("channel_id", String(40), ForeignKey("channels.id"), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("direction", String(8), nullable=False),  # out | in
+    Column("type", String(20), nullable=False),
+    Column("content", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(300), unique=True),  # "<user id>:<client key>"
+    Column("request_hash", String(64)),
+    Column("provider_message_id", String(200), unique=True),
+    Column("wa_id", String(32)),
+    Column("reply_to", String(200)),
+    Column("sender_user_id", String(40)),
+    Column("campaign_id", String(40)),
+    Column("template_name", String(200)),
+    Column("ordering_key", String(160), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(80)),
+    Column("lease_until", Float),
+    Column("error_code", String(40)),
+    Column("error_title", String(300)),
+    Column("error_detail", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("sending_at", Float),
+    Column("uncertain_at", Float),
+    Column("sent_at", Float),
+    Column("delivered_at", Float),
+    Column("read_at", Float),
+    Column("failed_at", Float),
+    # The claim query walks active messages per ordering key in sequence order.
+    Index(
+        "ix_messages_active_lane",
+        "channel_id",
+        "ordering_key",
+        "seq",
+        sqlite_where=text("status IN ('queued','sending','uncertain')"),
+        postgresql_where=text("status IN ('queued','sending','uncertain')"),
+    ),
+    Index("ix_messages_chat_seq", "chat_id", "seq"),
+    Index("ix_messages_status_seq", "status", "seq"),
+    Index(
+        "ix_messages_lease",
+        "lease_until",
+        sqlite_where=text("status = 'sending'"),
+        postgresql_where=text("status = 'sending'"),
+    ),
+)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),  # api | worker | webhook | operator
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("provider_timestamp", BigInteger, nullable=False, server_default="0"),
+    Column("error_code", String(40)),
+    Column("detail", Text),
+    Column("recorded_at", Float, nullable=False),
+    # A webhook delivered twice records its status once.
+    UniqueConstraint(
+        "message_id", "status", "source", "attempt", "provider_timestamp", name="uq_message_events"
+    ),
+    Index("ix_message_events_message", "message_id", "id"),
+)
+
+# Statuses for a provider id we have not recorded yet: the webhook outran our send result.
+parked_statuses = Table(
+    "parked_statuses",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("provider_message_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_timestamp", BigInteger, nullable=False),
+    Column("error_code", String(40)),
+    Column("detail", Text),
+    Column("parked_at", Float, nullable=False),
+    Index("ix_parked_statuses_provider_id", "provider_message_id"),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("provider", String(20), nullable=False),
+    Column("dedupe_key", String(64), nullable=False, unique=True),
+    Column("headers", JSON, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | processed | dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("error", Text),
+    Column("received_at", Float, nullable=False),
+    Column("processed_at", Float),
+    Index(
+        "ix_inbox_pending",
+        "next_attempt_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+# Approved templates per channel: a send naming a template the channel does not know is
+# refused before it is queued, with the parameter count checked too.
+templates = Table(
+    "templates",
+    metadata,
+    Column("channel_id", String(40), ForeignKey("channels.id"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("language", String(16), primary_key=True),
+    Column("category", String(32), nullable=False, server_default="utility"),
+    Column("body_parameters", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+)
