@@ -1,0 +1,1 @@
+"""Provider adapters: one port (``base.Provider``), one module per provider."""

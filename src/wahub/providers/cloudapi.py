@@ -1,0 +1,265 @@
+"""The Meta WhatsApp Cloud API adapter (Graph API ``POST /{phone_number_id}/messages``).
+
+``CloudApiProvider`` implements the provider port (``wahub.providers.base.Provider``).
+Error classification lives in ``cloudapi_errors`` and webhook handling in
+``cloudapi_webhooks``; both are re-exported here so callers import one module.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from wahub.domain.errors import (
+    PermanentProviderError,
+    ProviderOutcomeUnknown,
+    RetryableProviderError,
+)
+from wahub.providers.base import OutboundMessage, SendResult
+from wahub.providers.cloudapi_errors import classify_error, parse_retry_after
+from wahub.providers.cloudapi_webhooks import (
+    SIGNATURE_HEADER,
+    parse_statuses,
+    verify_handshake,
+    verify_signature,
+)
+
+__all__ = [
+    "MAX_TRACKING_ID_CHARS",
+    "SIGNATURE_HEADER",
+    "SUPPORTED_TYPES",
+    "CloudApiProvider",
+    "build_send_body",
+    "classify_error",
+    "parse_retry_after",
+    "parse_statuses",
+    "verify_handshake",
+    "verify_signature",
+]
+
+# biz_opaque_callback_data limit (pywa, Meta as quoted by telepie).
+MAX_TRACKING_ID_CHARS: Final = 512
+
+# Message types the Cloud API sends. An allowlist, because the type name becomes a key of
+# the request body and must not be able to overwrite "to" or "context".
+SUPPORTED_TYPES: Final = frozenset(
+    {
+        "audio",
+        "contacts",
+        "document",
+        "image",
+        "interactive",
+        "location",
+        "reaction",
+        "sticker",
+        "template",
+        "text",
+        "video",
+    }
+)
+
+# Share of the time budget allowed for getting a connection. It must be strictly less
+# than the whole budget: aiohttp reports a connect-phase timeout as
+# ConnectionTimeoutError (nothing sent: retryable) only when the connect timeout fires
+# before the total one, which otherwise surfaces as a bare TimeoutError (ambiguous).
+_CONNECT_SHARE: Final = 0.5
+
+
+def build_send_body(message: OutboundMessage) -> dict[str, Any]:
+    """The JSON body of the Cloud API send request for ``message``.
+
+    ``message.content`` is already Cloud API shaped (``{"type": "text", "text": {...}}``);
+    its type object is deep-copied, so the body can be changed without touching the
+    message. Adds ``recipient_type`` (``group`` for group messages), ``context`` when the
+    message replies to another, and ``biz_opaque_callback_data`` = ``tracking_id`` so
+    status webhooks lead back to our message. Other top-level keys of ``content`` are
+    not sent.
+
+    Raises ``PermanentProviderError`` (no request could ever succeed) when the tracking
+    id is longer than ``MAX_TRACKING_ID_CHARS``, or the content has no supported
+    ``type`` or no object for it.
+    """
+    tracking_id = message.tracking_id
+    if len(tracking_id) > MAX_TRACKING_ID_CHARS:
+        raise PermanentProviderError(
+            f"tracking id is {len(tracking_id)} characters; the Cloud API's "
+            f"biz_opaque_callback_data allows at most {MAX_TRACKING_ID_CHARS}",
+            details={"field": "tracking_id", "length": len(tracking_id)},
+        )
+    message_type = message.content.get("type")
+    if not isinstance(message_type, str) or message_type not in SUPPORTED_TYPES:
+        raise PermanentProviderError(
+            f"message content type {message_type!r} is not one the Cloud API sends "
+            f"(expected one of {', '.join(sorted(SUPPORTED_TYPES))})",
+            details={"field": "content.type"},
+        )
+    type_object = message.content.get(message_type)
+    # Every type object is a JSON object except "contacts", which is a list of cards.
+    if not isinstance(type_object, dict | list) or not type_object:
+        raise PermanentProviderError(
+            f"message content of type {message_type!r} has no {message_type!r} object",
+            details={"field": f"content.{message_type}"},
+        )
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "group" if message.is_group else "individual",
+        "to": message.recipient,
+        "type": message_type,
+        message_type: copy.deepcopy(type_object),
+    }
+    if message.reply_to:
+        body["context"] = {"message_id": message.reply_to}
+    if tracking_id:
+        body["biz_opaque_callback_data"] = tracking_id
+    return body
+
+
+class CloudApiProvider:
+    """Sends messages from one business phone number through the Meta Cloud API.
+
+    The ``aiohttp.ClientSession`` belongs to the caller, who shares it between providers
+    and closes it; ``close()`` leaves it open. ``timeout_s`` bounds one send from start
+    to the last byte of the answer; at most half of it goes to getting a connection.
+    """
+
+    kind: str = "cloudapi"
+
+    def __init__(
+        self,
+        *,
+        phone_number_id: str,
+        access_token: str,
+        session: aiohttp.ClientSession,
+        base_url: str = "https://graph.facebook.com",
+        api_version: str = "21.0",
+        timeout_s: float = 15.0,
+    ) -> None:
+        """Raises ``ValueError`` for an empty id or token, a base URL that is not an
+        absolute http(s) URL, or a non-positive timeout: configuration mistakes that
+        would otherwise fail every send."""
+        if not phone_number_id:
+            raise ValueError("phone_number_id must not be empty")
+        if not access_token:
+            raise ValueError("access_token must not be empty")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        base = URL(base_url.rstrip("/"))
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+        version = api_version.removeprefix("v")
+        self._session = session
+        self._messages_url = (
+            f"{base_url.rstrip('/')}/v{version}/{quote(phone_number_id, safe='')}/messages"
+        )
+        self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s * _CONNECT_SHARE)
+
+    def __repr__(self) -> str:
+        # Spelled out so the access token can never end up in a log line.
+        return f"CloudApiProvider(messages_url={self._messages_url!r})"
+
+    @property
+    def messages_url(self) -> str:
+        """The URL sends are POSTed to."""
+        return self._messages_url
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """POST ``message`` to the Cloud API; the accepted message's wamid and wa_id.
+
+        Raises:
+            PermanentProviderError: Meta refused the message for good (see
+                ``classify_error``), or the message cannot be built (``build_send_body``).
+            RetryableProviderError: Meta asked to retry (throttling, 5xx, ...), or the
+                request provably never left: connection refused, DNS failure, TLS
+                failure, no connection obtained in time.
+            ProviderOutcomeUnknown: the request may have reached Meta but no usable
+                answer came back (timeout or reset after sending, a 2xx without a
+                message id). Resending at once could duplicate the message.
+        """
+        body = build_send_body(message)
+        try:
+            async with self._session.post(
+                self._messages_url,
+                json=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                # A redirect from the Graph API is unexpected; following one would POST
+                # the message (and the token) somewhere else.
+                allow_redirects=False,
+            ) as response:
+                return await _read_send_response(response)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Raised before a connection existed, so not a byte of the request was sent.
+            raise RetryableProviderError(
+                f"Cloud API not reached, message not sent: {_describe(exc)}"
+            ) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderOutcomeUnknown(
+                f"Cloud API call failed after the request was sent, "
+                f"the message may have been accepted: {_describe(exc)}"
+            ) from exc
+
+    async def close(self) -> None:
+        """Release what the provider owns: nothing, the session is the caller's."""
+
+
+async def _read_send_response(response: aiohttp.ClientResponse) -> SendResult:
+    status = response.status
+    try:
+        raw = await response.read()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        if 200 <= status < 300:
+            raise ProviderOutcomeUnknown(
+                f"Cloud API answered HTTP {status} but its body was lost: {_describe(exc)}",
+                http_status=status,
+            ) from exc
+        # The Graph API does not accept a message and then answer an error status, so
+        # the status alone says the message was refused.
+        raise classify_error(status, None, response.headers) from exc
+    if 200 <= status < 300:
+        return _parse_send_success(status, raw)
+    raise classify_error(status, raw, response.headers)
+
+
+def _parse_send_success(status: int, raw: bytes) -> SendResult:
+    """``SendResult`` from ``{"contacts": [{"wa_id"}], "messages": [{"id"}]}``.
+
+    Without a message id we cannot tell whether Meta accepted the message, so it is
+    ``ProviderOutcomeUnknown``, not a retryable error.
+    """
+    try:
+        payload: Any = json.loads(raw)
+    except ValueError:
+        payload = None
+    provider_message_id = _first_item_field(payload, "messages", "id")
+    if provider_message_id is None:
+        raise ProviderOutcomeUnknown(
+            f"Cloud API answered HTTP {status} without messages[0].id: "
+            f"{raw[:200].decode('utf-8', errors='replace')!r}",
+            http_status=status,
+        )
+    return SendResult(
+        provider_message_id=provider_message_id,
+        wa_id=_first_item_field(payload, "contacts", "wa_id"),
+    )
+
+
+def _first_item_field(payload: Any, list_key: str, field: str) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    items = payload.get(list_key)
+    if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+        return None
+    value = items[0].get(field)
+    return value if isinstance(value, str) and value else None
+
+
+def _describe(exc: BaseException) -> str:
+    # TimeoutError() has an empty message; the class name is the useful part.
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,243 @@
+"""The sandbox's knobs: what it answers, what it breaks on purpose, how it sends webhooks.
+
+Every field has a default, so ``SandboxConfig()`` is a well-behaved Cloud API that accepts
+every valid send and reports sent, delivered and read a few milliseconds later (if a
+``webhook_url`` is set).
+
+Every assignment is validated, including ``sandbox.config.rate_5xx = 0.5`` at runtime, so
+the send path can read the knobs without re-checking them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+# The statuses a healthy message goes through, in Meta's order.
+STATUS_ORDER: tuple[str, ...] = ("sent", "delivered", "read")
+
+# Fields read once by ``Sandbox.start`` (they size the webhook sender pool); changing
+# them on a running sandbox would silently do nothing, so the config endpoint refuses.
+START_ONLY_FIELDS = frozenset({"webhook_concurrency"})
+
+# Write-only fields: accepted by the config endpoint, masked when read back.
+SECRET_FIELDS = ("app_secret", "access_token")
+
+
+@dataclass
+class SandboxConfig:
+    """Knobs of one sandbox. Fractions are probabilities in 0..1 drawn per request.
+
+    The injected send errors (``rate_http_429``, ``rate_throughput_130429``,
+    ``rate_pair_131056``, ``rate_5xx``, ``rate_timeout``) share one draw per valid
+    request: each takes its own fraction of the requests, and if they add up past 1 the
+    earlier ones in that order win. Invalid requests are always answered 400 (code 100)
+    and never meet an injected error.
+    """
+
+    app_secret: str = "sandbox-app-secret"
+    """Key of the ``X-Hub-Signature-256`` HMAC on every webhook POST."""
+
+    access_token: str | None = None
+    """When set, sends without ``Authorization: Bearer <access_token>`` get 401, code 190."""
+
+    webhook_url: str | None = None
+    """Where status webhooks are POSTed; ``None`` emits none."""
+
+    waba_id: str = "100000000000001"
+    """``entry[].id`` of webhook envelopes (the WhatsApp Business Account id)."""
+
+    display_phone_number: str = "15550001234"
+    """``metadata.display_phone_number`` of webhook envelopes."""
+
+    latency_ms: float = 0.0
+    """Delay added before answering every send."""
+
+    latency_jitter_ms: float = 0.0
+    """Uniform random extra delay in 0..this, added to ``latency_ms``."""
+
+    rate_http_429: float = 0.0
+    """Fraction of sends refused with HTTP 429, code 4 (application request limit)."""
+
+    rate_throughput_130429: float = 0.0
+    """Fraction refused with HTTP 400, code 130429 "Rate limit hit" (number throughput)."""
+
+    rate_pair_131056: float = 0.0
+    """Fraction refused with HTTP 400, code 131056 (pair rate limit)."""
+
+    rate_5xx: float = 0.0
+    """Fraction refused with HTTP 500 code 131000, or HTTP 503 code 2, half each."""
+
+    rate_timeout: float = 0.0
+    """Fraction accepted (recorded, webhooks emitted) but answered only after
+    ``timeout_hold_s``: the ambiguous "did it send?" case a client sees as a timeout."""
+
+    timeout_hold_s: float = 30.0
+    """How long a ``rate_timeout`` send is held before its 200 answer."""
+
+    retry_after_s: float | None = None
+    """When set, 429 answers carry ``Retry-After`` with this many seconds."""
+
+    fail_fraction: float = 0.0
+    """Fraction of accepted sends whose statuses end in ``failed`` (code 131026) after
+    ``sent``, instead of going on to delivered and read."""
+
+    webhook_delay_ms: float = 5.0
+    """Delay before each status webhook of a message (after the previous one arrived)."""
+
+    duplicate_fraction: float = 0.0
+    """Fraction of status webhooks delivered twice (the same signed body)."""
+
+    shuffle: bool = False
+    """Give each status of a message an independent random delay, so they may arrive
+    out of order (timestamps still follow the true order)."""
+
+    statuses: tuple[str, ...] = STATUS_ORDER
+    """Which of sent, delivered, read to emit; kept in that order whatever the input."""
+
+    seed: int | None = None
+    """Seed of the sandbox's ``random.Random``; read at construction, on reset and when
+    changed through ``POST /_sandbox/config``."""
+
+    webhook_max_attempts: int = 50
+    """Attempts per webhook delivery before it is given up (counted in stats)."""
+
+    webhook_backoff_initial_s: float = 0.2
+    """First retry delay after a failed delivery; doubles per attempt."""
+
+    webhook_backoff_max_s: float = 5.0
+    """Cap of the retry delay."""
+
+    webhook_timeout_s: float = 10.0
+    """Per-attempt timeout of a webhook POST; a timeout counts as a failed attempt."""
+
+    webhook_concurrency: int = 32
+    """Size of the webhook sender pool (concurrent POSTs); read by ``Sandbox.start``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Validating here, not in __post_init__, also covers runtime changes and makes a
+        # misspelt knob an error instead of a silently ignored new attribute.
+        validator = _VALIDATORS.get(name)
+        if validator is None:
+            raise AttributeError(f"SandboxConfig has no knob {name!r}")
+        object.__setattr__(self, name, validator(name, value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The knobs as JSON-ready values, with ``app_secret`` and ``access_token``
+        masked: an embedded hub shares its real webhook secret with the sandbox, and
+        secrets are never returned."""
+        data = asdict(self)
+        data["statuses"] = list(self.statuses)
+        for name in SECRET_FIELDS:
+            if data[name] is not None:
+                data[name] = "***"
+        return data
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes`` all or nothing.
+
+        Raises ``ValueError`` naming the first unknown, start-only or invalid field; the
+        config is unchanged when it raises.
+        """
+        known = {f.name for f in fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown config field {name!r}")
+            if name in START_ONLY_FIELDS:
+                raise ValueError(f"{name!r} can only be set before the sandbox starts")
+            _VALIDATORS[name](name, value)
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fraction(name: str, value: Any) -> float:
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in 0..1, got {value!r}")
+    return float(value)
+
+
+def _non_negative(name: str, value: Any) -> float:
+    if not _is_number(value) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    if not _is_number(value) or value <= 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _optional_non_negative(name: str, value: Any) -> float | None:
+    return None if value is None else _non_negative(name, value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _optional_int(name: str, value: Any) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"{name} must be an integer or null, got {value!r}")
+    return value
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    return None if value is None else _text(name, value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _statuses(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"{name} must be a list of {', '.join(STATUS_ORDER)}")
+    unknown = set(value) - set(STATUS_ORDER)
+    if unknown:
+        raise ValueError(f"{name} may only hold {', '.join(STATUS_ORDER)}, got {sorted(unknown)}")
+    return tuple(status for status in STATUS_ORDER if status in value)
+
+
+_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "app_secret": _text,
+    "access_token": _optional_text,
+    "webhook_url": _optional_text,
+    "waba_id": _text,
+    "display_phone_number": _text,
+    "latency_ms": _non_negative,
+    "latency_jitter_ms": _non_negative,
+    "rate_http_429": _fraction,
+    "rate_throughput_130429": _fraction,
+    "rate_pair_131056": _fraction,
+    "rate_5xx": _fraction,
+    "rate_timeout": _fraction,
+    "timeout_hold_s": _non_negative,
+    "retry_after_s": _optional_non_negative,
+    "fail_fraction": _fraction,
+    "webhook_delay_ms": _non_negative,
+    "duplicate_fraction": _fraction,
+    "shuffle": _flag,
+    "statuses": _statuses,
+    "seed": _optional_int,
+    "webhook_max_attempts": _positive_int,
+    "webhook_backoff_initial_s": _non_negative,
+    "webhook_backoff_max_s": _non_negative,
+    "webhook_timeout_s": _positive,
+    "webhook_concurrency": _positive_int,
+}
