@@ -1,0 +1,1 @@
+"""Features: the use cases the API and CLI call (access control, messaging, ...)."""

@@ -1,0 +1,150 @@
+"""API keys, users, employee groups and who may send where.
+
+Keys look like ``wh_<8 hex prefix>_<43 url-safe chars>``. Only the SHA-256 of the whole
+key is stored; the key itself is shown once, when created. SHA-256 (not a slow password
+hash) is right here: the secret has 256 bits of entropy, so it cannot be guessed, and
+every request must be checked fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from wahub.domain.actors import Actor, Role
+from wahub.domain.errors import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
+from wahub.domain.ids import new_id
+from wahub.domain.phones import is_group_chat
+from wahub.store import access as q
+from wahub.store import channels as channel_q
+from wahub.store.database import Database
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    key: str  # shown once
+    key_id: str
+    user_id: str
+    user_name: str
+    role: Role
+    prefix: str
+
+
+class AccessControl:
+    """Authenticates keys and answers "may this actor do that?"."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_key(self, *, user_name: str, role: str) -> CreatedKey:
+        """Create a key for ``user_name`` (created if new). Raises ValidationError on a bad role."""
+        try:
+            parsed_role = Role(role)
+        except ValueError:
+            raise ValidationError(
+                f"role must be one of admin, agent, viewer (got {role!r})",
+                details={"field": "role"},
+            ) from None
+        name = user_name.strip()
+        if not name:
+            raise ValidationError("user name must not be empty", details={"field": "user"})
+        prefix = secrets.token_hex(4)
+        key = f"wh_{prefix}_{secrets.token_urlsafe(32)}"
+        now = time.time()
+        async with self.db.transaction() as conn:
+            user = await q.get_user_by_name(conn, name)
+            if user is None:
+                user = {"id": new_id("usr"), "name": name, "created_at": now}
+                await q.insert_user(conn, user)
+            key_id = new_id("key")
+            await q.insert_api_key(
+                conn,
+                {
+                    "id": key_id,
+                    "user_id": user["id"],
+                    "role": parsed_role.value,
+                    "key_hash": hash_key(key),
+                    "prefix": prefix,
+                    "created_at": now,
+                },
+            )
+        return CreatedKey(key, key_id, user["id"], name, parsed_role, prefix)
+
+    async def authenticate(self, key: str | None) -> Actor:
+        """The actor behind ``key``.
+
+        Raises AuthenticationFailed, without saying which part was wrong.
+        """
+        if not key:
+            raise AuthenticationFailed(
+                "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
+        async with self.db.read() as conn:
+            row = await q.find_active_key(conn, hash_key(key.strip()))
+            if row is None:
+                raise AuthenticationFailed("invalid or revoked API key")
+            user = await q.get_user(conn, row["user_id"])
+        return Actor(
+            user_id=row["user_id"],
+            user_name=user["name"] if user is not None else "",
+            role=Role(row["role"]),
+            key_id=row["id"],
+        )
+
+    async def check_can_send(self, actor: Actor, chat_id: str) -> None:
+        """Raises PermissionDenied unless ``actor`` may send to ``chat_id``.
+
+        Admins send anywhere. Agents send to people freely, and to a group only when the
+        group is assigned to one of their employee groups. Viewers never send.
+        """
+        if actor.role == Role.VIEWER:
+            raise PermissionDenied("viewer keys are read-only: sending needs an agent or admin key")
+        if actor.role == Role.ADMIN or not is_group_chat(chat_id):
+            return
+        async with self.db.read() as conn:
+            allowed = await q.is_chat_assigned_to_user(conn, actor.user_id, chat_id)
+        if not allowed:
+            raise PermissionDenied(
+                f"group {chat_id} is not assigned to any of your employee groups; "
+                "ask an admin to assign it",
+                details={"chat_id": chat_id},
+            )
+
+    async def visible_chat_ids(self, actor: Actor) -> list[str] | None:
+        """None when the actor sees every chat; otherwise the chats assigned to them."""
+        if actor.sees_everything:
+            return None
+        async with self.db.read() as conn:
+            return await q.assigned_chat_ids(conn, actor.user_id)
+
+    async def assign_chat(self, *, group_name: str, chat_id: str) -> None:
+        """Let the employee group ``group_name`` (created if new) send to ``chat_id``."""
+        now = time.time()
+        async with self.db.transaction() as conn:
+            if await channel_q.get_chat(conn, chat_id) is None:
+                raise NotFound(f"unknown chat {chat_id}: register the group first")
+            group = await q.get_employee_group_by_name(conn, group_name)
+            if group is None:
+                group = {"id": new_id("grp"), "name": group_name, "created_at": now}
+                await q.insert_employee_group(conn, group)
+            await q.assign_chat(conn, group["id"], chat_id, now)
+
+    async def add_member(self, *, group_name: str, user_name: str) -> None:
+        """Put ``user_name`` into employee group ``group_name`` (both created if new)."""
+        now = time.time()
+        async with self.db.transaction() as conn:
+            group = await q.get_employee_group_by_name(conn, group_name)
+            if group is None:
+                group = {"id": new_id("grp"), "name": group_name, "created_at": now}
+                await q.insert_employee_group(conn, group)
+            user = await q.get_user_by_name(conn, user_name)
+            if user is None:
+                user = {"id": new_id("usr"), "name": user_name, "created_at": now}
+                await q.insert_user(conn, user)
+            await q.add_group_member(conn, group["id"], user["id"])

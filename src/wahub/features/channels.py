@@ -1,0 +1,139 @@
+"""Channels (provider connections), their templates, and registered chats."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from wahub.domain.errors import NotFound, ValidationError
+from wahub.domain.ids import new_id
+from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id
+from wahub.store import channels as q
+from wahub.store.database import Database
+
+SECRET_FIELDS = ("credentials", "lease_owner")
+
+
+def public_channel(row: dict[str, Any]) -> dict[str, Any]:
+    """A channel as the API shows it: never its credentials."""
+    return {k: v for k, v in row.items() if k not in SECRET_FIELDS}
+
+
+class Channels:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        *,
+        name: str,
+        phone_number_id: str,
+        access_token: str,
+        base_url: str = "https://graph.facebook.com",
+        api_version: str = "21.0",
+        phone_number: str | None = None,
+        rate_per_second: float = 80.0,
+        pair_burst: int = 45,
+        pair_interval_seconds: float = 6.0,
+        kind: str = "cloudapi",
+        channel_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Add a provider connection. Raises ValidationError on bad values."""
+        if kind != "cloudapi":
+            raise ValidationError(
+                f"kind: only cloudapi channels can be added yet (got {kind!r})",
+                details={"field": "kind"},
+            )
+        if not phone_number_id.strip():
+            raise ValidationError(
+                "phone_number_id must not be empty", details={"field": "phone_number_id"}
+            )
+        if not base_url.startswith(("http://", "https://")):
+            raise ValidationError("base_url must be an http(s) URL", details={"field": "base_url"})
+        if rate_per_second <= 0:
+            raise ValidationError(
+                "rate_per_second must be positive", details={"field": "rate_per_second"}
+            )
+        row = {
+            "id": channel_id or new_id("ch"),
+            "kind": kind,
+            "name": name,
+            "phone_number": phone_number,
+            "phone_number_id": phone_number_id,
+            "base_url": base_url.rstrip("/"),
+            "api_version": api_version,
+            "credentials": {"access_token": access_token},
+            "rate_per_second": rate_per_second,
+            "pair_burst": pair_burst,
+            "pair_interval_seconds": pair_interval_seconds,
+            "status": "connected",
+            "created_at": time.time(),
+        }
+        async with self.db.transaction() as conn:
+            await q.insert_channel(conn, row)
+        return public_channel(row)
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return [public_channel(c) for c in await q.list_channels(conn)]
+
+    async def add_template(
+        self, channel_id: str, *, name: str, language: str, body_parameters: int, category: str
+    ) -> dict[str, Any]:
+        if body_parameters < 0:
+            raise ValidationError(
+                "body_parameters must be >= 0", details={"field": "body_parameters"}
+            )
+        row = {
+            "channel_id": channel_id,
+            "name": name,
+            "language": language,
+            "body_parameters": body_parameters,
+            "category": category,
+            "created_at": time.time(),
+        }
+        async with self.db.transaction() as conn:
+            if await q.get_channel(conn, channel_id) is None:
+                raise NotFound(f"no channel {channel_id}")
+            await q.upsert_template(conn, row)
+        return row
+
+    async def list_templates(self, channel_id: str) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            if await q.get_channel(conn, channel_id) is None:
+                raise NotFound(f"no channel {channel_id}")
+            return await q.list_templates(conn, channel_id)
+
+    async def register_group(
+        self, *, chat_id: str, name: str | None, channel_id: str | None, readonly: bool = False
+    ) -> dict[str, Any]:
+        """Register a WhatsApp group by its JID so it can be assigned and sent to."""
+        if not chat_id.endswith(GROUP_SUFFIX):
+            raise ValidationError(
+                "chat_id: a group id ends with @g.us", details={"field": "chat_id"}
+            )
+        canonical = canonical_chat_id(chat_id, field="chat_id")
+        now = time.time()
+        row = {
+            "chat_id": canonical,
+            "kind": "group",
+            "channel_id": channel_id,
+            "name": name,
+            "name_source": "api" if name else None,
+            "name_updated_at": now if name else None,
+            "readonly": readonly,
+            "created_at": now,
+        }
+        async with self.db.transaction() as conn:
+            if channel_id is not None and await q.get_channel(conn, channel_id) is None:
+                raise ValidationError(
+                    f"channel_id: unknown channel {channel_id!r}", details={"field": "channel_id"}
+                )
+            await q.upsert_group_chat(conn, row)
+            stored = await q.get_chat(conn, canonical)
+        assert stored is not None
+        return stored
+
+    async def list_chats(self, chat_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return await q.list_chats(conn, chat_ids)

@@ -1,0 +1,262 @@
+"""Sending and reading messages: the use cases behind ``/v1/messages``.
+
+``send`` validates everything a client can get wrong (phone, chat, channel, template,
+permission) before it stores anything, stores the message and its ``queued`` event in
+one transaction, and only then returns: the caller answers ``202`` after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from wahub.domain.actors import Actor
+from wahub.domain.content import SendRequest
+from wahub.domain.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from wahub.domain.ids import new_id
+from wahub.domain.phones import canonical_chat_id, is_group_chat
+from wahub.features.access import AccessControl
+from wahub.store import channels as channel_q
+from wahub.store import messages as q
+from wahub.store.database import Database
+
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message: dict[str, Any]
+    created: bool  # False when an idempotent retry returned the earlier message
+
+
+def request_hash(request: SendRequest) -> str:
+    return hashlib.sha256(
+        orjson.dumps(request.canonical(), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+class Messaging:
+    def __init__(
+        self,
+        db: Database,
+        access: AccessControl,
+        *,
+        default_region: str | None = None,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.access = access
+        self.default_region = default_region
+        self._on_enqueued = on_enqueued or (lambda: None)
+
+    async def send(
+        self, actor: Actor, request: SendRequest, *, idempotency_key: str | None = None
+    ) -> Accepted:
+        """Store one outbound message. Raises ValidationError, NotFound, PermissionDenied,
+        ConflictError (idempotency key reused with another body)."""
+        chat_id = canonical_chat_id(request.to, default_region=self.default_region, field="to")
+        await self.access.check_can_send(actor, chat_id)
+        scoped_key = None
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 200:
+                raise ValidationError(
+                    "Idempotency-Key must be 1 to 200 characters",
+                    details={"field": "Idempotency-Key"},
+                )
+            scoped_key = f"{actor.user_id}:{idempotency_key}"
+        digest = request_hash(request)
+        try:
+            return await self._store(actor, request, chat_id, scoped_key, digest)
+        except IntegrityError:
+            # A concurrent request with the same key won the race: answer like a retry.
+            if scoped_key is None:
+                raise
+            async with self.db.read() as conn:
+                existing = await q.get_by_idempotency_key(conn, scoped_key)
+            if existing is None:
+                raise
+            return self._replay(existing, digest)
+
+    def _replay(self, existing: dict[str, Any], digest: str) -> Accepted:
+        if existing["request_hash"] != digest:
+            raise ConflictError(
+                "this Idempotency-Key was already used with a different request body",
+                details={"message_id": existing["id"]},
+            )
+        return Accepted(existing, created=False)
+
+    async def _store(
+        self,
+        actor: Actor,
+        request: SendRequest,
+        chat_id: str,
+        scoped_key: str | None,
+        digest: str,
+    ) -> Accepted:
+        now = time.time()
+        async with self.db.transaction() as conn:
+            if scoped_key is not None:
+                existing = await q.get_by_idempotency_key(conn, scoped_key)
+                if existing is not None:
+                    return self._replay(existing, digest)
+            channel = await self._resolve_channel(conn, request.channel_id)
+            if is_group_chat(chat_id):
+                chat = await channel_q.get_chat(conn, chat_id)
+                if chat is None:
+                    raise ValidationError(
+                        f"to: unknown group {chat_id}; register it (POST /v1/chats) first",
+                        details={"field": "to", "value": chat_id},
+                    )
+                if chat["readonly"]:
+                    raise ValidationError(
+                        f"to: our number is not a participant of group {chat_id}, so WhatsApp "
+                        "will not accept messages to it",
+                        details={"field": "to", "value": chat_id},
+                    )
+            else:
+                await channel_q.ensure_chat(
+                    conn,
+                    {
+                        "chat_id": chat_id,
+                        "kind": "person",
+                        "channel_id": channel["id"],
+                        "created_at": now,
+                    },
+                )
+            if request.template is not None:
+                await self._check_template(conn, channel["id"], request)
+            row = {
+                "id": new_id("msg"),
+                "channel_id": channel["id"],
+                "chat_id": chat_id,
+                "direction": "out",
+                "type": request.type,
+                "content": request.content(),
+                "status": "queued",
+                "idempotency_key": scoped_key,
+                "request_hash": digest,
+                "reply_to": request.reply_to,
+                "sender_user_id": actor.user_id,
+                "template_name": request.template.name if request.template else None,
+                "ordering_key": f"{channel['id']}:{chat_id}",
+                "priority": request.priority,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            stored = await q.insert_message(conn, row)
+        self._on_enqueued()
+        return Accepted(stored, created=True)
+
+    async def _resolve_channel(self, conn: Any, channel_id: str | None) -> dict[str, Any]:
+        if channel_id is not None:
+            channel = await channel_q.get_channel(conn, channel_id)
+            if channel is None:
+                raise ValidationError(
+                    f"channel_id: unknown channel {channel_id!r}",
+                    details={"field": "channel_id", "value": channel_id},
+                )
+            return channel
+        channels = await channel_q.list_channels(conn)
+        if len(channels) == 1:
+            return channels[0]
+        if not channels:
+            raise ValidationError(
+                "no channel is configured: add one with `wahub channels add` first",
+                details={"field": "channel_id"},
+            )
+        raise ValidationError(
+            "channel_id is required when more than one channel exists",
+            details={"field": "channel_id", "choices": [c["id"] for c in channels]},
+        )
+
+    async def _check_template(self, conn: Any, channel_id: str, request: SendRequest) -> None:
+        template = request.template
+        assert template is not None
+        known = await channel_q.get_template(
+            conn, channel_id, template.name, template.language.code
+        )
+        if known is None:
+            raise ValidationError(
+                f"template.name: template {template.name!r} ({template.language.code}) is not "
+                f"registered on channel {channel_id}",
+                details={"field": "template.name", "value": template.name},
+            )
+        given = template.body_parameter_count()
+        if given != known["body_parameters"]:
+            raise ValidationError(
+                f"template.components: {template.name!r} takes {known['body_parameters']} body "
+                f"parameter(s), {given} given",
+                details={"field": "template.components"},
+            )
+
+    async def get(
+        self, actor: Actor, message_id: str, *, with_history: bool = True
+    ) -> dict[str, Any]:
+        """One message with its status history. NotFound also when the actor may not see it."""
+        async with self.db.read() as conn:
+            row = await q.get_message(conn, message_id)
+            events = await q.list_events(conn, message_id) if with_history and row else []
+        if row is None or not await self._may_see(actor, row):
+            raise NotFound(f"no message {message_id}")
+        if with_history:
+            row["history"] = events
+        return row
+
+    async def _may_see(self, actor: Actor, row: dict[str, Any]) -> bool:
+        if actor.sees_everything or row["sender_user_id"] == actor.user_id:
+            return True
+        visible = await self.access.visible_chat_ids(actor)
+        return visible is not None and row["chat_id"] in visible
+
+    async def list_page(
+        self,
+        actor: Actor,
+        *,
+        chat: str | None,
+        status: str | None,
+        cursor: int | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of messages, newest first, and the cursor of the next page (None at the end)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
+        chat_ids = None
+        if chat is not None:
+            chat_ids = [canonical_chat_id(chat, default_region=self.default_region, field="chat")]
+        visible = await self.access.visible_chat_ids(actor)
+        async with self.db.read() as conn:
+            rows = await q.list_messages(
+                conn,
+                chat_ids=chat_ids,
+                status=status,
+                after_seq=cursor,
+                limit=limit + 1,
+                visible_chat_ids=visible,
+                visible_sender=None if visible is None else actor.user_id,
+            )
+        next_cursor = rows[limit - 1]["seq"] if len(rows) > limit else None
+        return rows[:limit], next_cursor
+
+    async def retry(self, actor: Actor, message_id: str) -> dict[str, Any]:
+        """Queue a failed message again. ConflictError unless it is failed (and undelivered)."""
+        if not actor.can_write:
+            raise PermissionDenied("viewer keys are read-only")
+        row = await self.get(actor, message_id, with_history=False)
+        await self.access.check_can_send(actor, row["chat_id"])
+        async with self.db.transaction() as conn:
+            requeued = await q.requeue_failed(conn, message_id, time.time())
+        if not requeued:
+            raise ConflictError(
+                f"message {message_id} is {row['status']}: only failed messages can be retried",
+                details={"status": row["status"]},
+            )
+        self._on_enqueued()
+        return await self.get(actor, message_id)

@@ -1,0 +1,1 @@
+"""Background work: the outbox (sending), the inbox (webhooks), maintenance."""

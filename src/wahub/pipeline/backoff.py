@@ -1,0 +1,32 @@
+"""When to try a failed send again."""
+
+from __future__ import annotations
+
+import random
+
+from wahub.domain.errors import ProviderError
+
+PAIR_LIMIT_CODE = 131056
+
+
+def retry_delay(
+    error: ProviderError,
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``.
+
+    The provider's own word wins (``Retry-After``); Meta's guidance for the pair rate
+    limit is 4^X seconds; everything else is exponential backoff with full jitter, so a
+    crowd of retries does not come back in lock-step.
+    """
+    rng = rng or random.Random()
+    if error.retry_after is not None:
+        return float(min(max(error.retry_after, 0.0), max(cap, error.retry_after)))
+    if error.provider_code == PAIR_LIMIT_CODE:
+        return float(min(cap, 4 ** max(attempt - 1, 0)))
+    exp: float = min(cap, base * 2.0 ** max(attempt - 1, 0))
+    return exp / 2 + rng.uniform(0, exp / 2)

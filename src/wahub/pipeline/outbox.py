@@ -1,0 +1,380 @@
+"""The send worker: claims due messages, paces them per channel, hands them to the
+provider and records what happened.
+
+Guarantees (DESIGN.md invariants 2, 4, 6, 7, 8):
+- a message is claimed (leased) before it is sent, so two workers never send it at once;
+- a chat's messages go out in order, one in flight at a time (the claim query);
+- a channel is paced by the one worker holding its lease;
+- an error response is a proof of non-delivery and is retried with backoff; a timeout
+  is not, and makes the message ``uncertain`` until a status webhook or the grace policy
+  settles it, so a crash or a slow provider never turns into a duplicate send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wahub.config import Settings
+from wahub.domain.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderOutcomeUnknown,
+    RetryableProviderError,
+    WahubError,
+)
+from wahub.domain.phones import chat_recipient, is_group_chat
+from wahub.pipeline.backoff import retry_delay
+from wahub.pipeline.pacing import PairLimiter, TokenBucket
+from wahub.pipeline.wakeup import Wakeup
+from wahub.providers.base import OutboundMessage
+from wahub.providers.registry import ProviderRegistry
+from wahub.store import channels as channel_q
+from wahub.store import messages as q
+from wahub.store.database import Database
+
+log = logging.getLogger("wahub.outbox")
+
+# A pacing wait longer than this gives the message back to the queue (with its
+# next_attempt_at set) instead of holding a lease and a send slot while sleeping.
+MAX_INLINE_WAIT = 1.0
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{id(object()) & 0xFFFF:04x}"
+
+
+@dataclass
+class _ChannelPacing:
+    fingerprint: tuple[float, int, float]
+    bucket: TokenBucket
+    pairs: PairLimiter
+
+
+@dataclass
+class OutboxStats:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    deferred: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        providers: ProviderRegistry,
+        wakeup: Wakeup,
+        *,
+        worker_id: str | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.providers = providers
+        self.wakeup = wakeup
+        self.worker_id = worker_id or worker_identity()
+        self.on_change = on_change or (lambda: None)
+        self.stats = OutboxStats()
+        self._channels: dict[str, dict[str, Any]] = {}
+        self._pacing: dict[str, _ChannelPacing] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._results: asyncio.Queue[q.SendOutcome] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``stop()``; then finish in-flight sends and record their results."""
+        writer = asyncio.create_task(self._write_results(), name="outbox-results")
+        leases = asyncio.create_task(self._renew_channel_leases(), name="outbox-leases")
+        maintenance = asyncio.create_task(self._maintain(), name="outbox-maintenance")
+        try:
+            await self._refresh_channels()
+            await self._claim_loop()
+        finally:
+            leases.cancel()
+            maintenance.cancel()
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+            await self._results.join()
+            writer.cancel()
+            for task in (leases, maintenance, writer):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(WahubError):
+                async with self.db.transaction() as conn:
+                    await channel_q.release_channel_leases(conn, owner=self.worker_id)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wakeup.notify()
+
+    # -- channels ----------------------------------------------------------------------
+
+    async def _refresh_channels(self) -> None:
+        async with self.db.transaction() as conn:
+            owned = await channel_q.acquire_channel_leases(
+                conn,
+                owner=self.worker_id,
+                now=time.time(),
+                lease_seconds=self.settings.channel_lease_seconds,
+            )
+            rows = {c["id"]: c for c in await channel_q.list_channels(conn) if c["id"] in owned}
+        self._channels = rows
+        for channel_id, channel in rows.items():
+            fingerprint = (
+                float(channel["rate_per_second"]),
+                int(channel["pair_burst"]),
+                float(channel["pair_interval_seconds"]),
+            )
+            pacing = self._pacing.get(channel_id)
+            if pacing is None or pacing.fingerprint != fingerprint:
+                rate, burst, interval = fingerprint
+                self._pacing[channel_id] = _ChannelPacing(
+                    fingerprint, TokenBucket(rate, rate), PairLimiter(burst, interval)
+                )
+
+    async def _renew_channel_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.channel_lease_seconds / 3)
+            try:
+                await self._refresh_channels()
+            except WahubError as exc:
+                log.warning("channel lease renewal failed: %s", exc.message)
+
+    # -- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        idle = 0.02
+        while not self._stopping.is_set():
+            free = self.settings.worker_concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                async with self.db.transaction() as conn:
+                    rows = await q.claim_due_messages(
+                        conn,
+                        channel_ids=list(self._channels),
+                        owner=self.worker_id,
+                        now=time.time(),
+                        lease_seconds=self.settings.lease_seconds,
+                        limit=min(free, 256),
+                    )
+            except WahubError as exc:
+                log.warning("claim failed, retrying: %s", exc.message)
+                await asyncio.sleep(1.0)
+                continue
+            if rows:
+                idle = 0.02
+                self.stats.claimed += len(rows)
+                self.on_change()
+                for row in rows:
+                    task = asyncio.create_task(self._send(row))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+            else:
+                # Nothing due: sleep until woken (new message, a result freed a chat) or
+                # the poll interval passes (work from another process, a retry coming due).
+                await self.wakeup.wait(idle)
+                idle = min(idle * 2, 0.25)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("send task crashed", exc_info=task.exception())
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def _send(self, row: dict[str, Any]) -> None:
+        attempt = int(row["attempts"])
+        channel = self._channels.get(row["channel_id"])
+        pacing = self._pacing.get(row["channel_id"])
+        if channel is None or pacing is None:
+            # We lost the channel's lease between claim and send: give the message back.
+            self._defer(row, time.time())
+            return
+        pair = pacing.pairs.bucket(row["chat_id"])
+        if pair is not None:
+            wait = pair.peek_wait()
+            if wait > MAX_INLINE_WAIT:
+                self._defer(row, time.time() + wait)
+                return
+            await asyncio.sleep(pair.reserve())
+        await pacing.bucket.acquire()
+        try:
+            reply_to = await self._resolve_reply(row)
+            adapter = self.providers.for_channel(channel)
+            result = await adapter.send(
+                OutboundMessage(
+                    tracking_id=row["id"],
+                    recipient=chat_recipient(row["chat_id"]),
+                    is_group=is_group_chat(row["chat_id"]),
+                    content=row["content"],
+                    reply_to=reply_to,
+                )
+            )
+        except RetryableProviderError as exc:
+            if exc.retry_after:
+                pacing.bucket.pause(min(exc.retry_after, 60.0))
+            self._retry_or_fail(row, attempt, exc)
+        except PermanentProviderError as exc:
+            self._finish(row, attempt, "failed", exc)
+        except ProviderOutcomeUnknown as exc:
+            self.stats.uncertain += 1
+            self._finish(row, attempt, "uncertain", exc)
+        except ProviderError as exc:
+            self._retry_or_fail(row, attempt, exc)
+        except WahubError as exc:
+            self._finish(row, attempt, "failed", ProviderError(exc.message))
+        else:
+            self.stats.sent += 1
+            self._results.put_nowait(
+                q.SendOutcome(
+                    row["id"],
+                    attempt,
+                    "sent",
+                    provider_message_id=result.provider_message_id,
+                    wa_id=result.wa_id,
+                )
+            )
+
+    async def _resolve_reply(self, row: dict[str, Any]) -> str | None:
+        reply_to: str | None = row["reply_to"]
+        if reply_to is None or not reply_to.startswith("msg_"):
+            return reply_to
+        async with self.db.read() as conn:
+            quoted = await q.get_message(conn, reply_to)
+        if quoted is None or quoted["provider_message_id"] is None:
+            raise PermanentProviderError(
+                f"reply_to {reply_to} has no provider message id (it was never sent)"
+            )
+        return str(quoted["provider_message_id"])
+
+    def _defer(self, row: dict[str, Any], when: float) -> None:
+        self.stats.deferred += 1
+        self._results.put_nowait(
+            q.SendOutcome(row["id"], int(row["attempts"]), "defer", next_attempt_at=when)
+        )
+
+    def _retry_or_fail(self, row: dict[str, Any], attempt: int, exc: ProviderError) -> None:
+        if attempt >= self.settings.max_attempts:
+            self._finish(row, attempt, "failed", exc, exhausted=True)
+            return
+        delay = retry_delay(
+            exc,
+            attempt,
+            base=self.settings.backoff_base_seconds,
+            cap=self.settings.backoff_max_seconds,
+        )
+        self.stats.retried += 1
+        self._results.put_nowait(
+            q.SendOutcome(
+                row["id"],
+                attempt,
+                "retry",
+                next_attempt_at=time.time() + delay,
+                error_code=_code(exc),
+                error_title=exc.message[:300],
+            )
+        )
+
+    def _finish(
+        self,
+        row: dict[str, Any],
+        attempt: int,
+        kind: str,
+        exc: ProviderError,
+        *,
+        exhausted: bool = False,
+    ) -> None:
+        if kind == "failed":
+            self.stats.failed += 1
+        title = exc.message
+        if exhausted:
+            title = f"gave up after {attempt} attempts: {title}"
+        self._results.put_nowait(
+            q.SendOutcome(
+                row["id"],
+                attempt,
+                kind,
+                error_code=_code(exc),
+                error_title=title[:300],
+                error_detail=str(exc.details) if exc.details else None,
+            )
+        )
+
+    # -- recording ---------------------------------------------------------------------
+
+    async def _write_results(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while not self._results.empty() and len(batch) < 512:
+                batch.append(self._results.get_nowait())
+            try:
+                await self._record(batch)
+            finally:
+                for _ in batch:
+                    self._results.task_done()
+
+    async def _record(self, batch: list[q.SendOutcome]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async with self.db.transaction() as conn:
+                    await q.record_outcomes(conn, batch, owner=self.worker_id, now=time.time())
+                break
+            except WahubError as exc:
+                # The database is away: keep the results and try again. If we die first,
+                # the leases expire and webhooks settle the messages (nothing is resent).
+                log.warning("recording %d send results failed, retrying: %s", len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.wakeup.notify()
+        self.on_change()
+
+    # -- maintenance -------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now = time.time()
+                async with self.db.transaction() as conn:
+                    expired = await q.expire_leases(conn, now)
+                    settled = await q.settle_uncertain(
+                        conn,
+                        now=now,
+                        grace_seconds=self.settings.uncertain_grace_seconds,
+                        policy=self.settings.uncertain_policy,
+                        max_attempts=self.settings.max_attempts,
+                    )
+                if expired or settled:
+                    log.info(
+                        "maintenance: %d lease(s) expired -> uncertain, %d uncertain settled",
+                        len(expired),
+                        len(settled),
+                    )
+                    self.wakeup.notify()
+                    self.on_change()
+            except WahubError as exc:
+                log.warning("maintenance failed: %s", exc.message)
+
+
+def _code(exc: ProviderError) -> str:
+    return str(exc.provider_code) if exc.provider_code is not None else exc.code

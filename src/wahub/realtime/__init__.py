@@ -1,0 +1,1 @@
+"""Pushing status changes to connected clients (WebSocket and SSE)."""
