@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     channel_lease_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
+    provider_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="A send with no answer by then is `uncertain`."
+    )
     backoff_base_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     uncertain_grace_seconds: float = Field(

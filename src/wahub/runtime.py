@@ -57,7 +57,7 @@ class Hub:
             channels=Channels(db),
             messaging=messaging,
             realtime=realtime,
-            providers=ProviderRegistry(),
+            providers=ProviderRegistry(timeout_s=settings.provider_timeout_seconds),
             outbox_wakeup=outbox_wakeup,
         )
 

@@ -1,0 +1,433 @@
+"""The ``wahub`` command: everything an operator does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from wahub.config import Settings
+from wahub.domain.errors import WahubError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="wahub",
+    help="Self-hosted WhatsApp messaging hub: durable outbox, verified webhooks, realtime status.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+channels_app = typer.Typer(help="Provider channels and their templates.", no_args_is_help=True)
+chats_app = typer.Typer(help="Groups and who may send to them.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: one JSON object per run with --json.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(channels_app, name="channels")
+app.add_typer(chats_app, name="chats")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+err = Console(stderr=True)
+log = logging.getLogger("wahub")
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        help="Database URL (default: $WAHUB_DATABASE_URL or sqlite:///wahub.db).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _settings(database: str | None = None, **extra: Any) -> Settings:
+    overrides = {k: v for k, v in extra.items() if v is not None}
+    if database:
+        overrides["database_url"] = database
+    return Settings(**overrides)
+
+
+def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; a WahubError becomes one readable line and exit code 1."""
+    from wahub.logs import configure_logging
+
+    configure_logging(Settings().log_level)
+    try:
+        return asyncio.run(_call(coro_factory))
+    except WahubError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def _call(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    return await coro_factory()
+
+
+async def _with_hub(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
+    from wahub.runtime import Hub
+
+    hub = Hub.build(settings)
+    try:
+        await hub.start(workers=False, realtime=False)
+        return await action(hub)
+    finally:
+        await hub.stop()
+
+
+@app.command()
+def migrate(database: DatabaseOpt = None) -> None:
+    """Create or upgrade the schema (also done on every start)."""
+    from wahub.store.database import Database
+    from wahub.store.migrate import upgrade
+
+    async def go() -> dict[str, Any]:
+        db = Database(_settings(database).database_url)
+        try:
+            return await upgrade(db)
+        finally:
+            await db.dispose()
+
+    result = _run(go)
+    if result["from"] == result["to"]:
+        console.print(f"schema already at {result['to']}")
+    else:
+        console.print(f"schema migrated from {result['from'] or 'empty'} to {result['to']}")
+
+
+@app.command()
+def serve(
+    database: DatabaseOpt = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox", help="Attach the in-process sandbox provider and a channel for it."
+        ),
+    ] = False,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Run the send pipeline in this process.")
+    ] = True,
+) -> None:
+    """Run the HTTP API (and, by default, the workers) until SIGINT/SIGTERM."""
+    settings = _settings(database, host=host, port=port, run_workers=workers)
+
+    async def go() -> None:
+        from wahub.embedded import add_sandbox_channel, embedded_stack
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with embedded_stack(settings, with_sandbox=sandbox, workers=workers) as stack:
+            if sandbox and stack.sandbox_url is not None:
+                channels = await stack.hub.channels.list_all()
+                if not channels:
+                    await add_sandbox_channel(stack.hub, stack.sandbox_url)
+                console.print(f"sandbox provider on {stack.sandbox_url}")
+            console.print(f"wahub serving on {stack.url} (docs at {stack.url}/docs)")
+            await stop.wait()
+            console.print("shutting down: finishing in-flight sends")
+
+    _run(go)
+
+
+@app.command()
+def worker(database: DatabaseOpt = None) -> None:
+    """Run only the pipeline (no HTTP). SIGTERM finishes in-flight sends, then exits."""
+    settings = _settings(database)
+
+    async def go() -> None:
+        from wahub.runtime import Hub
+
+        hub = Hub.build(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hub.start(workers=True, realtime=False)
+        log.info("worker %s started", hub.outbox.worker_id if hub.outbox else "?")
+        try:
+            await stop.wait()
+        finally:
+            await hub.stop()
+
+    _run(go)
+
+
+@app.command("sandbox")
+def sandbox_cmd(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9090,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where to POST signed status webhooks.")
+    ] = None,
+    app_secret: Annotated[
+        str, typer.Option(help="Secret the webhooks are signed with.")
+    ] = "sandbox-app-secret",
+    latency_ms: Annotated[float, typer.Option(help="Added latency per send.")] = 0.0,
+    fail_fraction: Annotated[
+        float, typer.Option(help="Fraction of sends whose status ends in failed.")
+    ] = 0.0,
+    duplicate_fraction: Annotated[
+        float, typer.Option(help="Fraction of webhooks delivered twice.")
+    ] = 0.0,
+    shuffle: Annotated[
+        bool, typer.Option(help="Deliver a message's statuses out of order.")
+    ] = False,
+) -> None:
+    """Run the fake Cloud API provider standalone (it outlives hub crashes)."""
+    from wahub.logs import configure_logging
+    from wahub.providers.sandbox import SandboxConfig, run_sandbox
+
+    configure_logging("INFO")
+    config = SandboxConfig(
+        webhook_url=webhook_url,
+        app_secret=app_secret,
+        latency_ms=latency_ms,
+        fail_fraction=fail_fraction,
+        duplicate_fraction=duplicate_fraction,
+        shuffle=shuffle,
+    )
+    run_sandbox(config, host, port)
+
+
+@app.command()
+def demo(
+    messages: Annotated[int, typer.Option(help="How many messages to send.")] = 2000,
+    chats: Annotated[int, typer.Option(help="Over how many chats.")] = 50,
+) -> None:
+    """Show the whole product on this machine: hub + sandbox, live statuses, a checked summary.
+
+    Exits non-zero unless every message reached a final state and the sandbox received
+    each exactly once.
+    """
+    from wahub.demo import run_demo
+
+    if not 1 <= chats <= 100:
+        err.print("error: --chats must be 1 to 100")
+        raise typer.Exit(2)
+    result = _run(lambda: run_demo(messages=messages, chats=chats, console=console))
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, agent or viewer.")],
+    user: Annotated[str, typer.Option(help="The user the key belongs to (created if new).")],
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key. The key is printed once and never stored."""
+    created = _run(
+        lambda: _with_hub(
+            _settings(database), lambda hub: hub.access.create_key(user_name=user, role=role)
+        )
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "key": created.key,
+                    "key_id": created.key_id,
+                    "user": created.user_name,
+                    "role": created.role.value,
+                }
+            )
+        )
+    else:
+        console.print(f"key for {created.user_name} ({created.role.value}), shown once:")
+        print(created.key)
+
+
+@keys_app.command("list")
+def keys_list(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """List keys (prefix, user, role; never the secret)."""
+    from wahub.store import access as access_q
+
+    async def action(hub: Any) -> list[dict[str, Any]]:
+        async with hub.db.read() as conn:
+            return await access_q.list_api_keys(conn)
+
+    rows = _run(lambda: _with_hub(_settings(database), action))
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for r in rows:
+        state = "revoked" if r["revoked_at"] else "active"
+        console.print(f"{r['id']}  wh_{r['prefix']}_…  {r['user_name']}  {r['role']}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database: DatabaseOpt = None) -> None:
+    """Revoke a key by its id (from `wahub keys list`)."""
+    import time
+
+    from wahub.store import access as access_q
+
+    async def action(hub: Any) -> bool:
+        async with hub.db.transaction() as conn:
+            return await access_q.revoke_api_key(conn, key_id, time.time())
+
+    if not _run(lambda: _with_hub(_settings(database), action)):
+        err.print(f"error: no active key {key_id}")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")
+
+
+@channels_app.command("add")
+def channels_add(
+    name: Annotated[str, typer.Option(help="A name for humans.")],
+    phone_number_id: Annotated[str, typer.Option(help="Cloud API phone number id.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            help="Cloud API access token (stored, never shown).", envvar="WAHUB_CHANNEL_TOKEN"
+        ),
+    ],
+    base_url: Annotated[
+        str, typer.Option(help="Graph API base URL (a sandbox URL for testing).")
+    ] = "https://graph.facebook.com",
+    api_version: Annotated[str, typer.Option(help="Graph API version.")] = "21.0",
+    rate: Annotated[float, typer.Option(help="Messages per second for this number.")] = 80.0,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a Cloud API channel."""
+    row = _run(
+        lambda: _with_hub(
+            _settings(database),
+            lambda hub: hub.channels.create(
+                name=name,
+                phone_number_id=phone_number_id,
+                access_token=token,
+                base_url=base_url,
+                api_version=api_version,
+                rate_per_second=rate,
+            ),
+        )
+    )
+    print(json.dumps(row) if as_json else f"channel {row['id']} added")
+
+
+@channels_app.command("list")
+def channels_list(database: DatabaseOpt = None) -> None:
+    """List channels (never their credentials)."""
+    rows = _run(lambda: _with_hub(_settings(database), lambda hub: hub.channels.list_all()))
+    print(json.dumps(rows, indent=2))
+
+
+@channels_app.command("template")
+def channels_template(
+    channel_id: str,
+    name: Annotated[str, typer.Option(help="Template name as approved by Meta.")],
+    language: Annotated[str, typer.Option(help="Language code, e.g. en_US.")] = "en_US",
+    body_parameters: Annotated[
+        int, typer.Option(help="How many {{n}} parameters the body takes.")
+    ] = 0,
+    category: Annotated[
+        str, typer.Option(help="utility, marketing or authentication.")
+    ] = "utility",
+    database: DatabaseOpt = None,
+) -> None:
+    """Register an approved template on a channel, so sends naming it are accepted."""
+    _run(
+        lambda: _with_hub(
+            _settings(database),
+            lambda hub: hub.channels.add_template(
+                channel_id,
+                name=name,
+                language=language,
+                body_parameters=body_parameters,
+                category=category,
+            ),
+        )
+    )
+    console.print(f"template {name} ({language}) registered on {channel_id}")
+
+
+@chats_app.command("add-group")
+def chats_add_group(
+    chat_id: Annotated[str, typer.Argument(help="Group JID, e.g. 120363271212442249@g.us.")],
+    name: Annotated[str | None, typer.Option(help="Group name.")] = None,
+    readonly: Annotated[bool, typer.Option(help="Our number is not a participant.")] = False,
+    database: DatabaseOpt = None,
+) -> None:
+    """Register a WhatsApp group so it can be assigned and sent to."""
+    _run(
+        lambda: _with_hub(
+            _settings(database),
+            lambda hub: hub.channels.register_group(
+                chat_id=chat_id, name=name, channel_id=None, readonly=readonly
+            ),
+        )
+    )
+    console.print(f"group {chat_id} registered")
+
+
+@chats_app.command("assign")
+def chats_assign(
+    chat_id: str,
+    group: Annotated[str, typer.Option(help="Employee group name (created if new).")],
+    database: DatabaseOpt = None,
+) -> None:
+    """Let an employee group send to a WhatsApp group."""
+    _run(
+        lambda: _with_hub(
+            _settings(database),
+            lambda hub: hub.access.assign_chat(group_name=group, chat_id=chat_id),
+        )
+    )
+    console.print(f"{chat_id} assigned to {group}")
+
+
+@chats_app.command("add-member")
+def chats_add_member(
+    user: Annotated[str, typer.Option(help="User name.")],
+    group: Annotated[str, typer.Option(help="Employee group name (created if new).")],
+    database: DatabaseOpt = None,
+) -> None:
+    """Put a user into an employee group."""
+    _run(
+        lambda: _with_hub(
+            _settings(database), lambda hub: hub.access.add_member(group_name=group, user_name=user)
+        )
+    )
+    console.print(f"{user} is in {group}")
+
+
+@bench_app.command("send")
+def bench_send(
+    messages: Annotated[int, typer.Option(help="Messages to send.")] = 5000,
+    chats: Annotated[int, typer.Option(help="Chats (= sends in flight at once).")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Outbound throughput against the sandbox, with the raw sandbox as baseline."""
+    from wahub.bench.send import run_send_bench
+
+    result = _run(lambda: run_send_bench(messages=messages, chats=chats, progress=not as_json))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+    if result["lost"] or result["duplicates"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The whole product on one machine: hub + HTTP server + (optionally) the sandbox provider.
+
+Used by ``wahub demo``, ``wahub serve --sandbox``, ``wahub bench`` and the end-to-end
+tests, so they all exercise the same wiring over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from wahub.config import Settings
+from wahub.providers.sandbox import Sandbox, SandboxConfig
+from wahub.runtime import Hub
+
+SANDBOX_PHONE_NUMBER_ID = "100000000000001"
+SANDBOX_TOKEN = "sandbox-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    hub: Hub
+    url: str
+    sandbox: Sandbox | None
+    sandbox_url: str | None
+
+
+async def start_server(app: Any, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="uvicorn")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the startup error
+            raise RuntimeError(f"HTTP server did not start on {host}:{port}")
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+@contextlib.asynccontextmanager
+async def embedded_stack(
+    settings: Settings,
+    *,
+    sandbox_config: SandboxConfig | None = None,
+    with_sandbox: bool = True,
+    workers: bool = True,
+) -> AsyncIterator[Stack]:
+    """Start the hub with its HTTP server (and the sandbox, pointed at the hub's webhook)."""
+    from wahub.app import create_app  # the API layer imports the runtime, not vice versa
+
+    port = settings.port or free_port()
+    url = f"http://{settings.host}:{port}"
+    sandbox: Sandbox | None = None
+    sandbox_url: str | None = None
+    if with_sandbox:
+        config = sandbox_config or SandboxConfig()
+        config.webhook_url = f"{url}/v1/webhooks/cloudapi"
+        config.app_secret = settings.cloudapi_app_secret.get_secret_value()
+        sandbox = Sandbox(config)
+        sandbox_url = await sandbox.start()
+    hub = Hub.build(settings)
+    await hub.start(workers=workers)
+    server, task = await start_server(create_app(settings, hub=hub), settings.host, port)
+    try:
+        yield Stack(hub, url, sandbox, sandbox_url)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await hub.stop()
+        if sandbox is not None:
+            await sandbox.stop()
+
+
+async def add_sandbox_channel(
+    hub: Hub, sandbox_url: str, *, rate_per_second: float = 80.0, pair_interval_seconds: float = 6.0
+) -> dict[str, Any]:
+    """A Cloud API channel whose base URL is the sandbox, plus the demo's templates."""
+    channel = await hub.channels.create(
+        name="sandbox",
+        phone_number_id=SANDBOX_PHONE_NUMBER_ID,
+        access_token=SANDBOX_TOKEN,
+        base_url=sandbox_url,
+        phone_number="+15550001234",
+        rate_per_second=rate_per_second,
+        pair_interval_seconds=pair_interval_seconds,
+    )
+    await hub.channels.add_template(
+        channel["id"], name="order_update", language="en_US", body_parameters=1, category="utility"
+    )
+    await hub.channels.add_template(
+        channel["id"], name="welcome", language="en_US", body_parameters=0, category="marketing"
+    )
+    return channel
