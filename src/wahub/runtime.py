@@ -16,6 +16,7 @@ from wahub.features.access import AccessControl
 from wahub.features.channels import Channels
 from wahub.features.messaging import Messaging
 from wahub.pipeline.inbox import InboxProcessor
+from wahub.pipeline.intake import WebhookIntake
 from wahub.pipeline.outbox import OutboxWorker
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.registry import ProviderRegistry
@@ -35,6 +36,7 @@ class Hub:
     messaging: Messaging
     realtime: RealtimeHub
     providers: ProviderRegistry
+    intake: WebhookIntake
     outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
     outbox: OutboxWorker | None = None
@@ -47,6 +49,7 @@ class Hub:
         access = AccessControl(db)
         realtime = RealtimeHub(db)
         outbox_wakeup = Wakeup()
+        inbox_wakeup = Wakeup()
         messaging = Messaging(
             db, access, default_region=settings.default_region, on_enqueued=outbox_wakeup.notify
         )
@@ -58,7 +61,9 @@ class Hub:
             messaging=messaging,
             realtime=realtime,
             providers=ProviderRegistry(timeout_s=settings.provider_timeout_seconds),
+            intake=WebhookIntake(db, on_stored=inbox_wakeup.notify),
             outbox_wakeup=outbox_wakeup,
+            inbox_wakeup=inbox_wakeup,
         )
 
     async def start(self, *, workers: bool, realtime: bool = True) -> None:

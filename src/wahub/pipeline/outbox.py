@@ -148,8 +148,10 @@ class OutboxWorker:
                 )
 
     async def _renew_channel_leases(self) -> None:
+        # At least every second: renewing is one cheap UPDATE, and it is also how this
+        # worker notices channels added (or released by a dead worker) since the last look.
         while True:
-            await asyncio.sleep(self.settings.channel_lease_seconds / 3)
+            await asyncio.sleep(min(self.settings.channel_lease_seconds / 3, 1.0))
             try:
                 await self._refresh_channels()
             except WahubError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import orjson
 
 from wahub.domain.errors import ValidationError
 from wahub.providers.base import Provider
@@ -23,7 +24,9 @@ class ProviderRegistry:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda obj: orjson.dumps(obj).decode()
+            )
         return self._session
 
     def for_channel(self, channel: dict[str, Any]) -> Provider:

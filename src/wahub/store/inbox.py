@@ -84,3 +84,25 @@ async def list_deliveries(
     if status is not None:
         stmt = stmt.where(inbox.c.status == status)
     return [dict(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def store_deliveries(
+    conn: AsyncConnection, deliveries: list[tuple[str, str, dict[str, str], bytes]], *, now: float
+) -> None:
+    """Store many deliveries (provider, dedupe_key, headers, body); duplicates are skipped."""
+    await conn.execute(
+        insert_ignore(conn, inbox),
+        [
+            {
+                "provider": provider,
+                "dedupe_key": dedupe_key,
+                "headers": headers,
+                "body": body,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "received_at": now,
+            }
+            for provider, dedupe_key, headers, body in deliveries
+        ],
+    )

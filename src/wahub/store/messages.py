@@ -577,3 +577,9 @@ async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
 async def statuses_by_id(conn: AsyncConnection) -> dict[str, str]:
     """Every message's status (demo and benchmark reconciliation against the sandbox)."""
     return {r.id: r.status for r in await conn.execute(select(messages.c.id, messages.c.status))}
+
+
+async def count_events_by_source(conn: AsyncConnection, source: str) -> int:
+    """How many status events came from ``source`` (e.g. ``lease``: sends cut short)."""
+    stmt = select(func.count()).select_from(message_events).where(message_events.c.source == source)
+    return int((await conn.execute(stmt)).scalar() or 0)

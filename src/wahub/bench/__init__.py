@@ -1,0 +1,1 @@
+"""Benchmarks: each compares wahub with a baseline measured in the same run."""
