@@ -425,6 +425,22 @@ def bench_send(
         raise typer.Exit(1)
 
 
+@bench_app.command("clients")
+def bench_clients(
+    requests: Annotated[int, typer.Option(help="Requests per client.")] = 3000,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """aiohttp vs httpx against the sandbox: the measurement behind the send path's client."""
+    from wahub.bench.clients import run_clients_bench
+
+    result = _run(lambda: run_clients_bench(requests=requests, concurrency=concurrency))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+
+
 def main() -> None:
     app()
 

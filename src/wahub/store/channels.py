@@ -6,27 +6,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wahub.store.database import Connection
 from wahub.store.schema import channels, chats, templates
 from wahub.store.sql import insert_ignore
 
 
-async def insert_channel(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def insert_channel(conn: Connection, row: dict[str, Any]) -> None:
     await conn.execute(channels.insert(), row)
 
 
-async def get_channel(conn: AsyncConnection, channel_id: str) -> dict[str, Any] | None:
+async def get_channel(conn: Connection, channel_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(channels).where(channels.c.id == channel_id))).first()
     return None if row is None else dict(row._mapping)
 
 
-async def list_channels(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def list_channels(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in await conn.execute(select(channels).order_by(channels.c.id))]
 
 
 async def acquire_channel_leases(
-    conn: AsyncConnection, *, owner: str, now: float, lease_seconds: float
+    conn: Connection, *, owner: str, now: float, lease_seconds: float
 ) -> list[str]:
     """Take or renew the lease of every channel that is free, expired or already ours.
 
@@ -47,7 +47,7 @@ async def acquire_channel_leases(
     return sorted(r.id for r in rows)
 
 
-async def release_channel_leases(conn: AsyncConnection, *, owner: str) -> None:
+async def release_channel_leases(conn: Connection, *, owner: str) -> None:
     await conn.execute(
         update(channels)
         .where(channels.c.lease_owner == owner)
@@ -55,7 +55,7 @@ async def release_channel_leases(conn: AsyncConnection, *, owner: str) -> None:
     )
 
 
-async def upsert_template(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def upsert_template(conn: Connection, row: dict[str, Any]) -> None:
     await conn.execute(
         templates.delete().where(
             and_(
@@ -69,7 +69,7 @@ async def upsert_template(conn: AsyncConnection, row: dict[str, Any]) -> None:
 
 
 async def get_template(
-    conn: AsyncConnection, channel_id: str, name: str, language: str
+    conn: Connection, channel_id: str, name: str, language: str
 ) -> dict[str, Any] | None:
     stmt = select(templates).where(
         templates.c.channel_id == channel_id,
@@ -80,22 +80,22 @@ async def get_template(
     return None if row is None else dict(row._mapping)
 
 
-async def list_templates(conn: AsyncConnection, channel_id: str) -> list[dict[str, Any]]:
+async def list_templates(conn: Connection, channel_id: str) -> list[dict[str, Any]]:
     stmt = select(templates).where(templates.c.channel_id == channel_id)
     return [dict(r._mapping) for r in await conn.execute(stmt)]
 
 
-async def get_chat(conn: AsyncConnection, chat_id: str) -> dict[str, Any] | None:
+async def get_chat(conn: Connection, chat_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(chats).where(chats.c.chat_id == chat_id))).first()
     return None if row is None else dict(row._mapping)
 
 
-async def ensure_chat(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def ensure_chat(conn: Connection, row: dict[str, Any]) -> None:
     """Create the chat row on first use; an existing row is left as it is."""
     await conn.execute(insert_ignore(conn, chats), row)
 
 
-async def upsert_group_chat(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def upsert_group_chat(conn: Connection, row: dict[str, Any]) -> None:
     """Register or rename a group (admins may register groups before any provider sync)."""
     existing = await get_chat(conn, row["chat_id"])
     if existing is None:
@@ -105,7 +105,7 @@ async def upsert_group_chat(conn: AsyncConnection, row: dict[str, Any]) -> None:
         await conn.execute(update(chats).where(chats.c.chat_id == row["chat_id"]).values(values))
 
 
-async def list_chats(conn: AsyncConnection, chat_ids: Sequence[str] | None = None) -> list[Any]:
+async def list_chats(conn: Connection, chat_ids: Sequence[str] | None = None) -> list[Any]:
     stmt = select(chats).order_by(chats.c.chat_id)
     if chat_ids is not None:
         stmt = stmt.where(chats.c.chat_id.in_(chat_ids))

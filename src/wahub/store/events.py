@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wahub.store.database import Connection
 from wahub.store.schema import message_events, messages
 
 
-async def latest_event_id(conn: AsyncConnection) -> int:
+async def latest_event_id(conn: Connection) -> int:
     value = (await conn.execute(select(func.max(message_events.c.id)))).scalar()
     return int(value or 0)
 
 
-async def events_after(conn: AsyncConnection, after_id: int, limit: int) -> list[dict[str, Any]]:
+async def events_after(conn: Connection, after_id: int, limit: int) -> list[dict[str, Any]]:
     """Events newer than ``after_id`` with the message fields a subscriber filters on."""
     stmt = (
         select(

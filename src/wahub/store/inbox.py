@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wahub.store.database import Connection
 from wahub.store.schema import inbox
 from wahub.store.sql import insert_ignore
 
 
 async def store_delivery(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     provider: str,
     dedupe_key: str,
@@ -37,7 +37,7 @@ async def store_delivery(
     return bool(result.rowcount)
 
 
-async def lock_pending(conn: AsyncConnection, *, now: float, limit: int) -> list[dict[str, Any]]:
+async def lock_pending(conn: Connection, *, now: float, limit: int) -> list[dict[str, Any]]:
     """Oldest pending deliveries that are due. On PostgreSQL the rows stay locked (skipped by
     other processors) until the transaction ends, so each is processed exactly once."""
     stmt = (
@@ -51,7 +51,7 @@ async def lock_pending(conn: AsyncConnection, *, now: float, limit: int) -> list
     return [dict(r._mapping) for r in await conn.execute(stmt)]
 
 
-async def mark_processed(conn: AsyncConnection, ids: list[int], now: float) -> None:
+async def mark_processed(conn: Connection, ids: list[int], now: float) -> None:
     if ids:
         await conn.execute(
             update(inbox)
@@ -61,7 +61,7 @@ async def mark_processed(conn: AsyncConnection, ids: list[int], now: float) -> N
 
 
 async def mark_failed(
-    conn: AsyncConnection, delivery_id: int, *, error: str, now: float, retry_at: float | None
+    conn: Connection, delivery_id: int, *, error: str, now: float, retry_at: float | None
 ) -> None:
     """Record a processing failure: retry later, or dead-letter when ``retry_at`` is None."""
     values: dict[str, Any] = {"attempts": inbox.c.attempts + 1, "error": error[:2000]}
@@ -72,13 +72,13 @@ async def mark_failed(
     await conn.execute(update(inbox).where(inbox.c.id == delivery_id).values(values))
 
 
-async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
-    stmt = select(inbox.c.status, func.count()).group_by(inbox.c.status)
-    return {status: int(n) for status, n in await conn.execute(stmt)}
+async def count_by_status(conn: Connection) -> dict[str, int]:
+    stmt = select(inbox.c.status, func.count().label("n")).group_by(inbox.c.status)
+    return {str(row.status): int(row.n) for row in await conn.execute(stmt)}
 
 
 async def list_deliveries(
-    conn: AsyncConnection, *, status: str | None, limit: int
+    conn: Connection, *, status: str | None, limit: int
 ) -> list[dict[str, Any]]:
     stmt = select(inbox).order_by(inbox.c.id.desc()).limit(limit)
     if status is not None:
@@ -87,7 +87,7 @@ async def list_deliveries(
 
 
 async def store_deliveries(
-    conn: AsyncConnection, deliveries: list[tuple[str, str, dict[str, str], bytes]], *, now: float
+    conn: Connection, deliveries: list[tuple[str, str, dict[str, str], bytes]], *, now: float
 ) -> None:
     """Store many deliveries (provider, dedupe_key, headers, body); duplicates are skipped."""
     await conn.execute(

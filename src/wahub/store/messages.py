@@ -10,10 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wahub.domain.status import Status, advance
+from wahub.store.database import in_one_hop
 from wahub.store.schema import message_events, messages, parked_statuses
 from wahub.store.sql import insert_ignore
 
@@ -56,43 +57,41 @@ def _event_row(event: EventRecord, now: float) -> dict[str, Any]:
     }
 
 
-async def record_events(conn: AsyncConnection, events: Sequence[EventRecord], now: float) -> None:
+def _record_events(conn: SyncConnection, events: Sequence[EventRecord], now: float) -> None:
     """Append status history; an event already recorded (same webhook twice) is skipped."""
     if events:
-        await conn.execute(
-            insert_ignore(conn, message_events), [_event_row(e, now) for e in events]
-        )
+        conn.execute(insert_ignore(conn, message_events), [_event_row(e, now) for e in events])
 
 
-async def insert_message(conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any]:
+def _insert_message(conn: SyncConnection, row: dict[str, Any]) -> dict[str, Any]:
     """Insert a new outbound message and its ``queued`` event; returns the stored row."""
-    stored = (await conn.execute(messages.insert().returning(*messages.c), row)).one()
-    await record_events(conn, [EventRecord(row["id"], Status.QUEUED, "api")], row["created_at"])
+    stored = (conn.execute(messages.insert().returning(*messages.c), row)).one()
+    _record_events(conn, [EventRecord(row["id"], Status.QUEUED, "api")], row["created_at"])
     return dict(stored._mapping)
 
 
-async def get_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+def _get_message(conn: SyncConnection, message_id: str) -> dict[str, Any] | None:
+    row = (conn.execute(select(messages).where(messages.c.id == message_id))).first()
     return None if row is None else dict(row._mapping)
 
 
-async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
+def _get_by_idempotency_key(conn: SyncConnection, key: str) -> dict[str, Any] | None:
     stmt = select(messages).where(messages.c.idempotency_key == key)
-    row = (await conn.execute(stmt)).first()
+    row = (conn.execute(stmt)).first()
     return None if row is None else dict(row._mapping)
 
 
-async def list_events(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
+def _list_events(conn: SyncConnection, message_id: str) -> list[dict[str, Any]]:
     stmt = (
         select(message_events)
         .where(message_events.c.message_id == message_id)
         .order_by(message_events.c.id)
     )
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-async def list_messages(
-    conn: AsyncConnection,
+def _list_messages(
+    conn: SyncConnection,
     *,
     chat_ids: Sequence[str] | None,
     status: str | None,
@@ -120,11 +119,11 @@ async def list_messages(
                 messages.c.sender_user_id == visible_sender,
             )
         )
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-async def claim_due_messages(
-    conn: AsyncConnection,
+def _claim_due_messages(
+    conn: SyncConnection,
     *,
     channel_ids: Sequence[str],
     owner: str,
@@ -168,9 +167,9 @@ async def claim_due_messages(
         )
         .returning(*messages.c)
     )
-    rows = [dict(r._mapping) for r in await conn.execute(stmt)]
+    rows = [dict(r._mapping) for r in conn.execute(stmt)]
     rows.sort(key=lambda r: r["seq"])
-    await record_events(
+    _record_events(
         conn, [EventRecord(r["id"], Status.SENDING, "worker", r["attempts"]) for r in rows], now
     )
     return rows
@@ -191,8 +190,8 @@ class SendOutcome:
     error_detail: str | None = None
 
 
-async def record_outcomes(
-    conn: AsyncConnection, outcomes: Sequence[SendOutcome], *, owner: str, now: float
+def _record_outcomes(
+    conn: SyncConnection, outcomes: Sequence[SendOutcome], *, owner: str, now: float
 ) -> list[StatusChange]:
     """Write the results of send attempts made by ``owner``.
 
@@ -204,7 +203,7 @@ async def record_outcomes(
     ids = [o.message_id for o in outcomes]
     before = {
         r.id: r
-        for r in await conn.execute(
+        for r in conn.execute(
             select(
                 messages.c.id,
                 messages.c.status,
@@ -238,7 +237,7 @@ async def record_outcomes(
                 "status": new_status,
                 "sent_at": func.coalesce(messages.c.sent_at, now),
             }
-            await conn.execute(update(messages).where(messages.c.id == o.message_id).values(values))
+            conn.execute(update(messages).where(messages.c.id == o.message_id).values(values))
             sent_ids.append(o.message_id)
             events.append(EventRecord(o.message_id, Status.SENT, "worker", o.attempt))
         else:
@@ -272,7 +271,7 @@ async def record_outcomes(
                 messages.c.status == "sending",
                 messages.c.lease_owner == owner,
             )
-            result = await conn.execute(update(messages).where(mine).values(values))
+            result = conn.execute(update(messages).where(mine).values(values))
             if not result.rowcount:
                 continue
             if o.kind != "defer":
@@ -298,9 +297,9 @@ async def record_outcomes(
                     row.status,
                 )
             )
-    await record_events(conn, events, now)
+    _record_events(conn, events, now)
     if sent_ids:
-        changes.extend(await apply_parked(conn, sent_ids, now))
+        changes.extend(_apply_parked(conn, sent_ids, now))
     return changes
 
 
@@ -324,8 +323,8 @@ _STATUS_TIME_COLUMN = {
 }
 
 
-async def apply_statuses(
-    conn: AsyncConnection, observed: Sequence[ObservedStatus], now: float
+def _apply_statuses(
+    conn: SyncConnection, observed: Sequence[ObservedStatus], now: float
 ) -> list[StatusChange]:
     """Apply provider statuses forward-only; park those for provider ids we do not know.
 
@@ -346,7 +345,7 @@ async def apply_statuses(
         messages.c.lease_owner,
     )
     rows = list(
-        await conn.execute(
+        conn.execute(
             select(*cols).where(
                 or_(messages.c.id.in_(tracking), messages.c.provider_message_id.in_(provider_ids))
             )
@@ -411,19 +410,19 @@ async def apply_statuses(
         for column, value in times.get(message_id, {}).items():
             values[column] = func.coalesce(messages.c[column], value)
         if values:
-            await conn.execute(update(messages).where(messages.c.id == message_id).values(values))
-    await record_events(conn, events, now)
+            conn.execute(update(messages).where(messages.c.id == message_id).values(values))
+    _record_events(conn, events, now)
     if parked:
-        await conn.execute(parked_statuses.insert(), parked)
+        conn.execute(parked_statuses.insert(), parked)
     return changes
 
 
-async def apply_parked(
-    conn: AsyncConnection, message_ids: Iterable[str], now: float
+def _apply_parked(
+    conn: SyncConnection, message_ids: Iterable[str], now: float
 ) -> list[StatusChange]:
     """Apply statuses parked for the provider ids these messages just received."""
     rows = list(
-        await conn.execute(
+        conn.execute(
             select(messages.c.id, messages.c.provider_message_id).where(
                 messages.c.id.in_(list(message_ids)), messages.c.provider_message_id.is_not(None)
             )
@@ -433,7 +432,7 @@ async def apply_parked(
     if not provider_ids:
         return []
     parked = list(
-        await conn.execute(
+        conn.execute(
             select(parked_statuses)
             .where(parked_statuses.c.provider_message_id.in_(provider_ids))
             .order_by(parked_statuses.c.id)
@@ -441,10 +440,8 @@ async def apply_parked(
     )
     if not parked:
         return []
-    await conn.execute(
-        parked_statuses.delete().where(parked_statuses.c.id.in_([p.id for p in parked]))
-    )
-    return await apply_statuses(
+    conn.execute(parked_statuses.delete().where(parked_statuses.c.id.in_([p.id for p in parked])))
+    return _apply_statuses(
         conn,
         [
             ObservedStatus(
@@ -461,10 +458,10 @@ async def apply_parked(
     )
 
 
-async def expire_leases(conn: AsyncConnection, now: float) -> list[StatusChange]:
+def _expire_leases(conn: SyncConnection, now: float) -> list[StatusChange]:
     """Messages whose sender vanished mid-send become ``uncertain``: maybe sent, maybe not."""
     rows = list(
-        await conn.execute(
+        conn.execute(
             update(messages)
             .where(messages.c.status == "sending", messages.c.lease_until < now)
             .values(
@@ -483,7 +480,7 @@ async def expire_leases(conn: AsyncConnection, now: float) -> list[StatusChange]
             )
         )
     )
-    await record_events(
+    _record_events(
         conn,
         [
             EventRecord(r.id, Status.UNCERTAIN, "lease", r.attempts, 0, "lease_expired")
@@ -497,12 +494,12 @@ async def expire_leases(conn: AsyncConnection, now: float) -> list[StatusChange]
     ]
 
 
-async def settle_uncertain(
-    conn: AsyncConnection, *, now: float, grace_seconds: float, policy: str, max_attempts: int
+def _settle_uncertain(
+    conn: SyncConnection, *, now: float, grace_seconds: float, policy: str, max_attempts: int
 ) -> list[StatusChange]:
     """Uncertain messages no webhook settled within the grace period: resend or fail."""
     rows = list(
-        await conn.execute(
+        conn.execute(
             select(
                 messages.c.id,
                 messages.c.chat_id,
@@ -531,7 +528,7 @@ async def settle_uncertain(
             }
             new = Status.FAILED
         values["updated_at"] = now
-        await conn.execute(
+        conn.execute(
             update(messages)
             .where(messages.c.id == r.id, messages.c.status == "uncertain")
             .values(values)
@@ -540,13 +537,13 @@ async def settle_uncertain(
         changes.append(
             StatusChange(r.id, r.chat_id, r.channel_id, r.sender_user_id, new.value, "uncertain")
         )
-    await record_events(conn, events, now)
+    _record_events(conn, events, now)
     return changes
 
 
-async def requeue_failed(conn: AsyncConnection, message_id: str, now: float) -> bool:
+def _requeue_failed(conn: SyncConnection, message_id: str, now: float) -> bool:
     """Operator retry of a failed message: back to ``queued`` with a fresh attempt budget."""
-    result = await conn.execute(
+    result = conn.execute(
         update(messages)
         .where(
             messages.c.id == message_id,
@@ -565,21 +562,40 @@ async def requeue_failed(conn: AsyncConnection, message_id: str, now: float) -> 
         )
     )
     if result.rowcount:
-        await record_events(conn, [EventRecord(message_id, Status.QUEUED, "operator")], now)
+        _record_events(conn, [EventRecord(message_id, Status.QUEUED, "operator")], now)
     return bool(result.rowcount)
 
 
-async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
-    stmt = select(messages.c.status, func.count()).group_by(messages.c.status)
-    return {status: int(n) for status, n in await conn.execute(stmt)}
+def _count_by_status(conn: SyncConnection) -> dict[str, int]:
+    stmt = select(messages.c.status, func.count().label("n")).group_by(messages.c.status)
+    return {str(row.status): int(row.n) for row in conn.execute(stmt)}
 
 
-async def statuses_by_id(conn: AsyncConnection) -> dict[str, str]:
+def _statuses_by_id(conn: SyncConnection) -> dict[str, str]:
     """Every message's status (demo and benchmark reconciliation against the sandbox)."""
-    return {r.id: r.status for r in await conn.execute(select(messages.c.id, messages.c.status))}
+    return {r.id: r.status for r in conn.execute(select(messages.c.id, messages.c.status))}
 
 
-async def count_events_by_source(conn: AsyncConnection, source: str) -> int:
+def _count_events_by_source(conn: SyncConnection, source: str) -> int:
     """How many status events came from ``source`` (e.g. ``lease``: sends cut short)."""
     stmt = select(func.count()).select_from(message_events).where(message_events.c.source == source)
-    return int((await conn.execute(stmt)).scalar() or 0)
+    return int((conn.execute(stmt)).scalar() or 0)
+
+
+# The async faces the rest of wahub calls: each runs its whole body in one hop.
+record_events = in_one_hop(_record_events)
+insert_message = in_one_hop(_insert_message)
+get_message = in_one_hop(_get_message)
+get_by_idempotency_key = in_one_hop(_get_by_idempotency_key)
+list_events = in_one_hop(_list_events)
+list_messages = in_one_hop(_list_messages)
+claim_due_messages = in_one_hop(_claim_due_messages)
+record_outcomes = in_one_hop(_record_outcomes)
+apply_statuses = in_one_hop(_apply_statuses)
+apply_parked = in_one_hop(_apply_parked)
+expire_leases = in_one_hop(_expire_leases)
+settle_uncertain = in_one_hop(_settle_uncertain)
+requeue_failed = in_one_hop(_requeue_failed)
+count_by_status = in_one_hop(_count_by_status)
+statuses_by_id = in_one_hop(_statuses_by_id)
+count_events_by_source = in_one_hop(_count_events_by_source)

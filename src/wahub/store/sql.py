@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wahub.store.database import Connection
 
 
-def insert_ignore(conn: AsyncConnection, table: Table) -> Any:
+def insert_ignore(conn: Connection | SyncConnection, table: Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
