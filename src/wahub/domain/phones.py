@@ -28,6 +28,8 @@ def normalize_phone(raw: str, *, default_region: str | None = None, field: str =
     text = raw.strip()
     if not text:
         raise ValidationError(f"{field}: phone number is empty", details={"field": field})
+    if default_region is not None:
+        default_region = default_region.upper()
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text.startswith("+") and default_region is None:

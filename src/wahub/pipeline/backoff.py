@@ -20,8 +20,8 @@ def retry_delay(
     """Seconds to wait before attempt ``attempt + 1``.
 
     The provider's own word wins (``Retry-After``); Meta's guidance for the pair rate
-    limit is 4^X seconds; everything else is exponential backoff with full jitter, so a
-    crowd of retries does not come back in lock-step.
+    limit is 4^X seconds; everything else is exponential backoff with "equal jitter" (between half
+    the step and the step), so a crowd of retries does not come back in lock-step.
     """
     rng = rng or random.Random()
     if error.retry_after is not None:

@@ -21,7 +21,7 @@ from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.cloudapi_webhooks import parse_statuses
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as q
-from wahub.store.database import Database
+from wahub.store.database import Connection, Database
 
 log = logging.getLogger("wahub.inbox")
 
@@ -75,6 +75,11 @@ class InboxProcessor:
                 log.warning("inbox batch failed: %s", exc.message)
                 done = 0
                 await asyncio.sleep(1.0)
+            except Exception:
+                # Never let the processor die: log, back off, go on.
+                log.exception("inbox batch crashed")
+                done = 0
+                await asyncio.sleep(1.0)
             if done:
                 idle = 0.02
             else:
@@ -82,39 +87,77 @@ class InboxProcessor:
                 idle = min(idle * 2, 0.25)
 
     async def process_batch(self) -> int:
-        """Process up to one batch of due deliveries; returns how many were handled."""
+        """Process up to one batch of due deliveries; returns how many were handled.
+
+        The batch is applied in one transaction. If applying it fails for a reason that
+        is not the database's (a bug, a value the parser let through), the batch is
+        rolled back and its deliveries are applied one at a time, so the bad one is
+        retried with backoff and then dead-lettered, and it never blocks the others.
+        """
         now = time.time()
-        poisoned: list[tuple[dict[str, Any], Exception]] = []
-        async with self.db.transaction() as conn:
-            rows = await inbox_q.lock_pending(conn, now=now, limit=BATCH)
-            if not rows:
-                return 0
-            observed: list[q.ObservedStatus] = []
-            good: list[int] = []
+        try:
+            async with self.db.transaction() as conn:
+                rows = await inbox_q.lock_pending(conn, now=now, limit=BATCH)
+                poisoned = await self._apply(conn, rows, now)
+        except WahubError:
+            raise
+        except Exception:
+            log.exception("inbox batch failed: applying its deliveries one at a time")
+            async with self.db.read() as conn:
+                rows = await inbox_q.lock_pending(conn, now=now, limit=BATCH)
+            poisoned = []
             for row in rows:
                 try:
-                    observed.extend(observed_statuses(row["provider"], row["body"]))
-                    good.append(row["id"])
-                except ValidationError as exc:
-                    await inbox_q.mark_failed(
-                        conn, row["id"], error=exc.message, now=now, retry_at=None
-                    )
-                    log.warning("inbox delivery %s dead-lettered: %s", row["id"], exc.message)
-                except Exception as exc:  # a parser bug must not block the whole inbox
+                    async with self.db.transaction() as conn:
+                        poisoned += await self._apply(conn, [row], now)
+                except WahubError:
+                    raise
+                except Exception as exc:
                     poisoned.append((row, exc))
-            await q.apply_statuses(conn, observed, now)
-            await inbox_q.mark_processed(conn, good, now)
         for row, error in poisoned:
-            retry_at = None if row["attempts"] + 1 >= MAX_ATTEMPTS else now + 2 ** row["attempts"]
-            async with self.db.transaction() as conn:
-                await inbox_q.mark_failed(
-                    conn,
-                    row["id"],
-                    error=f"{type(error).__name__}: {error}",
-                    now=now,
-                    retry_at=retry_at,
-                )
-            log.error("inbox delivery %s failed", row["id"], exc_info=error)
-        self.processed += len(rows)
-        self.on_change()
+            await self._record_failure(row, error, now)
+        if rows:
+            self.processed += len(rows)
+            self.on_change()
         return len(rows)
+
+    async def _apply(
+        self, conn: Connection, rows: list[dict[str, Any]], now: float
+    ) -> list[tuple[dict[str, Any], Exception]]:
+        """Parse and apply ``rows``; returns those whose parser crashed (not dead letters)."""
+        observed: list[q.ObservedStatus] = []
+        good: list[int] = []
+        poisoned: list[tuple[dict[str, Any], Exception]] = []
+        for row in rows:
+            try:
+                observed.extend(observed_statuses(row["provider"], row["body"]))
+                good.append(row["id"])
+            except ValidationError as exc:
+                await inbox_q.mark_failed(
+                    conn, row["id"], error=exc.message, now=now, retry_at=None
+                )
+                log.warning("inbox delivery %s dead-lettered: %s", row["id"], exc.message)
+            except Exception as exc:
+                poisoned.append((row, exc))
+        await q.apply_statuses(conn, observed, now)
+        await inbox_q.mark_processed(conn, good, now)
+        return poisoned
+
+    async def _record_failure(self, row: dict[str, Any], error: Exception, now: float) -> None:
+        attempts = int(row["attempts"]) + 1
+        retry_at = None if attempts >= MAX_ATTEMPTS else now + 2 ** row["attempts"]
+        async with self.db.transaction() as conn:
+            await inbox_q.mark_failed(
+                conn,
+                row["id"],
+                error=f"{type(error).__name__}: {error}",
+                now=now,
+                retry_at=retry_at,
+            )
+        log.error(
+            "inbox delivery %s failed (attempt %d of %d)",
+            row["id"],
+            attempts,
+            MAX_ATTEMPTS,
+            exc_info=error,
+        )

@@ -31,7 +31,7 @@ from wahub.domain.errors import (
     WahubError,
 )
 from wahub.domain.phones import chat_recipient, is_group_chat
-from wahub.pipeline.backoff import retry_delay
+from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.base import OutboundMessage
@@ -45,6 +45,9 @@ log = logging.getLogger("wahub.outbox")
 # A pacing wait longer than this gives the message back to the queue (with its
 # next_attempt_at set) instead of holding a lease and a send slot while sleeping.
 MAX_INLINE_WAIT = 1.0
+
+# Provider codes that mean "this number (or app) is sending too fast": slow the channel.
+THROUGHPUT_CODES = frozenset({4, 80007, 130429})
 
 
 def worker_identity() -> str:
@@ -232,8 +235,12 @@ class OutboxWorker:
                 )
             )
         except RetryableProviderError as exc:
-            if exc.retry_after:
-                pacing.bucket.pause(min(exc.retry_after, 60.0))
+            if exc.provider_code == PAIR_LIMIT_CODE:
+                # The pair limit is about this recipient only: other chats go on.
+                if pair is not None:
+                    pair.pause(retry_delay(exc, attempt, base=1.0, cap=60.0))
+            elif exc.provider_code in THROUGHPUT_CODES or exc.http_status == 429:
+                pacing.bucket.pause(min(exc.retry_after or 1.0, 60.0))
             self._retry_or_fail(row, attempt, exc)
         except PermanentProviderError as exc:
             self._finish(row, attempt, "failed", exc)

@@ -47,9 +47,9 @@ _RULES: Final[Mapping[int, _Rule]] = {
     80007: _RETRY,
     130429: _RETRY,
     # Pair rate limit (about one message every 6 s to the same user). Meta's guidance is
-    # to wait 4^X seconds on the X-th retry; the pipeline grows the delay, we only give
-    # the first step.
-    131056: _Rule(retryable=True, default_retry_after=4.0),
+    # to wait 4^X seconds on the X-th retry: the pipeline's backoff does that, so no
+    # fixed retry_after here (it would override the growing schedule).
+    131056: _RETRY,
     # Unknown error, API unknown, service temporarily unavailable: transient.
     1: _RETRY,
     2: _RETRY,

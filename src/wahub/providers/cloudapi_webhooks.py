@@ -142,13 +142,20 @@ def _error_info(raw: Any, path: str) -> ProviderErrorInfo:
     return ProviderErrorInfo(code=code, title=title, detail=detail or message)
 
 
+# Unix seconds must fit the BIGINT column (and any real clock) to be stored at all.
+_MAX_TIMESTAMP = 2**62
+
+
 def _timestamp(raw: Any, path: str) -> int:
     # Meta sends unix seconds as a string; accept a JSON integer too.
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
-        return raw
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
-        return int(raw)
-    raise _invalid(path, f"must be unix seconds, got {raw!r}")
+    value: int | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        value = int(raw)
+    if value is None or not 0 <= value < _MAX_TIMESTAMP:
+        raise _invalid(path, f"must be unix seconds, got {raw!r}")
+    return value
 
 
 def _object(raw: Any, path: str) -> Mapping[str, Any]:

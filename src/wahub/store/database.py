@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -138,9 +140,9 @@ def _sqlite_engine(url: str, synchronous: str, begin: str, pool_size: int) -> En
         # Take transaction control away from the sqlite3 module so BEGIN is ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _enable_wal(cursor)
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -149,6 +151,23 @@ def _sqlite_engine(url: str, synchronous: str, begin: str, pool_size: int) -> En
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def _enable_wal(cursor: Any, *, within: float = 30.0) -> None:
+    """Switch a database file to WAL. On a brand-new file, another process starting at
+    the same moment may hold the lock; SQLite then refuses at once instead of waiting on
+    busy_timeout, so wait and try again."""
+    deadline = time.monotonic() + within
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 class Database:

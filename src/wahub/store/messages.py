@@ -414,6 +414,9 @@ def _apply_statuses(
     _record_events(conn, events, now)
     if parked:
         conn.execute(parked_statuses.insert(), parked)
+    if learned_provider_id:
+        # The provider id we just learned may have statuses waiting under it.
+        changes.extend(_apply_parked(conn, learned_provider_id.keys(), now))
     return changes
 
 

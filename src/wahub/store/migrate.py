@@ -47,12 +47,16 @@ def _current_revision(conn: Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    return any(r.revision == revision for r in script.walk_revisions())
+
+
 def _upgrade(conn: Connection) -> str | None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     current = _current_revision(conn)
     script = ScriptDirectory.from_config(_config())
-    if current is not None and script.get_revision(current) is None:
+    if current is not None and not _known(script, current):
         raise SchemaTooNew(
             f"the database schema is at revision {current}, written by a newer wahub; "
             "upgrade wahub (this version knows up to "

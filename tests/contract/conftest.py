@@ -1,0 +1,211 @@
+"""Fixtures for the contract suite: one real database per test, on every store backend.
+
+Adding a backend is one line in ``BACKENDS`` plus one branch in ``backend_url``; every
+test that takes ``db`` (or ``database_url``) then runs once per backend, with the backend
+name in the test id (``test_x[sqlite]``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, func, select
+
+from wahub.domain.actors import Actor
+from wahub.domain.content import SendRequest
+from wahub.domain.ids import new_id
+from wahub.features.access import AccessControl
+from wahub.features.channels import Channels
+from wahub.features.messaging import Messaging
+from wahub.store import messages as q
+from wahub.store.database import Database
+from wahub.store.migrate import upgrade
+
+BACKENDS = ["sqlite"]
+
+
+def backend_url(backend: str, tmp_path: Path) -> str:
+    """A URL for an empty database of ``backend``, private to one test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/t.db"
+    raise AssertionError(f"no URL builder for backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return backend_url(request.param, tmp_path)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database, disposed after the test."""
+    # Durability across power loss is not under test; skipping fsync keeps the suite fast.
+    database = Database(database_url, sqlite_synchronous="OFF")
+    try:
+        await upgrade(database)
+        yield database
+    finally:
+        await database.dispose()
+
+
+def phone(n: int) -> str:
+    """The ``n``-th distinct valid German mobile number (E.164)."""
+    return f"+49151{10_000_000 + n}"
+
+
+def person_chat(n: int) -> str:
+    """The canonical chat id of ``phone(n)``."""
+    return phone(n)[1:] + "@s.whatsapp.net"
+
+
+@dataclass
+class ContractEnv:
+    """A migrated database with one channel and one admin, the feature objects over it,
+    and store helpers.
+
+    Test modules get it from the ``env`` fixture (helpers live here, not in an importable
+    module, so nothing depends on how pytest puts conftest files on ``sys.path``).
+    """
+
+    db: Database
+    access: AccessControl
+    channels: Channels
+    messaging: Messaging
+    admin: Actor
+    channel_id: str
+
+    phone = staticmethod(phone)
+    person_chat = staticmethod(person_chat)
+
+    # --- features --------------------------------------------------------------------
+
+    async def actor(self, name: str, role: str) -> Actor:
+        """A new API key for ``name`` (the user is created on first use), authenticated."""
+        created = await self.access.create_key(user_name=name, role=role)
+        return await self.access.authenticate(created.key)
+
+    async def add_channel(self, name: str) -> str:
+        channel = await self.channels.create(
+            name=name, phone_number_id=f"pnid-{name}", access_token="secret-token"
+        )
+        return str(channel["id"])
+
+    async def send_text(
+        self,
+        to: str,
+        body: str = "hello",
+        *,
+        channel_id: str | None = None,
+        priority: int = 0,
+        actor: Actor | None = None,
+    ) -> dict[str, Any]:
+        """Queue a text message through ``Messaging.send``; returns the stored row."""
+        request = SendRequest.model_validate(
+            {
+                "to": to,
+                "type": "text",
+                "text": {"body": body},
+                "channel_id": channel_id or self.channel_id,
+                "priority": priority,
+            }
+        )
+        accepted = await self.messaging.send(actor or self.admin, request)
+        return accepted.message
+
+    # --- store -----------------------------------------------------------------------
+
+    async def insert_queued(
+        self, chat_id: str, *, channel_id: str | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """Insert one queued outbound message with the store's own ``insert_message``
+        (faster than ``send_text``, and takes any chat id)."""
+        now = time.time()
+        channel = channel_id or self.channel_id
+        row: dict[str, Any] = {
+            "id": new_id("msg"),
+            "channel_id": channel,
+            "chat_id": chat_id,
+            "direction": "out",
+            "type": "text",
+            "content": {"type": "text", "text": {"body": "hi"}},
+            "status": "queued",
+            "ordering_key": f"{channel}:{chat_id}",
+            "priority": 0,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+            **overrides,
+        }
+        async with self.db.transaction() as conn:
+            return await q.insert_message(conn, row)
+
+    async def claim(
+        self,
+        *,
+        channel_ids: list[str] | None = None,
+        owner: str = "worker-a",
+        now: float | None = None,
+        lease_seconds: float = 30.0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """``claim_due_messages`` in its own transaction (default: one second from now)."""
+        async with self.db.transaction() as conn:
+            return await q.claim_due_messages(
+                conn,
+                channel_ids=channel_ids or [self.channel_id],
+                owner=owner,
+                now=time.time() + 1 if now is None else now,
+                lease_seconds=lease_seconds,
+                limit=limit,
+            )
+
+    async def record(
+        self, *outcomes: q.SendOutcome, owner: str = "worker-a", now: float | None = None
+    ) -> list[q.StatusChange]:
+        async with self.db.transaction() as conn:
+            return await q.record_outcomes(
+                conn, list(outcomes), owner=owner, now=time.time() if now is None else now
+            )
+
+    async def apply(self, *observed: q.ObservedStatus) -> list[q.StatusChange]:
+        async with self.db.transaction() as conn:
+            return await q.apply_statuses(conn, list(observed), time.time())
+
+    async def mark_sent(self, message_id: str, provider_message_id: str) -> None:
+        """Record the provider's acceptance of a claimed message, as the worker does."""
+        await self.record(q.SendOutcome(message_id, 1, "sent", provider_message_id))
+
+    async def message(self, message_id: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            row = await q.get_message(conn, message_id)
+        assert row is not None, f"message {message_id} is not stored"
+        return row
+
+    async def status(self, message_id: str) -> str:
+        return str((await self.message(message_id))["status"])
+
+    async def events(self, message_id: str) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return await q.list_events(conn, message_id)
+
+    async def count(self, table: Table) -> int:
+        async with self.db.read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+@pytest.fixture
+async def env(db: Database) -> ContractEnv:
+    access = AccessControl(db)
+    channels = Channels(db)
+    channel = await channels.create(
+        name="main", phone_number_id="pnid-main", access_token="secret-token"
+    )
+    created = await access.create_key(user_name="root", role="admin")
+    admin = await access.authenticate(created.key)
+    return ContractEnv(db, access, channels, Messaging(db, access), admin, str(channel["id"]))

@@ -1,0 +1,134 @@
+"""Schema migrations: idempotent, concurrent-safe, refusing what they do not know."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+
+from wahub.domain.errors import StoreUnavailable
+from wahub.store.database import Database
+from wahub.store.migrate import SchemaTooNew, head_revision, upgrade
+from wahub.store.schema import metadata
+
+
+async def versions(db: Database) -> list[str]:
+    async with db.read() as conn:
+        return [
+            str(r[0]) for r in await conn.execute(text("SELECT version_num FROM alembic_version"))
+        ]
+
+
+async def tables(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+
+async def test_upgrade_of_a_fresh_database_creates_every_table(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        result = await upgrade(db)
+
+        assert result == {"from": None, "to": head_revision()}
+        assert set(metadata.tables) <= await tables(db), "the migrations must build schema.py"
+        assert await versions(db) == [head_revision()]
+    finally:
+        await db.dispose()
+
+
+async def test_upgrade_twice_is_a_no_op(db: Database) -> None:
+    before = await tables(db)
+
+    result = await upgrade(db)
+
+    assert result == {"from": head_revision(), "to": head_revision()}
+    assert await tables(db) == before
+    assert await versions(db) == [head_revision()]
+
+
+async def test_a_schema_from_a_newer_wahub_is_refused(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+
+    with pytest.raises(SchemaTooNew) as caught:
+        await upgrade(db)
+
+    message = caught.value.message
+    assert "9999_from_the_future" in message, "name the revision found"
+    assert "newer wahub" in message, f"say what to do: {message}"
+    assert head_revision() in message, f"say what this version knows: {message}"
+    assert await versions(db) == ["9999_from_the_future"], "a refused upgrade touches nothing"
+
+
+async def test_concurrent_upgrades_of_an_empty_database_both_succeed(database_url: str) -> None:
+    first, second = Database(database_url), Database(database_url)
+    try:
+        async with first.read():
+            pass  # the database exists (SQLite: file created, WAL on) but has no schema yet
+
+        results = await asyncio.gather(upgrade(first), upgrade(second), return_exceptions=True)
+
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert failures == [], f"both processes must start: {failures}"
+        started_from = sorted(str(r["from"]) for r in results if isinstance(r, dict))
+        assert started_from == sorted(["None", head_revision()]), (
+            f"one process migrates, the other waits and finds the schema at head: {results}"
+        )
+        assert await versions(second) == [head_revision()], "the schema is at head, once"
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_upgrade_of_a_new_sqlite_file_waits_for_another_writer(
+    database_url: str,
+) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite journal mode only")
+    other_process = sqlite3.connect(str(url.database), isolation_level=None)
+    db = Database(database_url)
+    try:
+        other_process.execute("BEGIN IMMEDIATE")
+        other_process.execute("CREATE TABLE started_first (x INTEGER)")
+        asyncio.get_running_loop().call_later(0.3, other_process.execute, "COMMIT")
+
+        result = await upgrade(db)
+
+        assert result["to"] == head_revision()
+    finally:
+        await db.dispose()
+        other_process.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u:p@localhost/wahub", "oracle://localhost/wahub", "mongodb://x/y"]
+)
+def test_an_unsupported_url_scheme_is_store_unavailable(url: str) -> None:
+    with pytest.raises(StoreUnavailable, match="unsupported database URL scheme"):
+        Database(url)
+
+
+@pytest.mark.parametrize("url", ["not a url", "wahub.db"])
+def test_a_url_without_a_scheme_is_store_unavailable(url: str) -> None:
+    with pytest.raises(StoreUnavailable):
+        Database(url)
+
+
+async def test_an_unreachable_sqlite_path_is_store_unavailable_in_one_line(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path}/missing-dir/t.db")
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await upgrade(db)
+    finally:
+        await db.dispose()
+
+    message = str(caught.value)
+    assert "\n" not in message, f"an outage is reported in one line: {message!r}"
+    assert "unable to open" in message, f"the cause is named: {message!r}"
