@@ -1,0 +1,186 @@
+"""Administration: channels and templates, groups, employee groups, API keys.
+
+Reads (channels, templates, chats) are open to every role, because agents need channel
+ids and group ids to send; everything that changes configuration needs an admin key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.responses import Response
+
+from wahub.api.auth import ActorDep, AdminDep, HubDep
+from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.responses import JsonResponse
+from wahub.api.serializers import (
+    ChannelList,
+    ChannelOut,
+    ChatList,
+    ChatOut,
+    CreatedKeyOut,
+    KeyList,
+    TemplateList,
+    TemplateOut,
+    channel_out,
+    chat_out,
+    created_key_out,
+    key_out,
+    template_out,
+)
+from wahub.domain.actors import Role
+
+router = APIRouter(prefix="/v1", tags=["admin"], responses=ERROR_RESPONSES)
+
+EmployeeGroupName = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChannelCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    phone_number_id: str = Field(min_length=1, max_length=64)
+    access_token: SecretStr = Field(min_length=1, description="Stored; never returned.")
+    base_url: str = Field(default="https://graph.facebook.com", max_length=500)
+    api_version: str = Field(default="21.0", min_length=1, max_length=16)
+    phone_number: str | None = Field(default=None, max_length=32)
+    rate_per_second: float = Field(default=80.0, gt=0, le=10_000)
+    pair_burst: int = Field(default=45, ge=1, le=10_000)
+    pair_interval_seconds: float = Field(default=6.0, ge=0, le=86_400)
+
+
+class TemplateCreate(_Body):
+    name: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
+    language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", examples=["en_US"])
+    body_parameters: int = Field(default=0, ge=0, le=100)
+    category: str = Field(default="utility", pattern=r"^(utility|marketing|authentication)$")
+
+
+class ChatCreate(_Body):
+    chat_id: str = Field(min_length=1, max_length=120, examples=["120363012345678901@g.us"])
+    name: str | None = Field(default=None, max_length=300)
+    channel_id: str | None = Field(default=None, max_length=40)
+    readonly: bool = Field(
+        default=False, description="Our number is not a participant: sends are refused."
+    )
+
+
+class MemberAdd(_Body):
+    user: str = Field(min_length=1, max_length=200)
+
+
+class ChatAssign(_Body):
+    chat_id: str = Field(min_length=1, max_length=120)
+
+
+class KeyCreate(_Body):
+    user: str = Field(min_length=1, max_length=200, description="Created if new.")
+    role: Role
+
+
+@router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"])
+async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> Response:
+    """Add a Cloud API connection. The access token is stored and never shown again."""
+    channel = await hub.channels.create(
+        name=body.name,
+        phone_number_id=body.phone_number_id,
+        access_token=body.access_token.get_secret_value(),
+        base_url=body.base_url,
+        api_version=body.api_version,
+        phone_number=body.phone_number,
+        rate_per_second=body.rate_per_second,
+        pair_burst=body.pair_burst,
+        pair_interval_seconds=body.pair_interval_seconds,
+    )
+    return JsonResponse(channel_out(channel), status_code=201)
+
+
+@router.get("/channels", response_model=ChannelList, tags=["channels"])
+async def list_channels(hub: HubDep, _actor: ActorDep) -> Response:
+    return JsonResponse({"data": [channel_out(c) for c in await hub.channels.list_all()]})
+
+
+@router.post(
+    "/channels/{channel_id}/templates",
+    status_code=201,
+    response_model=TemplateOut,
+    tags=["channels"],
+)
+async def add_template(
+    channel_id: str, body: TemplateCreate, hub: HubDep, _admin: AdminDep
+) -> Response:
+    """Register (or update) an approved template, so sends naming it are checked early."""
+    template = await hub.channels.add_template(
+        channel_id,
+        name=body.name,
+        language=body.language,
+        body_parameters=body.body_parameters,
+        category=body.category,
+    )
+    return JsonResponse(template_out(template), status_code=201)
+
+
+@router.get("/channels/{channel_id}/templates", response_model=TemplateList, tags=["channels"])
+async def list_templates(channel_id: str, hub: HubDep, _actor: ActorDep) -> Response:
+    templates = await hub.channels.list_templates(channel_id)
+    return JsonResponse({"data": [template_out(t) for t in templates]})
+
+
+@router.post("/chats", status_code=201, response_model=ChatOut, tags=["chats"])
+async def register_group(body: ChatCreate, hub: HubDep, _admin: AdminDep) -> Response:
+    """Register a WhatsApp group by its JID (or update its name/readonly flag)."""
+    chat = await hub.channels.register_group(
+        chat_id=body.chat_id, name=body.name, channel_id=body.channel_id, readonly=body.readonly
+    )
+    return JsonResponse(chat_out(chat), status_code=201)
+
+
+@router.get("/chats", response_model=ChatList, tags=["chats"])
+async def list_chats(hub: HubDep, actor: ActorDep) -> Response:
+    """Admins and viewers see every chat; agents only the chats assigned to them."""
+    visible = await hub.access.visible_chat_ids(actor)
+    chats = [] if visible == [] else await hub.channels.list_chats(visible)
+    return JsonResponse({"data": [chat_out(c) for c in chats]})
+
+
+@router.post("/employee-groups/{name}/members", tags=["access"])
+async def add_employee_group_member(
+    name: EmployeeGroupName, body: MemberAdd, hub: HubDep, _admin: AdminDep
+) -> Response:
+    """Put a user into an employee group (both created if new). Idempotent."""
+    await hub.access.add_member(group_name=name, user_name=body.user)
+    return JsonResponse({"employee_group": name, "user": body.user})
+
+
+@router.post("/employee-groups/{name}/chats", tags=["access"])
+async def assign_chat_to_employee_group(
+    name: EmployeeGroupName, body: ChatAssign, hub: HubDep, _admin: AdminDep
+) -> Response:
+    """Let the members of an employee group send to a registered chat. Idempotent."""
+    await hub.access.assign_chat(group_name=name, chat_id=body.chat_id)
+    return JsonResponse({"employee_group": name, "chat_id": body.chat_id})
+
+
+@router.post("/keys", status_code=201, response_model=CreatedKeyOut, tags=["access"])
+async def create_key(body: KeyCreate, hub: HubDep, _admin: AdminDep) -> Response:
+    """Create an API key. The key is in this response only: it is stored hashed."""
+    created = await hub.access.create_key(user_name=body.user, role=body.role.value)
+    return JsonResponse(created_key_out(created), status_code=201)
+
+
+@router.get("/keys", response_model=KeyList, tags=["access"])
+async def list_keys(hub: HubDep, _admin: AdminDep) -> Response:
+    """Every key's metadata (prefix, role, user); never a secret or a hash."""
+    rows = await hub.access.list_keys()
+    return JsonResponse({"data": [key_out(r) for r in rows]})
+
+
+@router.delete("/keys/{key_id}", status_code=204, tags=["access"])
+async def revoke_key(key_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+    """Revoke a key; requests with it are refused from now on."""
+    await hub.access.revoke_key(key_id)
+    return Response(status_code=204)

@@ -1,0 +1,87 @@
+"""Routes for teams moving from the systems wahub replaces (seed 001's queue API).
+
+``POST /api/messages/send {"groupJid", "content"}`` -> ``202 {"success": true,
+"messageId", "status": "pending"}``. Authentication, group permissions and the error
+shape are the same as on ``/v1``; only the request and success shapes are the old ones.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.responses import Response
+
+from wahub.api.auth import HubDep, WriterDep
+from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.messages import IdempotencyKey
+from wahub.api.responses import JsonResponse
+from wahub.domain.content import TEXT_LIMIT, SendRequest, TextBody
+from wahub.domain.errors import ValidationError
+from wahub.domain.phones import canonical_chat_id, is_group_chat
+
+router = APIRouter(tags=["compat"], responses=ERROR_RESPONSES)
+
+# The seed systems' vocabulary: they call our "queued" (and the in-flight states) "pending".
+_SEED_STATUS = {"queued": "pending", "sending": "pending", "uncertain": "pending"}
+
+
+def seed_status(status: str) -> str:
+    return _SEED_STATUS.get(status, status)
+
+
+class CompatSend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group_jid: str = Field(alias="groupJid", min_length=1, max_length=120)
+    content: str = Field(min_length=1, max_length=TEXT_LIMIT)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class CompatAccepted(BaseModel):
+    success: bool
+    messageId: str  # the seed API's field name
+    status: str
+
+
+@router.post(
+    "/api/messages/send",
+    status_code=202,
+    response_model=CompatAccepted,
+    summary="Send text to a group (seed-compatible)",
+)
+async def compat_send(
+    body: CompatSend, hub: HubDep, actor: WriterDep, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Queue a text message to a group. Agents need the group assigned (403 otherwise)."""
+    chat_id = canonical_chat_id(body.group_jid, field="groupJid")
+    if not is_group_chat(chat_id):
+        raise ValidationError(
+            "groupJid: expected a group id like 120363012345678901@g.us",
+            details={"field": "groupJid", "value": body.group_jid},
+        )
+    request = SendRequest(to=chat_id, type="text", text=TextBody(body=body.content))
+    try:
+        accepted = await hub.messaging.send(actor, request, idempotency_key=idempotency_key)
+    except ValidationError as exc:
+        raise _renamed_to_group_jid(exc) from None
+    message = accepted.message
+    return JsonResponse(
+        {"success": True, "messageId": message["id"], "status": seed_status(message["status"])},
+        status_code=202 if accepted.created else 200,
+    )
+
+
+def _renamed_to_group_jid(exc: ValidationError) -> ValidationError:
+    """The service names the recipient ``to``; this API calls it ``groupJid``."""
+    if exc.details.get("field") != "to":
+        return exc
+    message = exc.message
+    if message.startswith("to:"):
+        message = "groupJid:" + message[len("to:") :]
+    return ValidationError(message, details={**exc.details, "field": "groupJid"})

@@ -1,0 +1,91 @@
+"""Prometheus metrics at ``/metrics``.
+
+Queue depths (messages and inbox deliveries by status) are read from the database at
+scrape time, so every process reports the shared truth. HTTP requests are counted by a
+small ASGI middleware, labelled by route template (never the raw path, whose ids would
+make one series per message).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wahub.api.auth import HubDep
+from wahub.domain.status import Status
+from wahub.store import inbox as inbox_q
+from wahub.store import messages as messages_q
+
+router = APIRouter(tags=["health"])
+
+INBOX_STATUSES = ("pending", "processed", "dead")
+
+
+class Metrics:
+    """One registry per app, so several apps (tests, embedded stacks) never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "wahub_http_requests",
+            "HTTP requests by route template, method and response status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.messages = Gauge(
+            "wahub_messages",
+            "Messages by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.inbox = Gauge(
+            "wahub_inbox_deliveries",
+            "Webhook deliveries in the inbox by status.",
+            ["status"],
+            registry=self.registry,
+        )
+
+
+class RequestMetricsMiddleware:
+    """Counts HTTP requests. Pure ASGI: one closure and one counter increment per request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # if the app dies before answering, the server answers 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            # The router stores the matched route in the scope; unmatched paths share a label.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request, hub: HubDep) -> Response:
+    app_metrics: Metrics = request.app.state.metrics
+    async with hub.db.read() as conn:
+        by_status = await messages_q.count_by_status(conn)
+        inbox_by_status = await inbox_q.count_by_status(conn)
+    # Set every known status, so one that emptied reads 0 instead of its last value.
+    for status in {*(s.value for s in Status), *by_status}:
+        app_metrics.messages.labels(status).set(by_status.get(status, 0))
+    for status in {*INBOX_STATUSES, *inbox_by_status}:
+        app_metrics.inbox.labels(status).set(inbox_by_status.get(status, 0))
+    return Response(generate_latest(app_metrics.registry), media_type=CONTENT_TYPE_LATEST)

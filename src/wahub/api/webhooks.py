@@ -1,0 +1,113 @@
+"""Provider webhooks: verify, store, acknowledge. Nothing else happens in the request.
+
+Order matters (invariant 9): size limit before reading, signature before storing,
+commit before ``200``. The body is never parsed here: the inbox processor parses it in
+its own retryable step, and turns a malformed body into a dead letter with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from wahub.api.auth import HubDep
+from wahub.api.errors import ErrorOut, error_response
+from wahub.domain.errors import AuthenticationFailed, PayloadTooLarge, ValidationError
+from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+# Kept with the delivery for debugging and audit. The signature is an HMAC of the body,
+# not a secret; Authorization-style headers are never kept.
+_KEPT_HEADERS = ("content-type", "user-agent", "x-hub-signature-256")
+
+_OK = b'{"status":"ok"}'
+
+
+@router.get(
+    "/cloudapi",
+    response_class=PlainTextResponse,
+    responses={403: {"model": ErrorOut}},
+    summary="Meta's verification handshake",
+)
+async def cloudapi_handshake(
+    request: Request,
+    hub: HubDep,
+    _mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    _token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    _challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> Response:
+    """Echo ``hub.challenge`` when ``hub.mode=subscribe`` and the verify token matches."""
+    token = hub.settings.cloudapi_verify_token.get_secret_value()
+    challenge = verify_handshake(request.query_params, token)
+    if challenge is None:
+        return error_response(
+            403, "forbidden", "webhook verification failed: wrong hub.mode or hub.verify_token"
+        )
+    return PlainTextResponse(challenge)
+
+
+@router.post(
+    "/cloudapi",
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ok"}}}},
+        401: {"model": ErrorOut, "description": "Missing or wrong X-Hub-Signature-256"},
+        413: {"model": ErrorOut},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+    summary="Receive Cloud API status webhooks",
+)
+async def cloudapi_webhook(request: Request, hub: HubDep) -> Response:
+    """Store a signed delivery once (a redelivery is acknowledged, not stored twice)."""
+    settings = hub.settings
+    body = await read_limited_body(request, settings.max_webhook_bytes)
+    secret = settings.cloudapi_app_secret.get_secret_value()
+    if not verify_signature(secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise AuthenticationFailed(f"missing or invalid {SIGNATURE_HEADER} signature")
+    headers = {name: value for name in _KEPT_HEADERS if (value := request.headers.get(name))}
+    # Durable before the 200: the intake commits this row (with whatever other
+    # deliveries arrived meanwhile) and only then lets us answer.
+    await hub.intake.store(
+        provider="cloudapi",
+        dedupe_key=hashlib.sha256(body).hexdigest(),
+        headers=headers,
+        body=body,
+    )
+    return Response(_OK, media_type="application/json")
+
+
+async def read_limited_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes with PayloadTooLarge.
+
+    Content-Length is checked before anything is read; the stream is counted too, because
+    a chunked request has no Content-Length and a lying client can send more than it said.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isascii() or not declared.isdigit():
+            raise ValidationError(
+                "Content-Length is not a number", details={"field": "Content-Length"}
+            )
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"webhook body larger than {limit} bytes", details={"max_bytes": limit})

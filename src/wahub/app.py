@@ -1,0 +1,70 @@
+"""``create_app(settings)``: the FastAPI application over a ``Hub``.
+
+The app owns the hub it builds (started in the lifespan, stopped on shutdown). A hub
+passed in is the caller's: the app uses it but never starts or stops it, which is how
+``wahub serve``, the embedded stack and the tests share one hub with the HTTP layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from wahub import __version__
+from wahub.api import admin, compat, health, messages, metrics, realtime, webhooks
+from wahub.api.errors import CrashGuard, install_error_handlers
+from wahub.api.metrics import Metrics, RequestMetricsMiddleware
+from wahub.config import Settings
+from wahub.runtime import Hub
+
+DESCRIPTION = """\
+Self-hosted WhatsApp messaging hub: durable outbox, verified webhooks, realtime status.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+Errors are always `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(
+    settings: Settings, *, hub: Hub | None = None, start_workers: bool | None = None
+) -> FastAPI:
+    """The HTTP API. Without ``hub``, the lifespan builds and starts one from ``settings``
+    (workers per ``settings.run_workers`` unless ``start_workers`` says otherwise) and stops
+    it on shutdown. With ``hub``, it is used as given (``start_workers`` is ignored)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if hub is not None:
+            yield
+            return
+        owned = Hub.build(settings)
+        workers = settings.run_workers if start_workers is None else start_workers
+        try:
+            await owned.start(workers=workers)
+            app.state.hub = owned
+            yield
+        finally:
+            await owned.stop()
+
+    app = FastAPI(
+        title="wahub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    if hub is not None:
+        app.state.hub = hub
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
+    app.add_middleware(CrashGuard)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    for module in (health, metrics, messages, admin, compat, webhooks, realtime):
+        app.include_router(module.router)
+    return app

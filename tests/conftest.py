@@ -1,0 +1,164 @@
+"""Shared fixtures: a real SQLite file per test, a started hub, the app over it.
+
+settings      Settings on a fresh SQLite file in tmp_path (workers off, test secrets),
+              copied from ``migrated_database`` (migrated once per session)
+hub           Hub.build(settings), started without workers, stopped after the test
+app           create_app(settings, hub=hub) (the app neither starts nor stops the hub)
+client        httpx.AsyncClient over the app in-process (no server, no lifespan)
+live_server   the app behind a real uvicorn on a free port: its base URL (WebSocket, SSE)
+make_key      async (role, user=None) -> a new API key
+api_keys      {"admin": key, "agent": key, "viewer": key} for users admin, agent, viewer
+headers_for   role -> {"Authorization": "Bearer <key>"} for the api_keys above
+channel       one Cloud API channel (never contacted: no workers run)
+groups        two registered groups; ``assigned`` is assigned to the agent user
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from wahub.app import create_app
+from wahub.config import Settings
+from wahub.embedded import free_port, start_server
+from wahub.runtime import Hub
+from wahub.store.database import Database
+from wahub.store.migrate import upgrade
+
+TEST_APP_SECRET = "test-app-secret"
+TEST_VERIFY_TOKEN = "test-verify-token"
+TEST_MAX_WEBHOOK_BYTES = 64 * 1024
+
+MakeKey = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the schema head. Tests start from a copy: migrating once per
+    session instead of once per test keeps the suite fast."""
+    path = tmp_path_factory.mktemp("template") / "wahub.db"
+
+    async def migrate() -> None:
+        db = Database(f"sqlite:///{path}")
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()  # the last connection closing checkpoints the WAL into the file
+
+    asyncio.run(migrate())
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_database: Path) -> Settings:
+    database = tmp_path / "wahub.db"
+    shutil.copyfile(migrated_database, database)
+    return Settings(
+        _env_file=None,  # a developer's .env must not leak into the tests
+        database_url=f"sqlite:///{database}",
+        run_workers=False,
+        cloudapi_app_secret=SecretStr(TEST_APP_SECRET),
+        cloudapi_verify_token=SecretStr(TEST_VERIFY_TOKEN),
+        max_webhook_bytes=TEST_MAX_WEBHOOK_BYTES,
+        data_dir=tmp_path / ".wahub",
+    )
+
+
+@pytest.fixture
+async def hub(settings: Settings) -> AsyncIterator[Hub]:
+    hub = Hub.build(settings)
+    await hub.start(workers=False)
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+@pytest.fixture
+def app(settings: Settings, hub: Hub) -> FastAPI:
+    return create_app(settings, hub=hub)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    # raise_app_exceptions=False: a crash must reach the test as the 500 a client gets.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://wahub.test") as client:
+        yield client
+
+
+@pytest.fixture
+async def live_server(app: FastAPI) -> AsyncIterator[str]:
+    port = free_port()
+    server, task = await start_server(app, "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def make_key(hub: Hub) -> MakeKey:
+    async def make(role: str, user: str | None = None) -> str:
+        created = await hub.access.create_key(user_name=user or role, role=role)
+        return created.key
+
+    return make
+
+
+@pytest.fixture
+async def api_keys(make_key: MakeKey) -> dict[str, str]:
+    return {role: await make_key(role) for role in ("admin", "agent", "viewer")}
+
+
+@pytest.fixture
+def headers_for(api_keys: dict[str, str]) -> Callable[[str], dict[str, str]]:
+    def headers(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_keys[role]}"}
+
+    return headers
+
+
+@pytest.fixture
+async def channel(hub: Hub) -> dict[str, Any]:
+    return await hub.channels.create(
+        name="main",
+        phone_number_id="106540352242922",
+        access_token="test-access-token",
+        base_url="http://127.0.0.1:9",  # never contacted: no workers run in these tests
+        phone_number="+15550001234",
+    )
+
+
+@dataclass(frozen=True)
+class Groups:
+    assigned: str
+    unassigned: str
+
+
+@pytest.fixture
+async def groups(hub: Hub, channel: dict[str, Any], api_keys: dict[str, str]) -> Groups:
+    """Both groups on ``channel``; the agent user is in employee group "support", which
+    may send to ``assigned`` only."""
+    result = Groups(assigned="120363000000000001@g.us", unassigned="120363000000000002@g.us")
+    await hub.channels.register_group(
+        chat_id=result.assigned, name="Assigned", channel_id=channel["id"]
+    )
+    await hub.channels.register_group(
+        chat_id=result.unassigned, name="Unassigned", channel_id=channel["id"]
+    )
+    await hub.access.add_member(group_name="support", user_name="agent")
+    await hub.access.assign_chat(group_name="support", chat_id=result.assigned)
+    return result
