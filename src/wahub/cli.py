@@ -254,13 +254,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
     """List keys (prefix, user, role; never the secret)."""
-    from wahub.store import access as access_q
-
-    async def action(hub: Any) -> list[dict[str, Any]]:
-        async with hub.db.read() as conn:
-            return await access_q.list_api_keys(conn)
-
-    rows = _run(lambda: _with_hub(_settings(database), action))
+    rows = _run(lambda: _with_hub(_settings(database), lambda hub: hub.access.list_keys()))
     if as_json:
         print(json.dumps(rows))
         return
@@ -272,17 +266,7 @@ def keys_list(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, database: DatabaseOpt = None) -> None:
     """Revoke a key by its id (from `wahub keys list`)."""
-    import time
-
-    from wahub.store import access as access_q
-
-    async def action(hub: Any) -> bool:
-        async with hub.db.transaction() as conn:
-            return await access_q.revoke_api_key(conn, key_id, time.time())
-
-    if not _run(lambda: _with_hub(_settings(database), action)):
-        err.print(f"error: no active key {key_id}")
-        raise typer.Exit(1)
+    _run(lambda: _with_hub(_settings(database), lambda hub: hub.access.revoke_key(key_id)))
     console.print(f"revoked {key_id}")
 
 

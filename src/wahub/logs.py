@@ -9,11 +9,21 @@ import structlog
 
 
 def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
+    # Tracebacks are rendered plain, never with local variables: locals hold request
+    # headers, API keys and provider tokens, which must not reach a log.
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.format_exc_info] if json else []),
+            renderer,
+        ],
         foreign_pre_chain=[
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.stdlib.add_log_level,

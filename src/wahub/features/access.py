@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from wahub.domain.actors import Actor, Role
 from wahub.domain.errors import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
@@ -96,6 +97,18 @@ class AccessControl:
             role=Role(row["role"]),
             key_id=row["id"],
         )
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        """Every key's metadata (id, prefix, user, role, created, revoked); never a secret."""
+        async with self.db.read() as conn:
+            return await q.list_api_keys(conn)
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Revoke a key at once. Raises NotFound when no active key has that id."""
+        async with self.db.transaction() as conn:
+            revoked = await q.revoke_api_key(conn, key_id, time.time())
+        if not revoked:
+            raise NotFound(f"no active key {key_id}")
 
     async def check_can_send(self, actor: Actor, chat_id: str) -> None:
         """Raises PermissionDenied unless ``actor`` may send to ``chat_id``.

@@ -61,7 +61,6 @@ class Messaging:
         """Store one outbound message. Raises ValidationError, NotFound, PermissionDenied,
         ConflictError (idempotency key reused with another body)."""
         chat_id = canonical_chat_id(request.to, default_region=self.default_region, field="to")
-        await self.access.check_can_send(actor, chat_id)
         scoped_key = None
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 200:
@@ -71,6 +70,14 @@ class Messaging:
                 )
             scoped_key = f"{actor.user_id}:{idempotency_key}"
         digest = request_hash(request)
+        if scoped_key is not None:
+            # A retry of an accepted request gets its message back, even if the sender
+            # has since lost the right to send there: it was accepted when it was asked.
+            async with self.db.read() as conn:
+                existing = await q.get_by_idempotency_key(conn, scoped_key)
+            if existing is not None:
+                return self._replay(existing, digest)
+        await self.access.check_can_send(actor, chat_id)
         try:
             return await self._store(actor, request, chat_id, scoped_key, digest)
         except IntegrityError:
@@ -105,9 +112,11 @@ class Messaging:
                 existing = await q.get_by_idempotency_key(conn, scoped_key)
                 if existing is not None:
                     return self._replay(existing, digest)
-            channel = await self._resolve_channel(conn, request.channel_id)
+            chat = await channel_q.get_chat(conn, chat_id) if is_group_chat(chat_id) else None
+            channel = await self._resolve_channel(
+                conn, request.channel_id, chat["channel_id"] if chat else None, chat_id
+            )
             if is_group_chat(chat_id):
-                chat = await channel_q.get_chat(conn, chat_id)
                 if chat is None:
                     raise ValidationError(
                         f"to: unknown group {chat_id}; register it (POST /v1/chats) first",
@@ -155,7 +164,18 @@ class Messaging:
         self._on_enqueued()
         return Accepted(stored, created=True)
 
-    async def _resolve_channel(self, conn: Any, channel_id: str | None) -> dict[str, Any]:
+    async def _resolve_channel(
+        self, conn: Any, channel_id: str | None, chat_channel_id: str | None, chat_id: str
+    ) -> dict[str, Any]:
+        """The channel to send on: the one asked for, else the group's own, else the only one."""
+        if chat_channel_id is not None:
+            if channel_id is not None and channel_id != chat_channel_id:
+                raise ValidationError(
+                    f"channel_id: group {chat_id} belongs to channel {chat_channel_id}, "
+                    f"not {channel_id}",
+                    details={"field": "channel_id", "value": channel_id},
+                )
+            channel_id = chat_channel_id
         if channel_id is not None:
             channel = await channel_q.get_channel(conn, channel_id)
             if channel is None:

@@ -71,9 +71,13 @@ class RealtimeHub:
                 # starts from now instead of replaying a backlog.
                 try:
                     async with self.db.read() as conn:
-                        self._cursor = await q.latest_event_id(conn)
+                        latest = await q.latest_event_id(conn)
                 except WahubError:
-                    pass
+                    continue
+                # Someone may have subscribed while we read: then keep the cursor, so
+                # they get everything from before their subscription on.
+                if not self._subs:
+                    self._cursor = latest
                 continue
             try:
                 async with self.db.read() as conn:

@@ -101,7 +101,11 @@ async def upsert_group_chat(conn: Connection, row: dict[str, Any]) -> None:
     if existing is None:
         await conn.execute(chats.insert(), row)
     else:
-        values = {k: v for k, v in row.items() if k not in ("chat_id", "created_at")}
+        # Re-registering changes only what was given: a missing name or channel keeps
+        # the one stored.
+        values = {
+            k: v for k, v in row.items() if k not in ("chat_id", "created_at") and v is not None
+        }
         await conn.execute(update(chats).where(chats.c.chat_id == row["chat_id"]).values(values))
 
 

@@ -35,6 +35,8 @@ from wahub.domain.errors import StoreUnavailable
 
 T = TypeVar("T")
 
+READERS = 4  # SQLite read connections (and threads) per process
+
 
 class Result:
     """A fully buffered statement result: rows plus the affected row count."""
@@ -191,9 +193,14 @@ class Database:
         if self.is_sqlite:
             sync_url = str(parsed.set(drivername="sqlite"))
             self._writer = _sqlite_engine(sync_url, sqlite_synchronous, "BEGIN IMMEDIATE", 1)
-            self._reader = _sqlite_engine(sync_url, sqlite_synchronous, "BEGIN", 4)
+            self._reader = _sqlite_engine(sync_url, sqlite_synchronous, "BEGIN", READERS)
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="wahub-db-write")
-            self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="wahub-db-read")
+            self._read_threads = ThreadPoolExecutor(READERS, thread_name_prefix="wahub-db-read")
+            # A read may start only when a pooled connection is free. Otherwise threads
+            # would block inside engine.connect() waiting for the pool, and with every
+            # thread blocked there, the holders of the connections could never run their
+            # next statement: a deadlock until the pool timeout.
+            self._read_slots = asyncio.Semaphore(READERS)
         else:
             self._async_engine = create_async_engine(async_url(url), pool_size=10, max_overflow=10)
 
@@ -223,6 +230,7 @@ class Database:
                 yield _AsyncConnection(conn)
             return
         async with (
+            self._read_slots,
             _translate_errors(self.url),
             self._thread_transaction(self._reader, self._read_threads) as conn,
         ):
