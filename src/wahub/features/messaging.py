@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.actors import Actor
@@ -107,65 +108,85 @@ class Messaging:
         digest: str,
     ) -> Accepted:
         now = time.time()
-        async with self.db.transaction() as conn:
-            if scoped_key is not None:
-                existing = await q.get_by_idempotency_key(conn, scoped_key)
-                if existing is not None:
-                    return self._replay(existing, digest)
-            chat = await channel_q.get_chat(conn, chat_id) if is_group_chat(chat_id) else None
-            channel = await self._resolve_channel(
-                conn, request.channel_id, chat["channel_id"] if chat else None, chat_id
-            )
-            if is_group_chat(chat_id):
-                if chat is None:
-                    raise ValidationError(
-                        f"to: unknown group {chat_id}; register it (POST /v1/chats) first",
-                        details={"field": "to", "value": chat_id},
-                    )
-                if chat["readonly"]:
-                    raise ValidationError(
-                        f"to: our number is not a participant of group {chat_id}, so WhatsApp "
-                        "will not accept messages to it",
-                        details={"field": "to", "value": chat_id},
-                    )
-            else:
-                await channel_q.ensure_chat(
-                    conn,
-                    {
-                        "chat_id": chat_id,
-                        "kind": "person",
-                        "channel_id": channel["id"],
-                        "created_at": now,
-                    },
+        accepted = await self.db.write(
+            lambda conn: self._store_sync(conn, actor, request, chat_id, scoped_key, digest, now)
+        )
+        if accepted.created:
+            self._on_enqueued()
+        return accepted
+
+    def _store_sync(
+        self,
+        conn: SyncConnection,
+        actor: Actor,
+        request: SendRequest,
+        chat_id: str,
+        scoped_key: str | None,
+        digest: str,
+        now: float,
+    ) -> Accepted:
+        """All checks and the insert, in the caller's transaction (one hop, group-committed)."""
+        if scoped_key is not None:
+            existing = q.get_by_idempotency_key_sync(conn, scoped_key)
+            if existing is not None:
+                return self._replay(existing, digest)
+        chat = channel_q.get_chat_sync(conn, chat_id) if is_group_chat(chat_id) else None
+        channel = self._resolve_channel(
+            conn, request.channel_id, chat["channel_id"] if chat else None, chat_id
+        )
+        if is_group_chat(chat_id):
+            if chat is None:
+                raise ValidationError(
+                    f"to: unknown group {chat_id}; register it (POST /v1/chats) first",
+                    details={"field": "to", "value": chat_id},
                 )
-            if request.template is not None:
-                await self._check_template(conn, channel["id"], request)
-            row = {
-                "id": new_id("msg"),
-                "channel_id": channel["id"],
-                "chat_id": chat_id,
-                "direction": "out",
-                "type": request.type,
-                "content": request.content(),
-                "status": "queued",
-                "idempotency_key": scoped_key,
-                "request_hash": digest,
-                "reply_to": request.reply_to,
-                "sender_user_id": actor.user_id,
-                "template_name": request.template.name if request.template else None,
-                "ordering_key": f"{channel['id']}:{chat_id}",
-                "priority": request.priority,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-            stored = await q.insert_message(conn, row)
-        self._on_enqueued()
+            if chat["readonly"]:
+                raise ValidationError(
+                    f"to: our number is not a participant of group {chat_id}, so WhatsApp "
+                    "will not accept messages to it",
+                    details={"field": "to", "value": chat_id},
+                )
+        else:
+            channel_q.ensure_chat_sync(
+                conn,
+                {
+                    "chat_id": chat_id,
+                    "kind": "person",
+                    "channel_id": channel["id"],
+                    "created_at": now,
+                },
+            )
+        if request.template is not None:
+            self._check_template(conn, channel["id"], request)
+        row = {
+            "id": new_id("msg"),
+            "channel_id": channel["id"],
+            "chat_id": chat_id,
+            "direction": "out",
+            "type": request.type,
+            "content": request.content(),
+            "status": "queued",
+            "idempotency_key": scoped_key,
+            "request_hash": digest,
+            "reply_to": request.reply_to,
+            "sender_user_id": actor.user_id,
+            "template_name": request.template.name if request.template else None,
+            "ordering_key": f"{channel['id']}:{chat_id}",
+            "priority": request.priority,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        stored = q.insert_message_sync(conn, row)
         return Accepted(stored, created=True)
 
-    async def _resolve_channel(
-        self, conn: Any, channel_id: str | None, chat_channel_id: str | None, chat_id: str
+    def _resolve_channel(
+        self,
+        conn: SyncConnection,
+        channel_id: str | None,
+        chat_channel_id: str | None,
+        chat_id: str,
     ) -> dict[str, Any]:
         """The channel to send on: the one asked for, else the group's own, else the only one."""
         if chat_channel_id is not None:
@@ -177,14 +198,14 @@ class Messaging:
                 )
             channel_id = chat_channel_id
         if channel_id is not None:
-            channel = await channel_q.get_channel(conn, channel_id)
+            channel = channel_q.get_channel_sync(conn, channel_id)
             if channel is None:
                 raise ValidationError(
                     f"channel_id: unknown channel {channel_id!r}",
                     details={"field": "channel_id", "value": channel_id},
                 )
             return channel
-        channels = await channel_q.list_channels(conn)
+        channels = channel_q.list_channels_sync(conn)
         if len(channels) == 1:
             return channels[0]
         if not channels:
@@ -197,12 +218,10 @@ class Messaging:
             details={"field": "channel_id", "choices": [c["id"] for c in channels]},
         )
 
-    async def _check_template(self, conn: Any, channel_id: str, request: SendRequest) -> None:
+    def _check_template(self, conn: SyncConnection, channel_id: str, request: SendRequest) -> None:
         template = request.template
         assert template is not None
-        known = await channel_q.get_template(
-            conn, channel_id, template.name, template.language.code
-        )
+        known = channel_q.get_template_sync(conn, channel_id, template.name, template.language.code)
         if known is None:
             raise ValidationError(
                 f"template.name: template {template.name!r} ({template.language.code}) is not "

@@ -15,18 +15,21 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection as SyncConnection
+from sqlalchemy.exc import OperationalError
 
 from wahub.domain.errors import ValidationError, WahubError
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.cloudapi_webhooks import parse_statuses
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as q
-from wahub.store.database import Connection, Database
+from wahub.store.database import Database
 
 log = logging.getLogger("wahub.inbox")
 
 MAX_ATTEMPTS = 10
 BATCH = 256
+LINGER_SECONDS = 0.02
 
 
 def observed_statuses(provider: str, body: bytes) -> list[q.ObservedStatus]:
@@ -82,6 +85,10 @@ class InboxProcessor:
                 await asyncio.sleep(1.0)
             if done:
                 idle = 0.02
+                if done < BATCH:
+                    # Let the next deliveries gather: one transaction for many statuses
+                    # costs far less than one each (statuses may wait this long).
+                    await asyncio.sleep(LINGER_SECONDS)
             else:
                 await self.wakeup.wait(idle)
                 idle = min(idle * 2, 0.25)
@@ -89,75 +96,70 @@ class InboxProcessor:
     async def process_batch(self) -> int:
         """Process up to one batch of due deliveries; returns how many were handled.
 
-        The batch is applied in one transaction. If applying it fails for a reason that
-        is not the database's (a bug, a value the parser let through), the batch is
-        rolled back and its deliveries are applied one at a time, so the bad one is
-        retried with backoff and then dead-lettered, and it never blocks the others.
+        The batch is applied in one transaction (one hop to the database, group-committed
+        with other writers). If applying it fails for a reason that is not the
+        database's (a bug, a value the parser let through), each delivery is applied in
+        its own savepoint instead, so the bad one is retried with backoff and then
+        dead-lettered, and it never blocks the others.
         """
         now = time.time()
-        try:
-            async with self.db.transaction() as conn:
-                rows = await inbox_q.lock_pending(conn, now=now, limit=BATCH)
-                poisoned = await self._apply(conn, rows, now)
-        except WahubError:
-            raise
-        except Exception:
-            log.exception("inbox batch failed: applying its deliveries one at a time")
-            async with self.db.read() as conn:
-                rows = await inbox_q.lock_pending(conn, now=now, limit=BATCH)
-            poisoned = []
-            for row in rows:
-                try:
-                    async with self.db.transaction() as conn:
-                        poisoned += await self._apply(conn, [row], now)
-                except WahubError:
-                    raise
-                except Exception as exc:
-                    poisoned.append((row, exc))
-        for row, error in poisoned:
-            await self._record_failure(row, error, now)
-        if rows:
-            self.processed += len(rows)
+        handled, poisoned = await self.db.write(lambda conn: self._process_sync(conn, now))
+        for delivery_id, attempts, error in poisoned:
+            log.error(
+                "inbox delivery %s failed (attempt %d of %d): %s",
+                delivery_id,
+                attempts,
+                MAX_ATTEMPTS,
+                error,
+            )
+        if handled:
+            self.processed += handled
             self.on_change()
-        return len(rows)
+        return handled
 
-    async def _apply(
-        self, conn: Connection, rows: list[dict[str, Any]], now: float
-    ) -> list[tuple[dict[str, Any], Exception]]:
-        """Parse and apply ``rows``; returns those whose parser crashed (not dead letters)."""
-        observed: list[q.ObservedStatus] = []
-        good: list[int] = []
-        poisoned: list[tuple[dict[str, Any], Exception]] = []
+    def _process_sync(
+        self, conn: SyncConnection, now: float
+    ) -> tuple[int, list[tuple[int, int, str]]]:
+        rows = inbox_q.lock_pending_sync(conn, now=now, limit=BATCH)
+        parsed: list[tuple[dict[str, Any], list[q.ObservedStatus]]] = []
+        crashed: list[tuple[dict[str, Any], Exception]] = []
         for row in rows:
             try:
-                observed.extend(observed_statuses(row["provider"], row["body"]))
-                good.append(row["id"])
+                parsed.append((row, observed_statuses(row["provider"], row["body"])))
             except ValidationError as exc:
-                await inbox_q.mark_failed(
-                    conn, row["id"], error=exc.message, now=now, retry_at=None
-                )
+                inbox_q.mark_failed_sync(conn, row["id"], error=exc.message, now=now, retry_at=None)
                 log.warning("inbox delivery %s dead-lettered: %s", row["id"], exc.message)
             except Exception as exc:
-                poisoned.append((row, exc))
-        await q.apply_statuses(conn, observed, now)
-        await inbox_q.mark_processed(conn, good, now)
-        return poisoned
+                crashed.append((row, exc))
+        try:
+            with conn.begin_nested():
+                self._apply_sync(conn, parsed, now)
+        except OperationalError:
+            raise  # the database's own trouble: the whole batch waits for the next try
+        except Exception:
+            log.exception("inbox batch failed: applying its deliveries one at a time")
+            for row, observed in parsed:
+                try:
+                    with conn.begin_nested():
+                        self._apply_sync(conn, [(row, observed)], now)
+                except OperationalError:
+                    raise
+                except Exception as exc:
+                    crashed.append((row, exc))
+        poisoned: list[tuple[int, int, str]] = []
+        for row, error in crashed:
+            attempts = int(row["attempts"]) + 1
+            retry_at = None if attempts >= MAX_ATTEMPTS else now + 2 ** row["attempts"]
+            message = f"{type(error).__name__}: {error}"
+            inbox_q.mark_failed_sync(conn, row["id"], error=message, now=now, retry_at=retry_at)
+            poisoned.append((row["id"], attempts, message))
+        return len(rows), poisoned
 
-    async def _record_failure(self, row: dict[str, Any], error: Exception, now: float) -> None:
-        attempts = int(row["attempts"]) + 1
-        retry_at = None if attempts >= MAX_ATTEMPTS else now + 2 ** row["attempts"]
-        async with self.db.transaction() as conn:
-            await inbox_q.mark_failed(
-                conn,
-                row["id"],
-                error=f"{type(error).__name__}: {error}",
-                now=now,
-                retry_at=retry_at,
-            )
-        log.error(
-            "inbox delivery %s failed (attempt %d of %d)",
-            row["id"],
-            attempts,
-            MAX_ATTEMPTS,
-            exc_info=error,
-        )
+    @staticmethod
+    def _apply_sync(
+        conn: SyncConnection,
+        parsed: list[tuple[dict[str, Any], list[q.ObservedStatus]]],
+        now: float,
+    ) -> None:
+        q.apply_statuses_sync(conn, [o for _, observed in parsed for o in observed], now)
+        inbox_q.mark_processed_sync(conn, [row["id"] for row, _ in parsed], now)

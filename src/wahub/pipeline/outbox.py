@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy import Connection as SyncConnection
 
 from wahub.config import Settings
 from wahub.domain.errors import (
@@ -45,6 +48,7 @@ log = logging.getLogger("wahub.outbox")
 # A pacing wait longer than this gives the message back to the queue (with its
 # next_attempt_at set) instead of holding a lease and a send slot while sleeping.
 MAX_INLINE_WAIT = 1.0
+CLAIM_LINGER_SECONDS = 0.005
 
 # Provider codes that mean "this number (or app) is sending too fast": slow the channel.
 THROUGHPUT_CODES = frozenset({4, 80007, 130429})
@@ -171,15 +175,16 @@ class OutboxWorker:
                 await self._slot_freed.wait()
                 continue
             try:
-                async with self.db.transaction() as conn:
-                    rows = await q.claim_due_messages(
-                        conn,
+                rows = await self.db.write(
+                    functools.partial(
+                        q.claim_due_messages_sync,
                         channel_ids=list(self._channels),
                         owner=self.worker_id,
                         now=time.time(),
                         lease_seconds=self.settings.lease_seconds,
                         limit=min(free, 256),
                     )
+                )
             except WahubError as exc:
                 log.warning("claim failed, retrying: %s", exc.message)
                 await asyncio.sleep(1.0)
@@ -197,6 +202,8 @@ class OutboxWorker:
                 # the poll interval passes (work from another process, a retry coming due).
                 await self.wakeup.wait(idle)
                 idle = min(idle * 2, 0.25)
+                # Then let more freed chats gather, so one claim serves many of them.
+                await asyncio.sleep(CLAIM_LINGER_SECONDS)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -345,8 +352,11 @@ class OutboxWorker:
         delay = 0.2
         while True:
             try:
-                async with self.db.transaction() as conn:
-                    await q.record_outcomes(conn, batch, owner=self.worker_id, now=time.time())
+                await self.db.write(
+                    lambda conn: q.record_outcomes_sync(
+                        conn, batch, owner=self.worker_id, now=time.time()
+                    )
+                )
                 break
             except WahubError as exc:
                 # The database is away: keep the results and try again. If we die first,
@@ -359,20 +369,25 @@ class OutboxWorker:
 
     # -- maintenance -------------------------------------------------------------------
 
+    def _reconcile_sync(
+        self, conn: SyncConnection
+    ) -> tuple[list[q.StatusChange], list[q.StatusChange]]:
+        now = time.time()
+        expired = q.expire_leases_sync(conn, now)
+        settled = q.settle_uncertain_sync(
+            conn,
+            now=now,
+            grace_seconds=self.settings.uncertain_grace_seconds,
+            policy=self.settings.uncertain_policy,
+            max_attempts=self.settings.max_attempts,
+        )
+        return expired, settled
+
     async def _maintain(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             try:
-                now = time.time()
-                async with self.db.transaction() as conn:
-                    expired = await q.expire_leases(conn, now)
-                    settled = await q.settle_uncertain(
-                        conn,
-                        now=now,
-                        grace_seconds=self.settings.uncertain_grace_seconds,
-                        policy=self.settings.uncertain_policy,
-                        max_attempts=self.settings.max_attempts,
-                    )
+                expired, settled = await self.db.write(self._reconcile_sync)
                 if expired or settled:
                     log.info(
                         "maintenance: %d lease(s) expired -> uncertain, %d uncertain settled",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import select, update
 
-from wahub.store.database import Connection
+from wahub.store.database import in_one_hop
 from wahub.store.schema import (
     api_keys,
     employee_group_members,
@@ -17,26 +18,26 @@ from wahub.store.schema import (
 from wahub.store.sql import insert_ignore
 
 
-async def get_user_by_name(conn: Connection, name: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(users).where(users.c.name == name))).first()
+def get_user_by_name_sync(conn: SyncConnection, name: str) -> dict[str, Any] | None:
+    row = (conn.execute(select(users).where(users.c.name == name))).first()
     return None if row is None else dict(row._mapping)
 
 
-async def insert_user(conn: Connection, row: dict[str, Any]) -> None:
-    await conn.execute(users.insert(), row)
+def insert_user_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
+    conn.execute(users.insert(), row)
 
 
-async def insert_api_key(conn: Connection, row: dict[str, Any]) -> None:
-    await conn.execute(api_keys.insert(), row)
+def insert_api_key_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
+    conn.execute(api_keys.insert(), row)
 
 
-async def find_active_key(conn: Connection, key_hash: str) -> dict[str, Any] | None:
+def find_active_key_sync(conn: SyncConnection, key_hash: str) -> dict[str, Any] | None:
     stmt = select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
-    row = (await conn.execute(stmt)).first()
+    row = (conn.execute(stmt)).first()
     return None if row is None else dict(row._mapping)
 
 
-async def list_api_keys(conn: Connection) -> list[dict[str, Any]]:
+def list_api_keys_sync(conn: SyncConnection) -> list[dict[str, Any]]:
     stmt = select(
         api_keys.c.id,
         api_keys.c.user_id,
@@ -46,11 +47,11 @@ async def list_api_keys(conn: Connection) -> list[dict[str, Any]]:
         api_keys.c.revoked_at,
         users.c.name.label("user_name"),
     ).join(users, users.c.id == api_keys.c.user_id)
-    return [dict(r._mapping) for r in await conn.execute(stmt.order_by(api_keys.c.created_at))]
+    return [dict(r._mapping) for r in conn.execute(stmt.order_by(api_keys.c.created_at))]
 
 
-async def revoke_api_key(conn: Connection, key_id: str, now: float) -> bool:
-    result = await conn.execute(
+def revoke_api_key_sync(conn: SyncConnection, key_id: str, now: float) -> bool:
+    result = conn.execute(
         update(api_keys)
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=now)
@@ -58,32 +59,32 @@ async def revoke_api_key(conn: Connection, key_id: str, now: float) -> bool:
     return bool(result.rowcount)
 
 
-async def get_employee_group_by_name(conn: Connection, name: str) -> dict[str, Any] | None:
+def get_employee_group_by_name_sync(conn: SyncConnection, name: str) -> dict[str, Any] | None:
     stmt = select(employee_groups).where(employee_groups.c.name == name)
-    row = (await conn.execute(stmt)).first()
+    row = (conn.execute(stmt)).first()
     return None if row is None else dict(row._mapping)
 
 
-async def insert_employee_group(conn: Connection, row: dict[str, Any]) -> None:
-    await conn.execute(employee_groups.insert(), row)
+def insert_employee_group_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
+    conn.execute(employee_groups.insert(), row)
 
 
-async def add_group_member(conn: Connection, group_id: str, user_id: str) -> None:
-    await conn.execute(
+def add_group_member_sync(conn: SyncConnection, group_id: str, user_id: str) -> None:
+    conn.execute(
         insert_ignore(conn, employee_group_members),
         {"employee_group_id": group_id, "user_id": user_id},
     )
 
 
-async def assign_chat(conn: Connection, group_id: str, chat_id: str, now: float) -> None:
-    await conn.execute(
+def assign_chat_sync(conn: SyncConnection, group_id: str, chat_id: str, now: float) -> None:
+    conn.execute(
         insert_ignore(conn, group_assignments),
         {"employee_group_id": group_id, "chat_id": chat_id, "created_at": now},
     )
 
 
-async def unassign_chat(conn: Connection, group_id: str, chat_id: str) -> bool:
-    result = await conn.execute(
+def unassign_chat_sync(conn: SyncConnection, group_id: str, chat_id: str) -> bool:
+    result = conn.execute(
         group_assignments.delete().where(
             group_assignments.c.employee_group_id == group_id,
             group_assignments.c.chat_id == chat_id,
@@ -92,7 +93,7 @@ async def unassign_chat(conn: Connection, group_id: str, chat_id: str) -> bool:
     return bool(result.rowcount)
 
 
-async def assigned_chat_ids(conn: Connection, user_id: str) -> list[str]:
+def assigned_chat_ids_sync(conn: SyncConnection, user_id: str) -> list[str]:
     """Every chat assigned to any employee group the user belongs to."""
     stmt = (
         select(group_assignments.c.chat_id)
@@ -103,10 +104,10 @@ async def assigned_chat_ids(conn: Connection, user_id: str) -> list[str]:
         .where(employee_group_members.c.user_id == user_id)
         .distinct()
     )
-    return [r.chat_id for r in await conn.execute(stmt)]
+    return [r.chat_id for r in conn.execute(stmt)]
 
 
-async def is_chat_assigned_to_user(conn: Connection, user_id: str, chat_id: str) -> bool:
+def is_chat_assigned_to_user_sync(conn: SyncConnection, user_id: str, chat_id: str) -> bool:
     stmt = (
         select(group_assignments.c.chat_id)
         .join(
@@ -116,9 +117,26 @@ async def is_chat_assigned_to_user(conn: Connection, user_id: str, chat_id: str)
         .where(employee_group_members.c.user_id == user_id, group_assignments.c.chat_id == chat_id)
         .limit(1)
     )
-    return (await conn.execute(stmt)).first() is not None
+    return (conn.execute(stmt)).first() is not None
 
 
-async def get_user(conn: Connection, user_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+def get_user_sync(conn: SyncConnection, user_id: str) -> dict[str, Any] | None:
+    row = (conn.execute(select(users).where(users.c.id == user_id))).first()
     return None if row is None else dict(row._mapping)
+
+
+# The async faces: each runs its whole body in one hop.
+get_user_by_name = in_one_hop(get_user_by_name_sync)
+insert_user = in_one_hop(insert_user_sync)
+insert_api_key = in_one_hop(insert_api_key_sync)
+find_active_key = in_one_hop(find_active_key_sync)
+list_api_keys = in_one_hop(list_api_keys_sync)
+revoke_api_key = in_one_hop(revoke_api_key_sync)
+get_employee_group_by_name = in_one_hop(get_employee_group_by_name_sync)
+insert_employee_group = in_one_hop(insert_employee_group_sync)
+add_group_member = in_one_hop(add_group_member_sync)
+assign_chat = in_one_hop(assign_chat_sync)
+unassign_chat = in_one_hop(unassign_chat_sync)
+assigned_chat_ids = in_one_hop(assigned_chat_ids_sync)
+is_chat_assigned_to_user = in_one_hop(is_chat_assigned_to_user_sync)
+get_user = in_one_hop(get_user_sync)

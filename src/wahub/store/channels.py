@@ -5,28 +5,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import and_, or_, select, update
 
-from wahub.store.database import Connection
+from wahub.store.database import in_one_hop
 from wahub.store.schema import channels, chats, templates
 from wahub.store.sql import insert_ignore
 
 
-async def insert_channel(conn: Connection, row: dict[str, Any]) -> None:
-    await conn.execute(channels.insert(), row)
+def insert_channel_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
+    conn.execute(channels.insert(), row)
 
 
-async def get_channel(conn: Connection, channel_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(channels).where(channels.c.id == channel_id))).first()
+def get_channel_sync(conn: SyncConnection, channel_id: str) -> dict[str, Any] | None:
+    row = (conn.execute(select(channels).where(channels.c.id == channel_id))).first()
     return None if row is None else dict(row._mapping)
 
 
-async def list_channels(conn: Connection) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in await conn.execute(select(channels).order_by(channels.c.id))]
+def list_channels_sync(conn: SyncConnection) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(channels).order_by(channels.c.id))]
 
 
-async def acquire_channel_leases(
-    conn: Connection, *, owner: str, now: float, lease_seconds: float
+def acquire_channel_leases_sync(
+    conn: SyncConnection, *, owner: str, now: float, lease_seconds: float
 ) -> list[str]:
     """Take or renew the lease of every channel that is free, expired or already ours.
 
@@ -38,7 +39,7 @@ async def acquire_channel_leases(
         channels.c.lease_owner == owner,
         channels.c.lease_until < now,
     )
-    rows = await conn.execute(
+    rows = conn.execute(
         update(channels)
         .where(free)
         .values(lease_owner=owner, lease_until=now + lease_seconds, heartbeat_at=now)
@@ -47,16 +48,16 @@ async def acquire_channel_leases(
     return sorted(r.id for r in rows)
 
 
-async def release_channel_leases(conn: Connection, *, owner: str) -> None:
-    await conn.execute(
+def release_channel_leases_sync(conn: SyncConnection, *, owner: str) -> None:
+    conn.execute(
         update(channels)
         .where(channels.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None)
     )
 
 
-async def upsert_template(conn: Connection, row: dict[str, Any]) -> None:
-    await conn.execute(
+def upsert_template_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
+    conn.execute(
         templates.delete().where(
             and_(
                 templates.c.channel_id == row["channel_id"],
@@ -65,52 +66,67 @@ async def upsert_template(conn: Connection, row: dict[str, Any]) -> None:
             )
         )
     )
-    await conn.execute(templates.insert(), row)
+    conn.execute(templates.insert(), row)
 
 
-async def get_template(
-    conn: Connection, channel_id: str, name: str, language: str
+def get_template_sync(
+    conn: SyncConnection, channel_id: str, name: str, language: str
 ) -> dict[str, Any] | None:
     stmt = select(templates).where(
         templates.c.channel_id == channel_id,
         templates.c.name == name,
         templates.c.language == language,
     )
-    row = (await conn.execute(stmt)).first()
+    row = (conn.execute(stmt)).first()
     return None if row is None else dict(row._mapping)
 
 
-async def list_templates(conn: Connection, channel_id: str) -> list[dict[str, Any]]:
+def list_templates_sync(conn: SyncConnection, channel_id: str) -> list[dict[str, Any]]:
     stmt = select(templates).where(templates.c.channel_id == channel_id)
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-async def get_chat(conn: Connection, chat_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(chats).where(chats.c.chat_id == chat_id))).first()
+def get_chat_sync(conn: SyncConnection, chat_id: str) -> dict[str, Any] | None:
+    row = (conn.execute(select(chats).where(chats.c.chat_id == chat_id))).first()
     return None if row is None else dict(row._mapping)
 
 
-async def ensure_chat(conn: Connection, row: dict[str, Any]) -> None:
+def ensure_chat_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
     """Create the chat row on first use; an existing row is left as it is."""
-    await conn.execute(insert_ignore(conn, chats), row)
+    conn.execute(insert_ignore(conn, chats), row)
 
 
-async def upsert_group_chat(conn: Connection, row: dict[str, Any]) -> None:
+def upsert_group_chat_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
     """Register or rename a group (admins may register groups before any provider sync)."""
-    existing = await get_chat(conn, row["chat_id"])
+    existing = get_chat_sync(conn, row["chat_id"])
     if existing is None:
-        await conn.execute(chats.insert(), row)
+        conn.execute(chats.insert(), row)
     else:
         # Re-registering changes only what was given: a missing name or channel keeps
         # the one stored.
         values = {
             k: v for k, v in row.items() if k not in ("chat_id", "created_at") and v is not None
         }
-        await conn.execute(update(chats).where(chats.c.chat_id == row["chat_id"]).values(values))
+        conn.execute(update(chats).where(chats.c.chat_id == row["chat_id"]).values(values))
 
 
-async def list_chats(conn: Connection, chat_ids: Sequence[str] | None = None) -> list[Any]:
+def list_chats_sync(conn: SyncConnection, chat_ids: Sequence[str] | None = None) -> list[Any]:
     stmt = select(chats).order_by(chats.c.chat_id)
     if chat_ids is not None:
         stmt = stmt.where(chats.c.chat_id.in_(chat_ids))
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# The async faces: each runs its whole body in one hop.
+insert_channel = in_one_hop(insert_channel_sync)
+get_channel = in_one_hop(get_channel_sync)
+list_channels = in_one_hop(list_channels_sync)
+acquire_channel_leases = in_one_hop(acquire_channel_leases_sync)
+release_channel_leases = in_one_hop(release_channel_leases_sync)
+upsert_template = in_one_hop(upsert_template_sync)
+get_template = in_one_hop(get_template_sync)
+list_templates = in_one_hop(list_templates_sync)
+get_chat = in_one_hop(get_chat_sync)
+ensure_chat = in_one_hop(ensure_chat_sync)
+upsert_group_chat = in_one_hop(upsert_group_chat_sync)
+list_chats = in_one_hop(list_chats_sync)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import func, select
 
-from wahub.store.database import Connection
+from wahub.store.database import in_one_hop
 from wahub.store.schema import message_events, messages
 
 
-async def latest_event_id(conn: Connection) -> int:
-    value = (await conn.execute(select(func.max(message_events.c.id)))).scalar()
+def latest_event_id_sync(conn: SyncConnection) -> int:
+    value = (conn.execute(select(func.max(message_events.c.id)))).scalar()
     return int(value or 0)
 
 
-async def events_after(conn: Connection, after_id: int, limit: int) -> list[dict[str, Any]]:
+def events_after_sync(conn: SyncConnection, after_id: int, limit: int) -> list[dict[str, Any]]:
     """Events newer than ``after_id`` with the message fields a subscriber filters on."""
     stmt = (
         select(
@@ -36,4 +37,9 @@ async def events_after(conn: Connection, after_id: int, limit: int) -> list[dict
         .order_by(message_events.c.id)
         .limit(limit)
     )
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# The async faces: each runs its whole body in one hop.
+latest_event_id = in_one_hop(latest_event_id_sync)
+events_after = in_one_hop(events_after_sync)

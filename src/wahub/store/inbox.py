@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import func, select, update
 
-from wahub.store.database import Connection
+from wahub.store.database import in_one_hop
 from wahub.store.schema import inbox
 from wahub.store.sql import insert_ignore
 
 
-async def store_delivery(
-    conn: Connection,
+def store_delivery_sync(
+    conn: SyncConnection,
     *,
     provider: str,
     dedupe_key: str,
@@ -21,7 +22,7 @@ async def store_delivery(
     now: float,
 ) -> bool:
     """Store one delivery; False when the same delivery was stored before (a provider retry)."""
-    result = await conn.execute(
+    result = conn.execute(
         insert_ignore(conn, inbox),
         {
             "provider": provider,
@@ -37,7 +38,7 @@ async def store_delivery(
     return bool(result.rowcount)
 
 
-async def lock_pending(conn: Connection, *, now: float, limit: int) -> list[dict[str, Any]]:
+def lock_pending_sync(conn: SyncConnection, *, now: float, limit: int) -> list[dict[str, Any]]:
     """Oldest pending deliveries that are due. On PostgreSQL the rows stay locked (skipped by
     other processors) until the transaction ends, so each is processed exactly once."""
     stmt = (
@@ -48,20 +49,20 @@ async def lock_pending(conn: Connection, *, now: float, limit: int) -> list[dict
     )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-async def mark_processed(conn: Connection, ids: list[int], now: float) -> None:
+def mark_processed_sync(conn: SyncConnection, ids: list[int], now: float) -> None:
     if ids:
-        await conn.execute(
+        conn.execute(
             update(inbox)
             .where(inbox.c.id.in_(ids))
             .values(status="processed", processed_at=now, attempts=inbox.c.attempts + 1)
         )
 
 
-async def mark_failed(
-    conn: Connection, delivery_id: int, *, error: str, now: float, retry_at: float | None
+def mark_failed_sync(
+    conn: SyncConnection, delivery_id: int, *, error: str, now: float, retry_at: float | None
 ) -> None:
     """Record a processing failure: retry later, or dead-letter when ``retry_at`` is None."""
     values: dict[str, Any] = {"attempts": inbox.c.attempts + 1, "error": error[:2000]}
@@ -69,28 +70,28 @@ async def mark_failed(
         values.update(status="dead", processed_at=now)
     else:
         values.update(next_attempt_at=retry_at)
-    await conn.execute(update(inbox).where(inbox.c.id == delivery_id).values(values))
+    conn.execute(update(inbox).where(inbox.c.id == delivery_id).values(values))
 
 
-async def count_by_status(conn: Connection) -> dict[str, int]:
+def count_by_status_sync(conn: SyncConnection) -> dict[str, int]:
     stmt = select(inbox.c.status, func.count().label("n")).group_by(inbox.c.status)
-    return {str(row.status): int(row.n) for row in await conn.execute(stmt)}
+    return {str(row.status): int(row.n) for row in conn.execute(stmt)}
 
 
-async def list_deliveries(
-    conn: Connection, *, status: str | None, limit: int
+def list_deliveries_sync(
+    conn: SyncConnection, *, status: str | None, limit: int
 ) -> list[dict[str, Any]]:
     stmt = select(inbox).order_by(inbox.c.id.desc()).limit(limit)
     if status is not None:
         stmt = stmt.where(inbox.c.status == status)
-    return [dict(r._mapping) for r in await conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-async def store_deliveries(
-    conn: Connection, deliveries: list[tuple[str, str, dict[str, str], bytes]], *, now: float
+def store_deliveries_sync(
+    conn: SyncConnection, deliveries: list[tuple[str, str, dict[str, str], bytes]], *, now: float
 ) -> None:
     """Store many deliveries (provider, dedupe_key, headers, body); duplicates are skipped."""
-    await conn.execute(
+    conn.execute(
         insert_ignore(conn, inbox),
         [
             {
@@ -106,3 +107,13 @@ async def store_deliveries(
             for provider, dedupe_key, headers, body in deliveries
         ],
     )
+
+
+# The async faces: each runs its whole body in one hop.
+store_delivery = in_one_hop(store_delivery_sync)
+lock_pending = in_one_hop(lock_pending_sync)
+mark_processed = in_one_hop(mark_processed_sync)
+mark_failed = in_one_hop(mark_failed_sync)
+count_by_status = in_one_hop(count_by_status_sync)
+list_deliveries = in_one_hop(list_deliveries_sync)
+store_deliveries = in_one_hop(store_deliveries_sync)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
 
 from wahub.domain.status import Status, advance
 from wahub.store.database import in_one_hop
@@ -57,31 +57,31 @@ def _event_row(event: EventRecord, now: float) -> dict[str, Any]:
     }
 
 
-def _record_events(conn: SyncConnection, events: Sequence[EventRecord], now: float) -> None:
+def record_events_sync(conn: SyncConnection, events: Sequence[EventRecord], now: float) -> None:
     """Append status history; an event already recorded (same webhook twice) is skipped."""
     if events:
         conn.execute(insert_ignore(conn, message_events), [_event_row(e, now) for e in events])
 
 
-def _insert_message(conn: SyncConnection, row: dict[str, Any]) -> dict[str, Any]:
+def insert_message_sync(conn: SyncConnection, row: dict[str, Any]) -> dict[str, Any]:
     """Insert a new outbound message and its ``queued`` event; returns the stored row."""
     stored = (conn.execute(messages.insert().returning(*messages.c), row)).one()
-    _record_events(conn, [EventRecord(row["id"], Status.QUEUED, "api")], row["created_at"])
+    record_events_sync(conn, [EventRecord(row["id"], Status.QUEUED, "api")], row["created_at"])
     return dict(stored._mapping)
 
 
-def _get_message(conn: SyncConnection, message_id: str) -> dict[str, Any] | None:
+def get_message_sync(conn: SyncConnection, message_id: str) -> dict[str, Any] | None:
     row = (conn.execute(select(messages).where(messages.c.id == message_id))).first()
     return None if row is None else dict(row._mapping)
 
 
-def _get_by_idempotency_key(conn: SyncConnection, key: str) -> dict[str, Any] | None:
+def get_by_idempotency_key_sync(conn: SyncConnection, key: str) -> dict[str, Any] | None:
     stmt = select(messages).where(messages.c.idempotency_key == key)
     row = (conn.execute(stmt)).first()
     return None if row is None else dict(row._mapping)
 
 
-def _list_events(conn: SyncConnection, message_id: str) -> list[dict[str, Any]]:
+def list_events_sync(conn: SyncConnection, message_id: str) -> list[dict[str, Any]]:
     stmt = (
         select(message_events)
         .where(message_events.c.message_id == message_id)
@@ -90,7 +90,7 @@ def _list_events(conn: SyncConnection, message_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def _list_messages(
+def list_messages_sync(
     conn: SyncConnection,
     *,
     chat_ids: Sequence[str] | None,
@@ -122,7 +122,7 @@ def _list_messages(
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def _claim_due_messages(
+def claim_due_messages_sync(
     conn: SyncConnection,
     *,
     channel_ids: Sequence[str],
@@ -169,7 +169,7 @@ def _claim_due_messages(
     )
     rows = [dict(r._mapping) for r in conn.execute(stmt)]
     rows.sort(key=lambda r: r["seq"])
-    _record_events(
+    record_events_sync(
         conn, [EventRecord(r["id"], Status.SENDING, "worker", r["attempts"]) for r in rows], now
     )
     return rows
@@ -190,7 +190,7 @@ class SendOutcome:
     error_detail: str | None = None
 
 
-def _record_outcomes(
+def record_outcomes_sync(
     conn: SyncConnection, outcomes: Sequence[SendOutcome], *, owner: str, now: float
 ) -> list[StatusChange]:
     """Write the results of send attempts made by ``owner``.
@@ -297,9 +297,9 @@ def _record_outcomes(
                     row.status,
                 )
             )
-    _record_events(conn, events, now)
+    record_events_sync(conn, events, now)
     if sent_ids:
-        changes.extend(_apply_parked(conn, sent_ids, now))
+        changes.extend(apply_parked_sync(conn, sent_ids, now))
     return changes
 
 
@@ -323,7 +323,30 @@ _STATUS_TIME_COLUMN = {
 }
 
 
-def _apply_statuses(
+_changed = bindparam("b_changed") == 1
+# The update apply_statuses runs for every touched message. A status change releases the
+# lease (a webhook settled a message that was in flight); timestamps and the provider id
+# are only ever filled in, never overwritten; a failure's error replaces the stored one.
+_APPLY_STATUS = (
+    update(messages)
+    .where(messages.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        updated_at=case((_changed, bindparam("b_now")), else_=messages.c.updated_at),
+        lease_owner=case((_changed, null()), else_=messages.c.lease_owner),
+        lease_until=case((_changed, null()), else_=messages.c.lease_until),
+        provider_message_id=func.coalesce(messages.c.provider_message_id, bindparam("b_pid")),
+        error_code=func.coalesce(bindparam("b_error_code"), messages.c.error_code),
+        error_title=func.coalesce(bindparam("b_error_title"), messages.c.error_title),
+        sent_at=func.coalesce(messages.c.sent_at, bindparam("b_sent_at")),
+        delivered_at=func.coalesce(messages.c.delivered_at, bindparam("b_delivered_at")),
+        read_at=func.coalesce(messages.c.read_at, bindparam("b_read_at")),
+        failed_at=func.coalesce(messages.c.failed_at, bindparam("b_failed_at")),
+    )
+)
+
+
+def apply_statuses_sync(
     conn: SyncConnection, observed: Sequence[ObservedStatus], now: float
 ) -> list[StatusChange]:
     """Apply provider statuses forward-only; park those for provider ids we do not know.
@@ -386,13 +409,11 @@ def _apply_statuses(
             errors[row.id] = (o.error_code, o.error_title)
         state[row.id] = new
     changes: list[StatusChange] = []
+    updates: list[dict[str, Any]] = []
     for message_id, new_status in state.items():
         row = by_id[message_id]
-        values: dict[str, Any] = {}
-        if new_status != row.status:
-            values.update(status=new_status, updated_at=now)
-            # A webhook settles a message that was in flight: release its lease.
-            values.update(lease_owner=None, lease_until=None)
+        changed = new_status != row.status
+        if changed:
             changes.append(
                 StatusChange(
                     message_id,
@@ -403,24 +424,35 @@ def _apply_statuses(
                     row.status,
                 )
             )
-        if message_id in learned_provider_id:
-            values["provider_message_id"] = learned_provider_id[message_id]
-        if message_id in errors:
-            values["error_code"], values["error_title"] = errors[message_id]
-        for column, value in times.get(message_id, {}).items():
-            values[column] = func.coalesce(messages.c[column], value)
-        if values:
-            conn.execute(update(messages).where(messages.c.id == message_id).values(values))
-    _record_events(conn, events, now)
+        stamps = times.get(message_id, {})
+        if not (changed or message_id in learned_provider_id or message_id in errors or stamps):
+            continue
+        error_code, error_title = errors.get(message_id, (None, None))
+        updates.append(
+            {
+                "b_id": message_id,
+                "b_status": new_status,
+                "b_changed": 1 if changed else 0,
+                "b_now": now,
+                "b_pid": learned_provider_id.get(message_id),
+                "b_error_code": error_code,
+                "b_error_title": error_title,
+                **{f"b_{column}": stamps.get(column) for column in _STATUS_TIME_COLUMN.values()},
+            }
+        )
+    if updates:
+        # One statement for the whole batch (executemany): far cheaper than one each.
+        conn.execute(_APPLY_STATUS, updates)
+    record_events_sync(conn, events, now)
     if parked:
         conn.execute(parked_statuses.insert(), parked)
     if learned_provider_id:
         # The provider id we just learned may have statuses waiting under it.
-        changes.extend(_apply_parked(conn, learned_provider_id.keys(), now))
+        changes.extend(apply_parked_sync(conn, learned_provider_id.keys(), now))
     return changes
 
 
-def _apply_parked(
+def apply_parked_sync(
     conn: SyncConnection, message_ids: Iterable[str], now: float
 ) -> list[StatusChange]:
     """Apply statuses parked for the provider ids these messages just received."""
@@ -444,7 +476,7 @@ def _apply_parked(
     if not parked:
         return []
     conn.execute(parked_statuses.delete().where(parked_statuses.c.id.in_([p.id for p in parked])))
-    return _apply_statuses(
+    return apply_statuses_sync(
         conn,
         [
             ObservedStatus(
@@ -461,7 +493,7 @@ def _apply_parked(
     )
 
 
-def _expire_leases(conn: SyncConnection, now: float) -> list[StatusChange]:
+def expire_leases_sync(conn: SyncConnection, now: float) -> list[StatusChange]:
     """Messages whose sender vanished mid-send become ``uncertain``: maybe sent, maybe not."""
     rows = list(
         conn.execute(
@@ -483,7 +515,7 @@ def _expire_leases(conn: SyncConnection, now: float) -> list[StatusChange]:
             )
         )
     )
-    _record_events(
+    record_events_sync(
         conn,
         [
             EventRecord(r.id, Status.UNCERTAIN, "lease", r.attempts, 0, "lease_expired")
@@ -497,7 +529,7 @@ def _expire_leases(conn: SyncConnection, now: float) -> list[StatusChange]:
     ]
 
 
-def _settle_uncertain(
+def settle_uncertain_sync(
     conn: SyncConnection, *, now: float, grace_seconds: float, policy: str, max_attempts: int
 ) -> list[StatusChange]:
     """Uncertain messages no webhook settled within the grace period: resend or fail."""
@@ -540,11 +572,11 @@ def _settle_uncertain(
         changes.append(
             StatusChange(r.id, r.chat_id, r.channel_id, r.sender_user_id, new.value, "uncertain")
         )
-    _record_events(conn, events, now)
+    record_events_sync(conn, events, now)
     return changes
 
 
-def _requeue_failed(conn: SyncConnection, message_id: str, now: float) -> bool:
+def requeue_failed_sync(conn: SyncConnection, message_id: str, now: float) -> bool:
     """Operator retry of a failed message: back to ``queued`` with a fresh attempt budget."""
     result = conn.execute(
         update(messages)
@@ -565,40 +597,40 @@ def _requeue_failed(conn: SyncConnection, message_id: str, now: float) -> bool:
         )
     )
     if result.rowcount:
-        _record_events(conn, [EventRecord(message_id, Status.QUEUED, "operator")], now)
+        record_events_sync(conn, [EventRecord(message_id, Status.QUEUED, "operator")], now)
     return bool(result.rowcount)
 
 
-def _count_by_status(conn: SyncConnection) -> dict[str, int]:
+def count_by_status_sync(conn: SyncConnection) -> dict[str, int]:
     stmt = select(messages.c.status, func.count().label("n")).group_by(messages.c.status)
     return {str(row.status): int(row.n) for row in conn.execute(stmt)}
 
 
-def _statuses_by_id(conn: SyncConnection) -> dict[str, str]:
+def statuses_by_id_sync(conn: SyncConnection) -> dict[str, str]:
     """Every message's status (demo and benchmark reconciliation against the sandbox)."""
     return {r.id: r.status for r in conn.execute(select(messages.c.id, messages.c.status))}
 
 
-def _count_events_by_source(conn: SyncConnection, source: str) -> int:
+def count_events_by_source_sync(conn: SyncConnection, source: str) -> int:
     """How many status events came from ``source`` (e.g. ``lease``: sends cut short)."""
     stmt = select(func.count()).select_from(message_events).where(message_events.c.source == source)
     return int((conn.execute(stmt)).scalar() or 0)
 
 
 # The async faces the rest of wahub calls: each runs its whole body in one hop.
-record_events = in_one_hop(_record_events)
-insert_message = in_one_hop(_insert_message)
-get_message = in_one_hop(_get_message)
-get_by_idempotency_key = in_one_hop(_get_by_idempotency_key)
-list_events = in_one_hop(_list_events)
-list_messages = in_one_hop(_list_messages)
-claim_due_messages = in_one_hop(_claim_due_messages)
-record_outcomes = in_one_hop(_record_outcomes)
-apply_statuses = in_one_hop(_apply_statuses)
-apply_parked = in_one_hop(_apply_parked)
-expire_leases = in_one_hop(_expire_leases)
-settle_uncertain = in_one_hop(_settle_uncertain)
-requeue_failed = in_one_hop(_requeue_failed)
-count_by_status = in_one_hop(_count_by_status)
-statuses_by_id = in_one_hop(_statuses_by_id)
-count_events_by_source = in_one_hop(_count_events_by_source)
+record_events = in_one_hop(record_events_sync)
+insert_message = in_one_hop(insert_message_sync)
+get_message = in_one_hop(get_message_sync)
+get_by_idempotency_key = in_one_hop(get_by_idempotency_key_sync)
+list_events = in_one_hop(list_events_sync)
+list_messages = in_one_hop(list_messages_sync)
+claim_due_messages = in_one_hop(claim_due_messages_sync)
+record_outcomes = in_one_hop(record_outcomes_sync)
+apply_statuses = in_one_hop(apply_statuses_sync)
+apply_parked = in_one_hop(apply_parked_sync)
+expire_leases = in_one_hop(expire_leases_sync)
+settle_uncertain = in_one_hop(settle_uncertain_sync)
+requeue_failed = in_one_hop(requeue_failed_sync)
+count_by_status = in_one_hop(count_by_status_sync)
+statuses_by_id = in_one_hop(statuses_by_id_sync)
+count_events_by_source = in_one_hop(count_events_by_source_sync)
