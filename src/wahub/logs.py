@@ -37,3 +37,6 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
     root.setLevel(level.upper())
     # Access logs on every request drown what matters and cost time on the hot path.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Alembic narrates every start ("Context impl SQLiteImpl..."); we log the one line
+    # that matters (schema migrated from X to Y) ourselves.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

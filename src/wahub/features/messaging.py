@@ -55,6 +55,12 @@ class Messaging:
         self.access = access
         self.default_region = default_region
         self._on_enqueued = on_enqueued or (lambda: None)
+        # Chat rows are never deleted: once this process created one, skip the insert.
+        self._known_chats: set[str] = set()
+        # Channels are few and rarely change; re-reading them for every send costs the
+        # single SQLite writer more than the message itself. A second of staleness only
+        # delays when a newly added channel becomes the default.
+        self._channels_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
 
     async def send(
         self, actor: Actor, request: SendRequest, *, idempotency_key: str | None = None
@@ -112,6 +118,10 @@ class Messaging:
             lambda conn: self._store_sync(conn, actor, request, chat_id, scoped_key, digest, now)
         )
         if accepted.created:
+            # Only now: had the transaction rolled back, the chat row would not exist.
+            if len(self._known_chats) > 100_000:
+                self._known_chats.clear()
+            self._known_chats.add(chat_id)
             self._on_enqueued()
         return accepted
 
@@ -146,7 +156,7 @@ class Messaging:
                     "will not accept messages to it",
                     details={"field": "to", "value": chat_id},
                 )
-        else:
+        elif chat_id not in self._known_chats:
             channel_q.ensure_chat_sync(
                 conn,
                 {
@@ -205,7 +215,7 @@ class Messaging:
                     details={"field": "channel_id", "value": channel_id},
                 )
             return channel
-        channels = channel_q.list_channels_sync(conn)
+        channels = self._channels(conn)
         if len(channels) == 1:
             return channels[0]
         if not channels:
@@ -217,6 +227,13 @@ class Messaging:
             "channel_id is required when more than one channel exists",
             details={"field": "channel_id", "choices": [c["id"] for c in channels]},
         )
+
+    def _channels(self, conn: SyncConnection) -> list[dict[str, Any]]:
+        fetched_at, channels = self._channels_cache
+        if time.monotonic() - fetched_at > 1.0 or not channels:
+            channels = channel_q.list_channels_sync(conn)
+            self._channels_cache = (time.monotonic(), channels)
+        return channels
 
     def _check_template(self, conn: SyncConnection, channel_id: str, request: SendRequest) -> None:
         template = request.template
