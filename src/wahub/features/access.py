@@ -59,10 +59,7 @@ class AccessControl:
         key = f"wh_{prefix}_{secrets.token_urlsafe(32)}"
         now = time.time()
         async with self.db.transaction() as conn:
-            user = await q.get_user_by_name(conn, name)
-            if user is None:
-                user = {"id": new_id("usr"), "name": name, "created_at": now}
-                await q.insert_user(conn, user)
+            user = await q.ensure_user(conn, name, now)
             key_id = new_id("key")
             await q.insert_api_key(
                 conn,
@@ -142,22 +139,13 @@ class AccessControl:
         async with self.db.transaction() as conn:
             if await channel_q.get_chat(conn, chat_id) is None:
                 raise NotFound(f"unknown chat {chat_id}: register the group first")
-            group = await q.get_employee_group_by_name(conn, group_name)
-            if group is None:
-                group = {"id": new_id("grp"), "name": group_name, "created_at": now}
-                await q.insert_employee_group(conn, group)
+            group = await q.ensure_employee_group(conn, group_name, now)
             await q.assign_chat(conn, group["id"], chat_id, now)
 
     async def add_member(self, *, group_name: str, user_name: str) -> None:
         """Put ``user_name`` into employee group ``group_name`` (both created if new)."""
         now = time.time()
         async with self.db.transaction() as conn:
-            group = await q.get_employee_group_by_name(conn, group_name)
-            if group is None:
-                group = {"id": new_id("grp"), "name": group_name, "created_at": now}
-                await q.insert_employee_group(conn, group)
-            user = await q.get_user_by_name(conn, user_name)
-            if user is None:
-                user = {"id": new_id("usr"), "name": user_name, "created_at": now}
-                await q.insert_user(conn, user)
+            group = await q.ensure_employee_group(conn, group_name, now)
+            user = await q.ensure_user(conn, user_name, now)
             await q.add_group_member(conn, group["id"], user["id"])

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import select, update
 
+from wahub.domain.ids import new_id
 from wahub.store.database import in_one_hop
 from wahub.store.schema import (
     api_keys,
@@ -125,6 +126,24 @@ def get_user_sync(conn: SyncConnection, user_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)
 
 
+def ensure_user_sync(conn: SyncConnection, name: str, now: float) -> dict[str, Any]:
+    """The user called ``name``, created if new."""
+    user = get_user_by_name_sync(conn, name)
+    if user is None:
+        user = {"id": new_id("usr"), "name": name, "created_at": now}
+        insert_user_sync(conn, user)
+    return user
+
+
+def ensure_employee_group_sync(conn: SyncConnection, name: str, now: float) -> dict[str, Any]:
+    """The employee group called ``name``, created if new."""
+    group = get_employee_group_by_name_sync(conn, name)
+    if group is None:
+        group = {"id": new_id("grp"), "name": name, "created_at": now}
+        insert_employee_group_sync(conn, group)
+    return group
+
+
 # The async faces: each runs its whole body in one hop.
 get_user_by_name = in_one_hop(get_user_by_name_sync)
 insert_user = in_one_hop(insert_user_sync)
@@ -140,3 +159,5 @@ unassign_chat = in_one_hop(unassign_chat_sync)
 assigned_chat_ids = in_one_hop(assigned_chat_ids_sync)
 is_chat_assigned_to_user = in_one_hop(is_chat_assigned_to_user_sync)
 get_user = in_one_hop(get_user_sync)
+ensure_user = in_one_hop(ensure_user_sync)
+ensure_employee_group = in_one_hop(ensure_employee_group_sync)

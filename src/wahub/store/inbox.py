@@ -87,28 +87,6 @@ def list_deliveries_sync(
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def store_deliveries_sync(
-    conn: SyncConnection, deliveries: list[tuple[str, str, dict[str, str], bytes]], *, now: float
-) -> None:
-    """Store many deliveries (provider, dedupe_key, headers, body); duplicates are skipped."""
-    conn.execute(
-        insert_ignore(conn, inbox),
-        [
-            {
-                "provider": provider,
-                "dedupe_key": dedupe_key,
-                "headers": headers,
-                "body": body,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "received_at": now,
-            }
-            for provider, dedupe_key, headers, body in deliveries
-        ],
-    )
-
-
 # The async faces: each runs its whole body in one hop.
 store_delivery = in_one_hop(store_delivery_sync)
 lock_pending = in_one_hop(lock_pending_sync)
@@ -116,4 +94,3 @@ mark_processed = in_one_hop(mark_processed_sync)
 mark_failed = in_one_hop(mark_failed_sync)
 count_by_status = in_one_hop(count_by_status_sync)
 list_deliveries = in_one_hop(list_deliveries_sync)
-store_deliveries = in_one_hop(store_deliveries_sync)
