@@ -1,0 +1,92 @@
+"""The database handle itself: group-committed writes and concurrent reads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import Connection as SyncConnection
+from sqlalchemy import func, select, text
+
+from wahub.store.database import Database
+from wahub.store.schema import users
+
+
+def insert_user(name: str) -> object:
+    def unit(conn: SyncConnection) -> str:
+        conn.execute(users.insert(), {"id": f"usr_{name}", "name": name, "created_at": 0.0})
+        return name
+
+    return unit
+
+
+def failing_after_insert(conn: SyncConnection) -> None:
+    conn.execute(users.insert(), {"id": "usr_doomed", "name": "doomed", "created_at": 0.0})
+    raise RuntimeError("this unit fails after writing")
+
+
+async def user_names(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return {r.name for r in await conn.execute(select(users.c.name))}
+
+
+async def test_concurrent_writes_all_commit_and_each_caller_gets_its_own_result(
+    db: Database,
+) -> None:
+    names = [f"user{i}" for i in range(200)]
+    results = await asyncio.gather(*(db.write(insert_user(n)) for n in names))  # type: ignore[arg-type]
+    assert results == names, "each caller receives the value its own unit returned"
+    assert await user_names(db) == set(names), "every unit's row is committed"
+
+
+async def test_a_failing_unit_rolls_back_only_itself_and_raises_to_its_own_caller(
+    db: Database,
+) -> None:
+    outcomes = await asyncio.gather(
+        db.write(insert_user("before")),  # type: ignore[arg-type]
+        db.write(failing_after_insert),
+        db.write(insert_user("after")),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "before"
+    assert isinstance(outcomes[1], RuntimeError), "the failure reaches the caller that caused it"
+    assert outcomes[2] == "after"
+    assert await user_names(db) == {"before", "after"}, "the failed unit's insert is rolled back"
+
+
+async def test_a_constraint_violation_fails_one_unit_not_the_batch(db: Database) -> None:
+    await db.write(insert_user("taken"))  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(
+        db.write(insert_user("taken")),  # type: ignore[arg-type]
+        db.write(insert_user("free")),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], Exception), "the duplicate name is refused"
+    assert outcomes[1] == "free"
+    async with db.read() as conn:
+        count = (await conn.execute(select(func.count()).select_from(users))).scalar_one()
+    assert count == 2
+
+
+async def test_many_more_concurrent_reads_than_connections_do_not_deadlock(db: Database) -> None:
+    # Each read runs two statements on its connection. With more readers than pooled
+    # connections, a reader must not block a thread while waiting for a connection, or
+    # the holders could never run their second statement.
+    async def read_twice() -> int:
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+            await asyncio.sleep(0.001)
+            return int((await conn.execute(text("SELECT 2"))).scalar_one())
+
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(*(read_twice() for _ in range(64)))
+    assert results == [2] * 64
+
+
+@pytest.mark.parametrize("bad_url", ["mysql://localhost/x", "not a url at all"])
+def test_an_unsupported_or_malformed_url_is_a_one_line_error(bad_url: str) -> None:
+    from wahub.domain.errors import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable) as caught:
+        Database(bad_url)
+    assert "\n" not in caught.value.message
