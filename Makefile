@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/wahub demo
 
+# Store contract tests run on SQLite and on a throwaway PostgreSQL cluster the suite
+# starts itself. `make test WAHUB_TEST_POSTGRES=optional` skips PostgreSQL when absent.
+WAHUB_TEST_POSTGRES ?= required
+export WAHUB_TEST_POSTGRES
+
 test: install
+ifeq ($(WAHUB_TEST_POSTGRES),required)
+	./scripts/ensure-postgres
+endif
 	$(BIN)/pytest -q
 
 lint: install

@@ -11,14 +11,17 @@ api_keys      {"admin": key, "agent": key, "viewer": key} for users admin, agent
 headers_for   role -> {"Authorization": "Bearer <key>"} for the api_keys above
 channel       one Cloud API channel (never contacted: no workers run)
 groups        two registered groups; ``assigned`` is assigned to the agent user
+postgres      a throwaway PostgreSQL cluster for the session (None when unavailable;
+              WAHUB_TEST_POSTGRES=required turns "unavailable" into a failure)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from pgcluster import PostgresCluster, find_bindir
 from wahub.app import create_app
 from wahub.config import Settings
 from wahub.embedded import free_port, start_server
@@ -162,3 +166,20 @@ async def groups(hub: Hub, channel: dict[str, Any], api_keys: dict[str, str]) ->
     await hub.access.add_member(group_name="support", user_name="agent")
     await hub.access.assign_chat(group_name="support", chat_id=result.assigned)
     return result
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster | None]:
+    """A PostgreSQL cluster of our own for the whole run, or None if there is no server."""
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("WAHUB_TEST_POSTGRES") == "required":
+            pytest.fail("PostgreSQL is required (WAHUB_TEST_POSTGRES=required) but not installed")
+        yield None
+        return
+    cluster = PostgresCluster(bindir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -8,7 +8,7 @@ name in the test id (``test_x[sqlite]``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, func, select
 
+from pgcluster import PostgresCluster
 from wahub.domain.actors import Actor
 from wahub.domain.content import SendRequest
 from wahub.domain.ids import new_id
@@ -26,19 +27,25 @@ from wahub.store import messages as q
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 
-BACKENDS = ["sqlite"]
-
-
-def backend_url(backend: str, tmp_path: Path) -> str:
-    """A URL for an empty database of ``backend``, private to one test."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/t.db"
-    raise AssertionError(f"no URL builder for backend {backend!r}")
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request.param, tmp_path)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresCluster | None
+) -> Iterator[str]:
+    """A URL for an empty database of the backend, private to one test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/t.db"
+        return
+    if postgres is None:
+        pytest.skip("no PostgreSQL server on this machine (install Debian's postgresql)")
+    name = "t_" + new_id("db").split("_", 1)[1]
+    url = postgres.new_database(name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(name)
 
 
 @pytest.fixture

@@ -153,10 +153,17 @@ def claim_due_messages_sync(
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=messages)
+        # Lock the due rows in a CTE, evaluated exactly once. As a plain IN (subquery),
+        # PostgreSQL may evaluate the LIMIT ... FOR UPDATE SKIP LOCKED subquery more than
+        # once and claim more rows than asked (seen in the contract tests).
+        locked = due.with_for_update(skip_locked=True, of=messages).cte("due")
+        target = messages.c.seq.in_(select(locked.c.seq))
+    else:
+        # SQLite has one writer at a time: the subquery sees a stable database.
+        target = messages.c.seq.in_(due.scalar_subquery())
     stmt = (
         update(messages)
-        .where(messages.c.seq.in_(due.scalar_subquery()), messages.c.status == "queued")
+        .where(target, messages.c.status == "queued")
         .values(
             status="sending",
             lease_owner=owner,
