@@ -132,3 +132,17 @@ async def test_an_unreachable_sqlite_path_is_store_unavailable_in_one_line(
     message = str(caught.value)
     assert "\n" not in message, f"an outage is reported in one line: {message!r}"
     assert "unable to open" in message, f"the cause is named: {message!r}"
+
+
+async def test_migrations_build_exactly_the_schema_the_code_declares(db: Database) -> None:
+    """schema.py and the migrations cannot drift: a change to one needs the other."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from wahub.store.schema import metadata
+
+    async with db.read() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert diff == [], f"schema.py and the migrations differ: {diff}"

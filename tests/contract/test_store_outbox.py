@@ -6,9 +6,12 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.status import Status
 from wahub.store import messages as q
+from wahub.store.schema import messages
 
 if TYPE_CHECKING:
     from conftest import ContractEnv
@@ -424,3 +427,19 @@ async def test_unknown_outcome_kind_is_a_programming_error(env: ContractEnv) -> 
 
     with pytest.raises(ValueError, match="exploded"):
         await env.record(q.SendOutcome(sent["id"], 1, "exploded"))
+
+
+async def test_the_database_refuses_a_second_in_flight_message_in_one_chat(
+    env: ContractEnv,
+) -> None:
+    first = await env.send_text(env.phone(A), "first")
+    second = await env.send_text(env.phone(A), "second")
+    [claimed] = await env.claim()
+    assert claimed["id"] == first["id"]
+    # Bypass the claim query, as a racing worker with a stale view would: the partial
+    # unique index must refuse to put a second message of the chat in flight.
+    with pytest.raises(IntegrityError):
+        async with env.db.transaction() as conn:
+            await conn.execute(
+                update(messages).where(messages.c.id == second["id"]).values(status="sending")
+            )

@@ -159,6 +159,14 @@ messages = Table(
         sqlite_where=text("status IN ('queued','sending','uncertain')"),
         postgresql_where=text("status IN ('queued','sending','uncertain')"),
     ),
+    # At most one message in flight per chat, whatever races between workers (0002).
+    Index(
+        "ux_messages_one_in_flight",
+        "ordering_key",
+        unique=True,
+        sqlite_where=text("status IN ('sending','uncertain')"),
+        postgresql_where=text("status IN ('sending','uncertain')"),
+    ),
     Index("ix_messages_chat_seq", "chat_id", "seq"),
     Index("ix_messages_status_seq", "status", "seq"),
     Index(
