@@ -146,3 +146,15 @@ async def test_migrations_build_exactly_the_schema_the_code_declares(db: Databas
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
         )
     assert diff == [], f"schema.py and the migrations differ: {diff}"
+
+
+async def test_an_unreachable_postgresql_host_is_one_line_naming_the_host() -> None:
+    db = Database("postgresql://wahub@127.0.0.1:1/wahub")
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await upgrade(db)
+    finally:
+        await db.dispose()
+    message = caught.value.message
+    assert "127.0.0.1" in message, message
+    assert "\n" not in message, "one line, no traceback"
