@@ -1,0 +1,22 @@
+"""The main job, `wahub demo`, at a small size: it must pass its own end-state check."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from rich.console import Console
+
+from wahub.demo import run_demo
+
+
+async def test_the_demo_reaches_a_checked_final_state() -> None:
+    console = Console(file=StringIO(), width=120)
+    result = await run_demo(messages=120, chats=12, console=console, timeout_s=90)
+    final = sum(result.counts.get(s, 0) for s in ("delivered", "read", "failed"))
+    assert result.accepted == 120, "every POST was accepted with 202"
+    assert final == 120, f"every message reached a final state: {result.counts}"
+    assert result.sandbox_received == 120, "the sandbox received each message"
+    assert result.duplicates == 0
+    assert result.lost == 0
+    assert result.ok
+    assert "OK" in console.file.getvalue(), "the summary says so"  # type: ignore[attr-defined]
