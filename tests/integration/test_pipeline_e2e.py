@@ -13,7 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pgcluster import PostgresCluster
 from wahub.config import Settings
+from wahub.domain.ids import new_id
 from wahub.embedded import Stack, add_sandbox_channel, embedded_stack, free_port
 from wahub.providers.sandbox import SandboxConfig
 from wahub.store import inbox as inbox_q
@@ -85,11 +87,22 @@ def text(to: str, body: str) -> dict[str, Any]:
     return {"to": to, "type": "text", "text": {"body": body}}
 
 
-@pytest.fixture
-async def stack_factory(tmp_path: Path) -> AsyncIterator[Any]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def stack_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresCluster | None
+) -> AsyncIterator[Any]:
+    """Start a whole stack (hub, HTTP, sandbox) on each store backend."""
     opened: list[Any] = []
+    database: str | None = None
+    if request.param == "postgresql":
+        if postgres is None:
+            pytest.skip("no PostgreSQL server on this machine")
+        database = "e2e_" + new_id("db").split("_", 1)[1]
+        postgres_url = postgres.new_database(database)
 
     async def make(sandbox: SandboxConfig, **overrides: Any) -> tuple[Stack, str]:
+        if database is not None:
+            overrides.setdefault("database_url", postgres_url)
         cm = embedded_stack(settings_for(tmp_path, **overrides), sandbox_config=sandbox)
         stack = await cm.__aenter__()
         opened.append(cm)
@@ -101,6 +114,8 @@ async def stack_factory(tmp_path: Path) -> AsyncIterator[Any]:
     yield make
     for cm in reversed(opened):
         await cm.__aexit__(None, None, None)
+    if database is not None and postgres is not None:
+        postgres.drop_database(database)
 
 
 async def test_every_message_is_read_and_received_exactly_once_in_chat_order(
