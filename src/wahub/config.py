@@ -58,8 +58,3 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".wahub")
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (CLI flags) on top."""
-    return Settings(**overrides)  # type: ignore[arg-type]

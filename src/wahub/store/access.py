@@ -84,16 +84,6 @@ def assign_chat_sync(conn: SyncConnection, group_id: str, chat_id: str, now: flo
     )
 
 
-def unassign_chat_sync(conn: SyncConnection, group_id: str, chat_id: str) -> bool:
-    result = conn.execute(
-        group_assignments.delete().where(
-            group_assignments.c.employee_group_id == group_id,
-            group_assignments.c.chat_id == chat_id,
-        )
-    )
-    return bool(result.rowcount)
-
-
 def assigned_chat_ids_sync(conn: SyncConnection, user_id: str) -> list[str]:
     """Every chat assigned to any employee group the user belongs to."""
     stmt = (
@@ -155,7 +145,6 @@ get_employee_group_by_name = in_one_hop(get_employee_group_by_name_sync)
 insert_employee_group = in_one_hop(insert_employee_group_sync)
 add_group_member = in_one_hop(add_group_member_sync)
 assign_chat = in_one_hop(assign_chat_sync)
-unassign_chat = in_one_hop(unassign_chat_sync)
 assigned_chat_ids = in_one_hop(assigned_chat_ids_sync)
 is_chat_assigned_to_user = in_one_hop(is_chat_assigned_to_user_sync)
 get_user = in_one_hop(get_user_sync)
