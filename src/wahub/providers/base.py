@@ -65,3 +65,49 @@ class Provider(Protocol):
     async def send(self, message: OutboundMessage) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+# -- group directories (issue: groups and lookup) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupParticipant:
+    """One member of a group as the provider reports it.
+
+    ``phone`` is E.164 (``+4915123456789``) when the provider shows the number; ``lid`` is
+    the linked identity (``76699677012110@lid``) when that is all it shows. At least one
+    of the two is set.
+    """
+
+    phone: str | None
+    lid: str | None
+    rank: str  # creator | admin | member
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group and its members. ``chat_id`` is the JID (``120363...@g.us``)."""
+
+    chat_id: str
+    name: str | None
+    participants: tuple[GroupParticipant, ...]
+    # False when our own number is no longer a participant (we left or were removed):
+    # the group stays in the directory but cannot be sent to.
+    we_are_member: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPage:
+    groups: tuple[GroupInfo, ...]
+    total: int
+    offset: int
+
+
+class GroupDirectory(Protocol):
+    """Lists and fetches a channel's groups. Raises ``NotFound`` for an unknown group,
+    ``RetryableProviderError`` (with ``retry_after`` when the provider sent one) for 429
+    and 5xx, ``PermanentProviderError`` for other refusals."""
+
+    async def list_groups(self, *, offset: int = 0, count: int = 100) -> GroupPage: ...
+
+    async def get_group(self, chat_id: str) -> GroupInfo: ...
