@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKey,
@@ -244,4 +245,69 @@ templates = Table(
     Column("category", String(32), nullable=False, server_default="utility"),
     Column("body_parameters", Integer, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
+)
+
+# -- groups, accounts and lookup by phone (0003) -----------------------------------------
+
+# A group's members as its provider last reported them. Replaced whole, in one
+# transaction, after a successful fetch (a failed fetch leaves the last good list).
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("chat_id", String(120), ForeignKey("chats.chat_id"), nullable=False),
+    Column("member_phone", String(32)),  # E.164, when the provider shows the number
+    Column("member_lid", String(64)),  # "<digits>@lid", when the provider shows that
+    Column("rank", String(16), nullable=False),  # creator | admin | member
+    Column("synced_at", Float, nullable=False),
+    CheckConstraint(
+        "member_phone IS NOT NULL OR member_lid IS NOT NULL", name="ck_group_members_identity"
+    ),
+    # One row per member and group, whichever identity the provider gave (NULLs are
+    # distinct in a unique index on both backends). The first also serves "by chat".
+    Index("ux_group_members_chat_phone", "chat_id", "member_phone", unique=True),
+    Index("ux_group_members_chat_lid", "chat_id", "member_lid", unique=True),
+    Index("ix_group_members_phone", "member_phone"),
+    Index("ix_group_members_lid", "member_lid"),
+)
+
+# Linked ids (WhatsApp's privacy ids) resolved to phones, from whichever source revealed
+# the pair. A lookup by phone also finds members stored by linked id through here.
+lid_links = Table(
+    "lid_links",
+    metadata,
+    Column("lid", String(64), primary_key=True),
+    Column("phone", String(32), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("learned_at", Float, nullable=False),
+    Index("ix_lid_links_phone", "phone"),
+)
+
+# CRM records (an artist, a client, a customer), each linked to one or more groups.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("external_ref", String(200), unique=True),  # the CRM's own id
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+account_chats = Table(
+    "account_chats",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("chat_id", String(120), ForeignKey("chats.chat_id"), primary_key=True),
+    Index("ix_account_chats_chat", "chat_id"),
+)
+
+# One row per cron slot that ran: the primary key decides which process runs it.
+periodic_runs = Table(
+    "periodic_runs",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("slot", String(40), primary_key=True),  # the slot's time, ISO 8601 UTC
+    Column("owner", String(80), nullable=False),
+    Column("claimed_at", Float, nullable=False),
 )
