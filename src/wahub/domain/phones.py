@@ -8,6 +8,7 @@ group's is ``<id>@g.us``. Users hand us phones in every shape (``+49 123 456``,
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import phonenumbers
 
@@ -25,29 +26,142 @@ def normalize_phone(raw: str, *, default_region: str | None = None, field: str =
     Accepts spaces, dashes, brackets, a ``00`` or ``+`` international prefix, and national
     numbers when ``default_region`` (ISO 3166 alpha-2) is given.
     """
-    text = raw.strip()
-    if not text:
-        raise ValidationError(f"{field}: phone number is empty", details={"field": field})
-    if default_region is not None:
-        default_region = default_region.upper()
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    if not text.startswith("+") and default_region is None:
-        digits = re.sub(r"\D", "", text)
-        text = "+" + digits if digits else text
-    try:
-        parsed = phonenumbers.parse(text, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValidationError(
-            f"{field}: {raw!r} is not a phone number ({exc._msg})",
-            details={"field": field, "value": raw},
-        ) from exc
+    parsed = _parse_number(raw, default_region, field)
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationError(
             f"{field}: {raw!r} is not a valid phone number",
             details={"field": field, "value": raw},
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneForms:
+    """The forms one phone number may be stored under: ``e164`` is the canonical one
+    (today's numbering plan), ``forms`` all of them, ``e164`` included."""
+
+    e164: str
+    forms: frozenset[str]
+
+
+def phone_lookup_forms(
+    raw: str, *, default_region: str | None = None, field: str = "phone"
+) -> PhoneForms:
+    """Every E.164 form under which a provider may report the number ``raw``.
+
+    Besides what ``normalize_phone`` accepts (also a WhatsApp person id), two national
+    quirks make one number appear under two forms:
+
+    - Brazil added a 9 in front of 8-digit mobile numbers; WhatsApp still shows many
+      older accounts without it (``+55 11 8765-4321`` = ``+55 11 98765-4321``).
+    - Mexico dropped the ``1`` after ``+52`` for mobiles in 2019; WhatsApp ids still
+      carry it (``+52 1 55 1234 5678`` = ``+52 55 1234 5678``).
+
+    The forms of any returned form are the same set (they are one equivalence class).
+    Raises ``ValidationError`` naming ``field`` for anything that is not a valid number.
+    """
+    text = raw.strip()
+    for suffix in _PERSON_SUFFIXES:
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+            break
+    if "@" in text:
+        raise ValidationError(
+            f"{field}: {raw!r} is not a phone number", details={"field": field, "value": raw}
+        )
+    parsed = _parse_number(text, default_region, field, original=raw)
+    canonical = _current_plan(parsed)
+    if not phonenumbers.is_valid_number(canonical):
+        raise ValidationError(
+            f"{field}: {raw!r} is not a valid phone number",
+            details={"field": field, "value": raw},
+        )
+    e164 = phonenumbers.format_number(canonical, phonenumbers.PhoneNumberFormat.E164)
+    forms = {e164}
+    national = str(canonical.national_number)
+    if canonical.country_code == 55 and _is_br_nine_digit_mobile(national):
+        forms.add(f"+55{national[:2]}{national[3:]}")
+    elif canonical.country_code == 52 and len(national) == 10:
+        forms.add(f"+521{national}")
+    return PhoneForms(e164, frozenset(forms))
+
+
+def _is_br_nine_digit_mobile(national: str) -> bool:
+    # Area code (2 digits), the added 9, then an 8-digit number of the old mobile
+    # ranges (6-9). Numbers outside those ranges never had an 8-digit form.
+    return len(national) == 11 and national[2] == "9" and national[3] in "6789"
+
+
+def _current_plan(number: phonenumbers.PhoneNumber) -> phonenumbers.PhoneNumber:
+    """The number as today's numbering plan writes it (see ``phone_lookup_forms``)."""
+    national = str(number.national_number)
+    if number.country_code == 55 and len(national) == 10 and national[2] in "6789":
+        national = national[:2] + "9" + national[2:]
+    elif number.country_code == 52 and len(national) == 11 and national[0] == "1":
+        national = national[1:]
+    else:
+        return number
+    return phonenumbers.PhoneNumber(country_code=number.country_code, national_number=int(national))
+
+
+def _parse_number(
+    raw: str, default_region: str | None, field: str, *, original: str | None = None
+) -> phonenumbers.PhoneNumber:
+    """Parse without judging validity. A number without ``+``/``00`` is national when a
+    default region is set, except when it starts with that region's country code and
+    reads as a valid international number (people often drop only the ``+``)."""
+    shown = raw if original is None else original
+    text = raw.strip()
+    if not text:
+        raise ValidationError(f"{field}: phone number is empty", details={"field": field})
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    region = default_region.upper() if default_region is not None else None
+    try:
+        if text.startswith("+"):
+            return phonenumbers.parse(text, None)
+        digits = re.sub(r"\D", "", text)
+        if region is None:
+            return phonenumbers.parse("+" + digits if digits else text, None)
+        code = str(phonenumbers.country_code_for_region(region))
+        if digits.startswith(code) and not digits.startswith("0"):
+            international = _try_parse("+" + digits)
+            if international is not None and phonenumbers.is_valid_number(
+                _current_plan(international)
+            ):
+                return international
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationError(
+            f"{field}: {shown!r} is not a phone number ({exc._msg})",
+            details={"field": field, "value": shown},
+        ) from exc
+
+
+def _try_parse(text: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def member_phone(raw: str | None) -> str | None:
+    """A participant's phone as a provider reported it, as ``+digits``; None if it is not
+    a plausible E.164 number. Deliberately not checked against today's numbering plan:
+    WhatsApp reports old Brazilian and Mexican forms, and the lookup matches those."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    for suffix in _PERSON_SUFFIXES:
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+            break
+    digits = re.sub(r"[\s()+.-]", "", text)
+    if not digits.isascii() or not digits.isdigit() or not 8 <= len(digits) <= 15:
+        return None
+    if digits.startswith("0"):
+        return None
+    return "+" + digits
 
 
 def is_group_chat(chat_id: str) -> bool:
