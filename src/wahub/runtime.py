@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wahub.config import Settings
@@ -23,6 +24,7 @@ from wahub.providers.registry import ProviderRegistry
 from wahub.realtime.hub import RealtimeHub
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
+from wahub.store.notify import EVENTS, INBOX, OUTBOX, Listener
 
 log = logging.getLogger("wahub")
 
@@ -41,6 +43,7 @@ class Hub:
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
     outbox: OutboxWorker | None = None
     inbox: InboxProcessor | None = None
+    listener: Listener | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -73,6 +76,16 @@ class Hub:
             log.info("schema migrated from %s to %s", result["from"], result["to"])
         if realtime:
             await self.realtime.start()
+        if not self.db.is_sqlite and (realtime or workers):
+            # Other processes' commits wake our loops (PostgreSQL LISTEN/NOTIFY).
+            handlers: dict[str, list[Callable[[], None]]] = {}
+            if realtime:
+                handlers[EVENTS] = [self.realtime.poke]
+            if workers:
+                handlers[OUTBOX] = [self.outbox_wakeup.notify]
+                handlers[INBOX] = [self.inbox_wakeup.notify]
+            self.listener = Listener(self.db.url, handlers)
+            await self.listener.start()
         if workers:
             self.outbox = OutboxWorker(
                 self.db,
@@ -102,6 +115,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.listener is not None:
+            await self.listener.stop()
         await self.realtime.stop()
         await self.providers.close()
         await self.db.dispose()

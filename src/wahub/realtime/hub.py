@@ -2,8 +2,15 @@
 
 The hub tails ``message_events`` (append-only, ordered by id) rather than listening to
 in-process calls, so a client connected to this process also sees statuses applied by a
-``wahub worker`` in another process. In-process writers call ``poke()`` to skip the poll
-delay.
+``wahub worker`` or another ``serve`` in another process. In-process writers call
+``poke()`` to skip the poll delay; on PostgreSQL a ``LISTEN`` on ``wahub_events``
+(``wahub.store.notify``) pokes it when another process commits an event.
+
+Ids are handed out at insert but become visible at commit, and on PostgreSQL two
+writers can commit out of order: id 11 can be readable while 10 is not yet. Moving the
+cursor past 11 would lose 10 forever, so the ids skipped over are kept as *gaps* and
+looked up again on each pass until they appear or ``gap_seconds`` pass (a rolled-back
+transaction leaves a gap that never fills). SQLite has one writer, so no gaps there.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +32,9 @@ log = logging.getLogger("wahub.realtime")
 
 Filter = Callable[[dict[str, Any]], bool]
 
+BATCH = 2000
+MAX_GAPS = 10_000
+
 
 @dataclass(eq=False)
 class Subscription:
@@ -33,9 +44,14 @@ class Subscription:
 
 
 class RealtimeHub:
-    def __init__(self, db: Database, *, poll_seconds: float = 0.1) -> None:
+    def __init__(
+        self, db: Database, *, poll_seconds: float = 0.1, gap_seconds: float = 5.0
+    ) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
+        self.gap_seconds = gap_seconds
+        # id -> monotonic time after which we stop waiting for it
+        self._gaps: dict[int, float] = {}
         self._subs: set[Subscription] = set()
         self._wakeup = Wakeup()
         self._task: asyncio.Task[None] | None = None
@@ -78,34 +94,59 @@ class RealtimeHub:
                 # they get everything from before their subscription on.
                 if not self._subs:
                     self._cursor = latest
+                    self._gaps.clear()
                 continue
             try:
                 async with self.db.read() as conn:
-                    rows = await q.events_after(conn, self._cursor, 2000)
+                    late = await q.events_by_ids(conn, sorted(self._gaps)) if self._gaps else []
+                    rows = await q.events_after(conn, self._cursor, BATCH)
             except WahubError as exc:
                 log.warning("realtime tail failed: %s", exc.message)
                 continue
+            for row in late:
+                del self._gaps[row["id"]]
+                self._publish(row)
+            self._expire_gaps()
             for row in rows:
+                self._note_gaps(row["id"])
                 self._cursor = row["id"]
-                event = {
-                    "type": "message.status",
-                    "event_id": row["id"],
-                    "message_id": row["message_id"],
-                    "status": row["status"],
-                    "event": row["event_status"],
-                    "source": row["source"],
-                    "chat_id": row["chat_id"],
-                    "channel_id": row["channel_id"],
-                    "provider_message_id": row["provider_message_id"],
-                    "error_code": row["error_code"],
-                    "at": row["recorded_at"],
-                    "_sender_user_id": row["sender_user_id"],
-                }
-                for sub in list(self._subs):
-                    if sub.accepts(event):
-                        try:
-                            sub.queue.put_nowait(event)
-                        except asyncio.QueueFull:
-                            sub.dropped += 1
-            if len(rows) == 2000:
+                self._publish(row)
+            if len(rows) == BATCH:
                 self._wakeup.notify()
+
+    def _note_gaps(self, event_id: int) -> None:
+        if event_id <= self._cursor + 1:
+            return
+        give_up = time.monotonic() + self.gap_seconds
+        for missing in range(self._cursor + 1, min(event_id, self._cursor + 1 + MAX_GAPS)):
+            self._gaps[missing] = give_up
+        if len(self._gaps) > MAX_GAPS:
+            for old in sorted(self._gaps)[: len(self._gaps) - MAX_GAPS]:
+                del self._gaps[old]
+
+    def _expire_gaps(self) -> None:
+        now = time.monotonic()
+        for event_id in [i for i, give_up in self._gaps.items() if give_up < now]:
+            del self._gaps[event_id]
+
+    def _publish(self, row: dict[str, Any]) -> None:
+        event = {
+            "type": "message.status",
+            "event_id": row["id"],
+            "message_id": row["message_id"],
+            "status": row["status"],
+            "event": row["event_status"],
+            "source": row["source"],
+            "chat_id": row["chat_id"],
+            "channel_id": row["channel_id"],
+            "provider_message_id": row["provider_message_id"],
+            "error_code": row["error_code"],
+            "at": row["recorded_at"],
+            "_sender_user_id": row["sender_user_id"],
+        }
+        for sub in list(self._subs):
+            if sub.accepts(event):
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    sub.dropped += 1

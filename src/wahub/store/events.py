@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from wahub.store.database import in_one_hop
 from wahub.store.schema import message_events, messages
@@ -16,9 +17,8 @@ def latest_event_id_sync(conn: SyncConnection) -> int:
     return int(value or 0)
 
 
-def events_after_sync(conn: SyncConnection, after_id: int, limit: int) -> list[dict[str, Any]]:
-    """Events newer than ``after_id`` with the message fields a subscriber filters on."""
-    stmt = (
+def _feed() -> Select[Any]:
+    return (
         select(
             message_events.c.id,
             message_events.c.message_id,
@@ -33,13 +33,25 @@ def events_after_sync(conn: SyncConnection, after_id: int, limit: int) -> list[d
             messages.c.provider_message_id,
         )
         .join(messages, messages.c.id == message_events.c.message_id)
-        .where(message_events.c.id > after_id)
         .order_by(message_events.c.id)
-        .limit(limit)
     )
+
+
+def events_after_sync(conn: SyncConnection, after_id: int, limit: int) -> list[dict[str, Any]]:
+    """Events newer than ``after_id`` with the message fields a subscriber filters on."""
+    stmt = _feed().where(message_events.c.id > after_id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def events_by_ids_sync(conn: SyncConnection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The events among ``ids`` that exist (are committed) now, in id order."""
+    if not ids:
+        return []
+    stmt = _feed().where(message_events.c.id.in_(ids))
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
 # The async faces: each runs its whole body in one hop.
 latest_event_id = in_one_hop(latest_event_id_sync)
 events_after = in_one_hop(events_after_sync)
+events_by_ids = in_one_hop(events_by_ids_sync)

@@ -8,6 +8,7 @@ from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import func, select, update
 
 from wahub.store.database import in_one_hop
+from wahub.store.notify import INBOX, notify_sync
 from wahub.store.schema import inbox
 from wahub.store.sql import insert_ignore
 
@@ -35,6 +36,8 @@ def store_delivery_sync(
             "received_at": now,
         },
     )
+    if result.rowcount:
+        notify_sync(conn, INBOX)
     return bool(result.rowcount)
 
 

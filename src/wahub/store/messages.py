@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
 
 from wahub.domain.status import Status, advance
 from wahub.store.database import in_one_hop
+from wahub.store.notify import EVENTS, OUTBOX, notify_sync
 from wahub.store.schema import message_events, messages, parked_statuses
 from wahub.store.sql import insert_ignore
 
@@ -58,9 +59,17 @@ def _event_row(event: EventRecord, now: float) -> dict[str, Any]:
 
 
 def record_events_sync(conn: SyncConnection, events: Sequence[EventRecord], now: float) -> None:
-    """Append status history; an event already recorded (same webhook twice) is skipped."""
+    """Append status history; an event already recorded (same webhook twice) is skipped.
+
+    On PostgreSQL this also wakes other processes at commit: realtime subscribers for
+    any event, send workers unless every event is a claim (``sending`` frees nothing).
+    """
     if events:
         conn.execute(insert_ignore(conn, message_events), [_event_row(e, now) for e in events])
+        if any(e.status != Status.SENDING for e in events):
+            notify_sync(conn, OUTBOX, EVENTS)
+        else:
+            notify_sync(conn, EVENTS)
 
 
 def insert_message_sync(conn: SyncConnection, row: dict[str, Any]) -> dict[str, Any]:
