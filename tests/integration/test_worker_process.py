@@ -7,11 +7,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
+from pgcluster import PostgresCluster
 from wahub.config import Settings
+from wahub.domain.ids import new_id
 from wahub.runtime import Hub
 from wahub.store.schema import channels
 
@@ -26,8 +30,24 @@ async def channel_owners(db_url: str) -> list[str | None]:
         await hub.stop()
 
 
-async def test_sigterm_stops_the_worker_cleanly_and_releases_its_channels(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'w.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresCluster | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'w.db'}"
+        return
+    if postgres is None:
+        pytest.skip("no PostgreSQL server on this machine")
+    name = "w_" + new_id("db").split("_", 1)[1]
+    url = postgres.new_database(name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(name)
+
+
+async def test_sigterm_stops_the_worker_cleanly_and_releases_its_channels(db_url: str) -> None:
     hub = Hub.build(Settings(database_url=db_url))
     await hub.start(workers=False, realtime=False)
     await hub.channels.create(
