@@ -111,3 +111,72 @@ class GroupDirectory(Protocol):
     async def list_groups(self, *, offset: int = 0, count: int = 100) -> GroupPage: ...
 
     async def get_group(self, chat_id: str) -> GroupInfo: ...
+
+
+# -- inbound messages (issue: inbound, conversations, chat names) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message a provider's webhook told us about, in one shape for every provider.
+
+    ``chat_id`` is canonical (``<digits>@s.whatsapp.net`` for a person, ``<id>@g.us`` for
+    a group); ``sender_phone`` is E.164 when the provider shows it (in a group, the
+    member who wrote). ``type`` is the provider's own message type, normalised to
+    lower case (text, image, video, audio, voice, document, sticker, location, contacts,
+    interactive, button, reaction, order, system, unsupported, ...): an unknown type is
+    kept as it came, never an error. ``text`` is what a human would read (body, caption,
+    button or list title, reaction emoji), used for keywords and search. ``content`` is
+    the provider's message object as received. ``from_me`` marks a message our own
+    number sent from another device (WHAPI and Periskope report those).
+    ``channel_ref`` identifies our channel in the provider's terms (Cloud API
+    ``phone_number_id``, WHAPI ``channel_id``, Periskope ``org_phone``).
+    """
+
+    provider: str  # cloudapi | whapi | periskope
+    provider_message_id: str
+    chat_id: str
+    timestamp: int
+    type: str
+    content: dict[str, Any]
+    sender_phone: str | None = None
+    sender_name: str | None = None
+    text: str | None = None
+    reply_to_provider_id: str | None = None
+    reaction_to_provider_id: str | None = None
+    from_me: bool = False
+    channel_ref: str | None = None
+    chat_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDelivery:
+    """Everything one stored webhook delivery carries."""
+
+    messages: tuple[InboundMessage, ...] = ()
+    statuses: tuple[StatusUpdate, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInfo:
+    """A chat as a provider's chat directory describes it (Periskope ``/chats``, ...)."""
+
+    chat_id: str
+    name: str | None
+    kind: str  # person | group
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPage:
+    chats: tuple[ChatInfo, ...]
+    total: int | None
+    offset: int
+
+
+class ChatDirectory(Protocol):
+    """Looks up chat names. Raises ``NotFound`` for an unknown chat, ``RetryableProviderError``
+    for 429/5xx/timeouts, ``PermanentProviderError`` for other refusals."""
+
+    async def get_chat(self, chat_id: str) -> ChatInfo: ...
+
+    async def list_chats(self, *, offset: int = 0, limit: int = 100) -> ChatPage: ...
