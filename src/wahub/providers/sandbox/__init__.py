@@ -6,6 +6,10 @@
     await sandbox.wait_webhooks_idle(5)
     await sandbox.stop()
 
+The same server is a WHAPI channel under ``{base_url}/whapi`` (token
+``SandboxConfig.whapi_token``), with a deterministic default group directory
+(``default_directory``; ``sandbox.whapi.set_groups`` replaces it).
+
 ``run_sandbox`` serves it standalone (``wahub sandbox``) until SIGINT or SIGTERM.
 The modules behind this package are private; import from here.
 """
@@ -15,5 +19,26 @@ from __future__ import annotations
 from wahub.providers.sandbox.config import SandboxConfig
 from wahub.providers.sandbox.server import Sandbox, run_sandbox
 from wahub.providers.sandbox.state import SendRecord
+from wahub.providers.sandbox.whapi import WhapiSandbox
+from wahub.providers.sandbox.whapi_directory import (
+    DEFAULT_GROUP_COUNT,
+    HUB_PERSON,
+    LEFT_GROUP_INDICES,
+    default_directory,
+    lid_for,
+    people,
+)
 
-__all__ = ["Sandbox", "SandboxConfig", "SendRecord", "run_sandbox"]
+__all__ = [
+    "DEFAULT_GROUP_COUNT",
+    "HUB_PERSON",
+    "LEFT_GROUP_INDICES",
+    "Sandbox",
+    "SandboxConfig",
+    "SendRecord",
+    "WhapiSandbox",
+    "default_directory",
+    "lid_for",
+    "people",
+    "run_sandbox",
+]

@@ -2,7 +2,8 @@
 
 Every field has a default, so ``SandboxConfig()`` is a well-behaved Cloud API that accepts
 every valid send and reports sent, delivered and read a few milliseconds later (if a
-``webhook_url`` is set).
+``webhook_url`` is set), plus a healthy WHAPI channel under ``/whapi`` (token
+``sandbox-whapi-token``) with the default group directory (``whapi_directory``).
 
 Every assignment is validated, including ``sandbox.config.rate_5xx = 0.5`` at runtime, so
 the send path can read the knobs without re-checking them.
@@ -22,7 +23,7 @@ STATUS_ORDER: tuple[str, ...] = ("sent", "delivered", "read")
 START_ONLY_FIELDS = frozenset({"webhook_concurrency"})
 
 # Write-only fields: accepted by the config endpoint, masked when read back.
-SECRET_FIELDS = ("app_secret", "access_token")
+SECRET_FIELDS = ("app_secret", "access_token", "whapi_token")
 
 
 @dataclass
@@ -115,6 +116,35 @@ class SandboxConfig:
     webhook_concurrency: int = 32
     """Size of the webhook sender pool (concurrent POSTs); read by ``Sandbox.start``."""
 
+    # -- the WHAPI channel under /whapi (see ``whapi.py``) -------------------------------
+
+    whapi_token: str | None = "sandbox-whapi-token"
+    """The WHAPI channel token: requests under ``/whapi`` without ``Authorization: Bearer
+    <whapi_token>`` (or ``?token=``) get 401. ``None`` accepts any request."""
+
+    whapi_own_phone: str = "14155550100"
+    """The WHAPI channel's own number (digits): a participant of every default group but
+    the two it left, the ``from`` of its sends, and who may send to a group. Read when
+    the default directory is built (construction and reset)."""
+
+    whapi_latency_ms: float = 0.0
+    """Delay added before answering every ``/whapi`` request."""
+
+    whapi_rate_limit: int | None = None
+    """At most this many ``/whapi`` requests per ``whapi_rate_window_s`` (a fixed window);
+    the rest of the window is answered 429 with ``Retry-After`` (whole seconds until the
+    window ends, at least 1). ``None``: no limit. Refused requests use no budget."""
+
+    whapi_rate_window_s: float = 1.0
+    """Length of the ``whapi_rate_limit`` window in seconds."""
+
+    whapi_fail_groups: tuple[str, ...] = ()
+    """Group ids (``...@g.us``) whose ``GET /whapi/groups/{id}`` answers 500, whether or
+    not the group exists: a provider failure for one group (the others still work)."""
+
+    whapi_fail_list: bool = False
+    """When true, ``GET /whapi/groups`` answers 500 (the whole listing fails)."""
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Validating here, not in __post_init__, also covers runtime changes and makes a
         # misspelt knob an error instead of a silently ignored new attribute.
@@ -129,6 +159,7 @@ class SandboxConfig:
         secrets are never returned."""
         data = asdict(self)
         data["statuses"] = list(self.statuses)
+        data["whapi_fail_groups"] = list(self.whapi_fail_groups)
         for name in SECRET_FIELDS:
             if data[name] is not None:
                 data[name] = "***"
@@ -205,6 +236,26 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _optional_positive_int(name: str, value: Any) -> int | None:
+    return None if value is None else _positive_int(name, value)
+
+
+def _phone_digits(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{name} must be a string of digits (no +), got {value!r}")
+    if not 7 <= len(value) <= 15:
+        raise ValueError(f"{name} must have 7 to 15 digits, got {value!r}")
+    return value
+
+
+def _group_ids(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"{name} must be a list of group ids")
+    if not all(isinstance(item, str) and item.endswith("@g.us") for item in value):
+        raise ValueError(f"{name} may only hold group ids ending in @g.us, got {value!r}")
+    return tuple(value)
+
+
 def _statuses(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
         raise ValueError(f"{name} must be a list of {', '.join(STATUS_ORDER)}")
@@ -240,4 +291,11 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "webhook_backoff_max_s": _non_negative,
     "webhook_timeout_s": _positive,
     "webhook_concurrency": _positive_int,
+    "whapi_token": _optional_text,
+    "whapi_own_phone": _phone_digits,
+    "whapi_latency_ms": _non_negative,
+    "whapi_rate_limit": _optional_positive_int,
+    "whapi_rate_window_s": _positive,
+    "whapi_fail_groups": _group_ids,
+    "whapi_fail_list": _flag,
 }

@@ -1,11 +1,15 @@
-"""The sandbox HTTP server: a fake Meta Cloud API with failure knobs and a send record.
+"""The sandbox HTTP server: a fake Meta Cloud API with failure knobs and a send record,
+and a fake Whapi.Cloud channel under ``/whapi`` (see ``whapi.py`` for its routes).
 
 Routes:
 
 - ``POST /v{version}/{phone_number_id}/messages``: the Cloud API send endpoint.
+- ``/whapi/...``: WHAPI groups, text sends and LIDs; ``/_sandbox/whapi/...``: its
+  directory and counters.
 - ``GET /_sandbox/sends``: every accepted send, ``{"sends": [...], "count": n}``.
 - ``GET /_sandbox/stats``: counters of sends, refusals and webhook deliveries.
-- ``POST /_sandbox/reset``: forget sends, counters and pending webhooks.
+- ``POST /_sandbox/reset``: forget sends, counters and pending webhooks; restore the
+  default WHAPI directory.
 - ``GET /_sandbox/config`` and ``POST /_sandbox/config``: read or change knobs.
 
 The send endpoint is benchmarked as the raw capacity baseline, so its path stays lean:
@@ -42,6 +46,7 @@ from wahub.providers.sandbox.shapes import (
 from wahub.providers.sandbox.state import SendCounters, SendRecord
 from wahub.providers.sandbox.validation import InvalidSend, validate_send
 from wahub.providers.sandbox.webhooks import WebhookDispatcher
+from wahub.providers.sandbox.whapi import WhapiSandbox
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +63,9 @@ class Sandbox:
 
     ``config`` may be changed at any time (attribute by attribute, or replaced); the next
     request and the next webhook attempt see the change. ``sends`` lists every accepted
-    send in arrival order (refused sends are never recorded).
+    send in arrival order, Cloud API and WHAPI alike (refused sends are never recorded).
+    ``whapi`` is the WHAPI channel: its group directory (``whapi.set_groups``) and
+    counters (``whapi.stats()``).
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
@@ -71,6 +78,7 @@ class Sandbox:
         # a hub has already stored.
         self._wamid_prefix = "SBX" + secrets.token_hex(6).upper()
         self._wamid_serial = itertools.count(1)
+        self.whapi = WhapiSandbox(lambda: self._config, self._record_whapi_send, self._hold)
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.url: str | None = None
@@ -121,19 +129,23 @@ class Sandbox:
         self.url = None
 
     def reset(self) -> None:
-        """Forget accepted sends, counters and pending webhooks; re-seed the random
-        source from ``config.seed`` so a seeded run can be replayed."""
+        """Forget accepted sends, counters and pending webhooks; restore the default
+        WHAPI directory (built for ``config.whapi_own_phone``) and zero its counters;
+        re-seed the random source from ``config.seed`` so a seeded run can be replayed."""
         self.sends.clear()
         self._counters = SendCounters()
         self._webhooks.reset()
+        self.whapi.reset()
         if self._config.seed is not None:
             self._rng.seed(self._config.seed)
 
     def stats(self) -> dict[str, Any]:
         """Counters as served by ``GET /_sandbox/stats``.
 
-        ``rejected`` maps each refusal kind (auth, invalid, http_429, throughput_130429,
-        pair_131056, server_error) to its count; ``held`` counts accepted sends answered
+        ``accepted`` counts every recorded send (WHAPI ones too, so it equals
+        ``len(sends)``); ``rejected`` maps each Cloud API refusal kind (auth, invalid,
+        http_429, throughput_130429, pair_131056, server_error) to its count (WHAPI
+        refusals are in ``whapi.stats()``); ``held`` counts accepted sends answered
         late by the timeout knob; ``webhook_attempts_failed`` counts failed delivery
         attempts (each retry is one more).
         """
@@ -164,7 +176,13 @@ class Sandbox:
         app.router.add_post("/_sandbox/reset", self._handle_reset)
         app.router.add_get("/_sandbox/config", self._handle_get_config)
         app.router.add_post("/_sandbox/config", self._handle_set_config)
+        self.whapi.mount(app)
         return app
+
+    def _record_whapi_send(self, record: SendRecord) -> None:
+        # One send log for both providers, so tests count what arrived the same way.
+        self.sends.append(record)
+        self._counters.accepted += 1
 
     async def _handle_send(self, request: web.Request) -> web.Response:
         config = self._config
@@ -307,7 +325,9 @@ async def _serve_until_signalled(config: SandboxConfig, host: str, port: int) ->
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
-    logger.info("wahub sandbox (fake Meta Cloud API) listening on %s", url)
+    logger.info(
+        "wahub sandbox (fake Meta Cloud API; fake WHAPI under %s/whapi) listening on %s", url, url
+    )
     try:
         await stop_requested.wait()
     finally:

@@ -15,7 +15,8 @@ class SendRecord:
 
     ``to`` is the recipient as sent, ``wa_id`` as WhatsApp names it (digits without
     ``+``, or the group JID); ``body`` is the request JSON as received; ``received_at``
-    is unix seconds (float).
+    is unix seconds (float). ``provider`` is ``cloudapi`` or ``whapi`` (then ``wamid`` is
+    WHAPI's message id and ``phone_number_id`` the WHAPI channel's own number).
     """
 
     wamid: str
@@ -26,6 +27,7 @@ class SendRecord:
     body: dict[str, Any]
     biz_opaque_callback_data: str | None
     received_at: float
+    provider: str = "cloudapi"
 
 
 @dataclass(slots=True)
