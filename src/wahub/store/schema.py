@@ -51,6 +51,9 @@ channels = Table(
     Column("lease_until", Float),
     Column("heartbeat_at", Float),
     Column("created_at", Float, nullable=False),
+    # Refuse free-form sends outside the 24-hour customer-service window up front, as
+    # Meta would (131047). Off for channels whose provider has no such rule (the sandbox).
+    Column("enforce_service_window", Boolean, nullable=False, server_default=true()),
 )
 
 chats = Table(
@@ -151,6 +154,14 @@ messages = Table(
     Column("delivered_at", Float),
     Column("read_at", Float),
     Column("failed_at", Float),
+    # Inbound messages (direction in, 0004): who wrote, the text a human reads (keywords,
+    # search), our id of the message they quoted or reacted to. ``source`` marks rows
+    # that no API client asked for (auto_reply).
+    Column("sender_phone", String(32)),
+    Column("sender_name", String(300)),
+    Column("text", Text),
+    Column("quoted_message_id", String(40)),
+    Column("source", String(20)),
     # The claim query walks active messages per ordering key in sequence order.
     Index(
         "ix_messages_active_lane",
@@ -310,4 +321,109 @@ periodic_runs = Table(
     Column("slot", String(40), primary_key=True),  # the slot's time, ISO 8601 UTC
     Column("owner", String(80), nullable=False),
     Column("claimed_at", Float, nullable=False),
+)
+
+# -- inbound: contacts, leads, conversations, notifications, auto-replies (0004) ----------
+
+# A person we talk to, by phone (E.164). Opted out by a keyword (STOP, ...) until they
+# opt in again (START).
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("phone", String(32), nullable=False, unique=True),
+    Column("wa_id", String(32)),
+    Column("name", String(300)),
+    Column("name_source", String(40)),  # profile (the provider's), api
+    Column("opted_out_at", Float),
+    Column("opt_out_reason", String(300)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One lead per contact: new (first inbound) -> contacted (we wrote) -> replied (they
+# answered after we wrote) -> qualified -> won | lost (set by people, not by traffic).
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("contact_id", String(40), ForeignKey("contacts.id"), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("owner_user_id", String(40), ForeignKey("users.id")),
+    Column("first_message_at", Float),
+    Column("last_message_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_leads_status", "status"),
+)
+
+# One thread per chat and channel: what an inbox UI lists.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel_id", String(40), ForeignKey("channels.id"), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("contact_id", String(40), ForeignKey("contacts.id")),
+    Column("lead_id", String(40), ForeignKey("leads.id")),
+    Column("last_message_id", String(40)),
+    Column("last_message_at", Float),
+    Column("last_message_preview", String(200)),
+    Column("last_message_direction", String(8)),
+    Column("last_inbound_at", Float),
+    Column("unread_count", Integer, nullable=False, server_default="0"),
+    Column("service_window_until", Float),  # last inbound + 24 h
+    Column("assigned_user_id", String(40), ForeignKey("users.id")),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("channel_id", "chat_id", name="uq_conversations_channel_chat"),
+    Index("ix_conversations_last_message", "last_message_at"),
+    Index("ix_conversations_chat", "chat_id"),
+    Index("ix_conversations_contact", "contact_id"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # message.received, ...
+    Column("conversation_id", String(40), ForeignKey("conversations.id")),
+    Column("message_id", String(40)),
+    Column("user_id", String(40), ForeignKey("users.id")),  # None: everyone who sees the chat
+    Column("title", String(300), nullable=False),
+    Column("body", Text),
+    Column("created_at", Float, nullable=False),
+    Column("read_at", Float),
+    Index("ix_notifications_conversation", "conversation_id", "id"),
+    Index("ix_notifications_user", "user_id", "id"),
+)
+
+auto_reply_rules = Table(
+    "auto_reply_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel_id", String(40), ForeignKey("channels.id")),  # None: every channel
+    Column("name", String(200), nullable=False),
+    Column("match_kind", String(20), nullable=False),  # keyword|regex|first_message|outside_hours
+    Column("pattern", String(500)),
+    Column("reply_text", Text, nullable=False),
+    Column("business_hours", JSON),  # {"timezone", "days": [0..6], "start": "HH:MM", "end"}
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("cooldown_seconds", Integer, nullable=False, server_default="86400"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Every auto-reply queued: the cooldown per rule and chat and the hourly cap per chat
+# are read from here in the transaction that queues the next one.
+auto_reply_log = Table(
+    "auto_reply_log",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("rule_id", String(40), ForeignKey("auto_reply_rules.id"), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("message_id", String(40), nullable=False),
+    Column("sent_at", Float, nullable=False),
+    Index("ix_auto_reply_log_rule_chat", "rule_id", "chat_id", "sent_at"),
+    Index("ix_auto_reply_log_chat", "chat_id", "sent_at"),
 )
