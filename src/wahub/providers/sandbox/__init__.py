@@ -8,7 +8,9 @@
 
 The same server is a WHAPI channel under ``{base_url}/whapi`` (token
 ``SandboxConfig.whapi_token``), with a deterministic default group directory
-(``default_directory``; ``sandbox.whapi.set_groups`` replaces it).
+(``default_directory``; ``sandbox.whapi.set_groups`` replaces it), and a Periskope
+chat directory under ``{base_url}/periskope`` (API key ``SandboxConfig.periskope_api_key``,
+``x-phone`` ``periskope_org_phone``; ``default_chats``, ``sandbox.periskope.set_chats``).
 
 ``run_sandbox`` serves it standalone (``wahub sandbox``) until SIGINT or SIGTERM.
 The modules behind this package are private; import from here.
@@ -17,6 +19,12 @@ The modules behind this package are private; import from here.
 from __future__ import annotations
 
 from wahub.providers.sandbox.config import SandboxConfig
+from wahub.providers.sandbox.periskope import (
+    DEFAULT_CHAT_COUNT,
+    PeriskopeSandbox,
+    default_chat_id,
+    default_chats,
+)
 from wahub.providers.sandbox.server import Sandbox, run_sandbox
 from wahub.providers.sandbox.state import SendRecord
 from wahub.providers.sandbox.whapi import WhapiSandbox
@@ -30,13 +38,17 @@ from wahub.providers.sandbox.whapi_directory import (
 )
 
 __all__ = [
+    "DEFAULT_CHAT_COUNT",
     "DEFAULT_GROUP_COUNT",
     "HUB_PERSON",
     "LEFT_GROUP_INDICES",
+    "PeriskopeSandbox",
     "Sandbox",
     "SandboxConfig",
     "SendRecord",
     "WhapiSandbox",
+    "default_chat_id",
+    "default_chats",
     "default_directory",
     "lid_for",
     "people",

@@ -23,7 +23,7 @@ STATUS_ORDER: tuple[str, ...] = ("sent", "delivered", "read")
 START_ONLY_FIELDS = frozenset({"webhook_concurrency"})
 
 # Write-only fields: accepted by the config endpoint, masked when read back.
-SECRET_FIELDS = ("app_secret", "access_token", "whapi_token")
+SECRET_FIELDS = ("app_secret", "access_token", "whapi_token", "periskope_api_key")
 
 
 @dataclass
@@ -145,6 +145,29 @@ class SandboxConfig:
     whapi_fail_list: bool = False
     """When true, ``GET /whapi/groups`` answers 500 (the whole listing fails)."""
 
+    # -- the Periskope chat directory under /periskope (see ``periskope.py``) -------------
+
+    periskope_api_key: str | None = "sandbox-periskope-key"
+    """Requests under ``/periskope`` need ``Authorization: Bearer <periskope_api_key>`` and
+    ``x-phone: <periskope_org_phone>``, else 401. ``None`` accepts any request."""
+
+    periskope_org_phone: str = "919876512340"
+    """The org phone (digits) the ``x-phone`` header must name; the ``org_phone`` of the
+    default chats (read when the default directory is built: construction and reset)."""
+
+    periskope_latency_ms: float = 0.0
+    """Delay added before answering every ``/periskope`` request."""
+
+    periskope_fail_status: int | None = None
+    """When set (429 or 500..599), ``/periskope`` requests are answered with this status
+    (a ``periskope_fail_rate`` share of them); 429 carries ``Retry-After``."""
+
+    periskope_fail_rate: float = 1.0
+    """Share (0..1) of ``/periskope`` requests ``periskope_fail_status`` applies to."""
+
+    periskope_retry_after_s: float = 1.0
+    """``Retry-After`` of injected 429s, in seconds (sent rounded up, at least 1)."""
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Validating here, not in __post_init__, also covers runtime changes and makes a
         # misspelt knob an error instead of a silently ignored new attribute.
@@ -256,6 +279,18 @@ def _group_ids(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _failure_status(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (value == 429 or 500 <= value <= 599)
+    ):
+        raise ValueError(f"{name} must be null, 429 or 500..599, got {value!r}")
+    return value
+
+
 def _statuses(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
         raise ValueError(f"{name} must be a list of {', '.join(STATUS_ORDER)}")
@@ -298,4 +333,10 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "whapi_rate_window_s": _positive,
     "whapi_fail_groups": _group_ids,
     "whapi_fail_list": _flag,
+    "periskope_api_key": _optional_text,
+    "periskope_org_phone": _phone_digits,
+    "periskope_latency_ms": _non_negative,
+    "periskope_fail_status": _failure_status,
+    "periskope_fail_rate": _fraction,
+    "periskope_retry_after_s": _non_negative,
 }

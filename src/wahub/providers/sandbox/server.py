@@ -6,10 +6,12 @@ Routes:
 - ``POST /v{version}/{phone_number_id}/messages``: the Cloud API send endpoint.
 - ``/whapi/...``: WHAPI groups, text sends and LIDs; ``/_sandbox/whapi/...``: its
   directory and counters.
+- ``/periskope/chats...``: the Periskope chat directory; ``/_sandbox/periskope/...``: its
+  chats and call counters (see ``periskope.py``).
 - ``GET /_sandbox/sends``: every accepted send, ``{"sends": [...], "count": n}``.
 - ``GET /_sandbox/stats``: counters of sends, refusals and webhook deliveries.
 - ``POST /_sandbox/reset``: forget sends, counters and pending webhooks; restore the
-  default WHAPI directory.
+  default WHAPI and Periskope directories.
 - ``GET /_sandbox/config`` and ``POST /_sandbox/config``: read or change knobs.
 
 The send endpoint is benchmarked as the raw capacity baseline, so its path stays lean:
@@ -32,6 +34,7 @@ import orjson
 from aiohttp import web
 
 from wahub.providers.sandbox.config import SandboxConfig
+from wahub.providers.sandbox.periskope import PeriskopeSandbox
 from wahub.providers.sandbox.shapes import (
     APP_RATE_LIMIT,
     AUTH_FAILED,
@@ -79,6 +82,7 @@ class Sandbox:
         self._wamid_prefix = "SBX" + secrets.token_hex(6).upper()
         self._wamid_serial = itertools.count(1)
         self.whapi = WhapiSandbox(lambda: self._config, self._record_whapi_send, self._hold)
+        self.periskope = PeriskopeSandbox(lambda: self._config, self._hold)
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.url: str | None = None
@@ -130,12 +134,14 @@ class Sandbox:
 
     def reset(self) -> None:
         """Forget accepted sends, counters and pending webhooks; restore the default
-        WHAPI directory (built for ``config.whapi_own_phone``) and zero its counters;
-        re-seed the random source from ``config.seed`` so a seeded run can be replayed."""
+        WHAPI directory (built for ``config.whapi_own_phone``) and the default Periskope
+        chats, and zero their counters; re-seed the random source from ``config.seed``
+        so a seeded run can be replayed."""
         self.sends.clear()
         self._counters = SendCounters()
         self._webhooks.reset()
         self.whapi.reset()
+        self.periskope.reset()
         if self._config.seed is not None:
             self._rng.seed(self._config.seed)
 
@@ -177,6 +183,7 @@ class Sandbox:
         app.router.add_get("/_sandbox/config", self._handle_get_config)
         app.router.add_post("/_sandbox/config", self._handle_set_config)
         self.whapi.mount(app)
+        self.periskope.mount(app)
         return app
 
     def _record_whapi_send(self, record: SendRecord) -> None:
