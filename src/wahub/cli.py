@@ -273,28 +273,42 @@ def keys_revoke(key_id: str, database: DatabaseOpt = None) -> None:
 @channels_app.command("add")
 def channels_add(
     name: Annotated[str, typer.Option(help="A name for humans.")],
-    phone_number_id: Annotated[str, typer.Option(help="Cloud API phone number id.")],
     token: Annotated[
         str,
         typer.Option(
-            help="Cloud API access token (stored, never shown).", envvar="WAHUB_CHANNEL_TOKEN"
+            help="Cloud API access token or WHAPI channel token (stored, never shown).",
+            envvar="WAHUB_CHANNEL_TOKEN",
         ),
     ],
+    kind: Annotated[str, typer.Option(help="Provider: cloudapi or whapi.")] = "cloudapi",
+    phone_number_id: Annotated[
+        str | None, typer.Option(help="Cloud API phone number id (required for cloudapi).")
+    ] = None,
+    phone_number: Annotated[
+        str | None,
+        typer.Option(help="The channel's own number; for whapi it tells groups we left."),
+    ] = None,
     base_url: Annotated[
-        str, typer.Option(help="Graph API base URL (a sandbox URL for testing).")
-    ] = "https://graph.facebook.com",
+        str | None,
+        typer.Option(
+            help="API base URL (default: the provider's; a sandbox URL for testing, "
+            "e.g. http://127.0.0.1:PORT/whapi)."
+        ),
+    ] = None,
     api_version: Annotated[str, typer.Option(help="Graph API version.")] = "21.0",
     rate: Annotated[float, typer.Option(help="Messages per second for this number.")] = 80.0,
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a Cloud API channel."""
+    """Add a Cloud API or WHAPI channel."""
     row = _run(
         lambda: _with_hub(
             _settings(database),
             lambda hub: hub.channels.create(
                 name=name,
+                kind=kind,
                 phone_number_id=phone_number_id,
+                phone_number=phone_number,
                 access_token=token,
                 base_url=base_url,
                 api_version=api_version,

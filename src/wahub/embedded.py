@@ -86,6 +86,22 @@ async def embedded_stack(
             await sandbox.stop()
 
 
+async def add_sandbox_whapi_channel(
+    hub: Hub, sandbox_url: str, *, config: SandboxConfig | None = None, name: str = "sandbox-whapi"
+) -> dict[str, Any]:
+    """A WHAPI channel on the sandbox's ``/whapi`` routes, with the sandbox's WHAPI token
+    and own number (from ``config``, default ``SandboxConfig()``), so group listings tell
+    the groups it left."""
+    config = config or SandboxConfig()
+    return await hub.channels.create(
+        name=name,
+        kind="whapi",
+        access_token=config.whapi_token or "sandbox-whapi-token",
+        base_url=f"{sandbox_url}/whapi",
+        phone_number="+" + config.whapi_own_phone,
+    )
+
+
 async def add_sandbox_channel(
     hub: Hub, sandbox_url: str, *, rate_per_second: float = 80.0, pair_interval_seconds: float = 6.0
 ) -> dict[str, Any]:

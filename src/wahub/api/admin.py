@@ -6,7 +6,7 @@ ids and group ids to send; everything that changes configuration needs an admin 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -43,11 +43,29 @@ class _Body(BaseModel):
 
 class ChannelCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
-    phone_number_id: str = Field(min_length=1, max_length=64)
-    access_token: SecretStr = Field(min_length=1, description="Stored; never returned.")
-    base_url: str = Field(default="https://graph.facebook.com", max_length=500)
+    kind: Literal["cloudapi", "whapi"] = "cloudapi"
+    phone_number_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Cloud API phone number id (required for cloudapi; optional for whapi).",
+    )
+    access_token: SecretStr = Field(
+        min_length=1,
+        description="Cloud API access token, or the WHAPI channel token. Stored; never returned.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Default: https://graph.facebook.com (cloudapi), https://gate.whapi.cloud "
+        "(whapi).",
+    )
     api_version: str = Field(default="21.0", min_length=1, max_length=16)
-    phone_number: str | None = Field(default=None, max_length=32)
+    phone_number: str | None = Field(
+        default=None,
+        max_length=32,
+        description="The channel's own number; for whapi it tells groups we left (E.164).",
+    )
     rate_per_second: float = Field(default=80.0, gt=0, le=10_000)
     pair_burst: int = Field(default=45, ge=1, le=10_000)
     pair_interval_seconds: float = Field(default=6.0, ge=0, le=86_400)
@@ -84,9 +102,10 @@ class KeyCreate(_Body):
 
 @router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"])
 async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> Response:
-    """Add a Cloud API connection. The access token is stored and never shown again."""
+    """Add a Cloud API or WHAPI connection. The token is stored and never shown again."""
     channel = await hub.channels.create(
         name=body.name,
+        kind=body.kind,
         phone_number_id=body.phone_number_id,
         access_token=body.access_token.get_secret_value(),
         base_url=body.base_url,

@@ -7,11 +7,14 @@ from typing import Any
 
 from wahub.domain.errors import NotFound, ValidationError
 from wahub.domain.ids import new_id
-from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id
+from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id, normalize_phone
 from wahub.store import channels as q
 from wahub.store.database import Database
 
 SECRET_FIELDS = ("credentials", "lease_owner")
+
+KINDS = ("cloudapi", "whapi")
+DEFAULT_BASE_URLS = {"cloudapi": "https://graph.facebook.com", "whapi": "https://gate.whapi.cloud"}
 
 
 def public_channel(row: dict[str, Any]) -> dict[str, Any]:
@@ -27,9 +30,9 @@ class Channels:
         self,
         *,
         name: str,
-        phone_number_id: str,
         access_token: str,
-        base_url: str = "https://graph.facebook.com",
+        phone_number_id: str | None = None,
+        base_url: str | None = None,
         api_version: str = "21.0",
         phone_number: str | None = None,
         rate_per_second: float = 80.0,
@@ -38,16 +41,32 @@ class Channels:
         kind: str = "cloudapi",
         channel_id: str | None = None,
     ) -> dict[str, Any]:
-        """Add a provider connection. Raises ValidationError on bad values."""
-        if kind != "cloudapi":
+        """Add a provider connection. Raises ValidationError on bad values.
+
+        ``kind`` is ``cloudapi`` (``phone_number_id`` required, ``access_token`` is the
+        Graph API token) or ``whapi`` (``access_token`` is the WHAPI channel token;
+        ``phone_number``, the channel's own number, is stored as E.164 and tells groups
+        we left from groups we are in; ``phone_number_id`` is optional). ``base_url``
+        defaults to the provider's public API.
+        """
+        if kind not in KINDS:
             raise ValidationError(
-                f"kind: only cloudapi channels can be added yet (got {kind!r})",
+                f"kind: must be one of {', '.join(KINDS)} (got {kind!r})",
                 details={"field": "kind"},
             )
-        if not phone_number_id.strip():
+        if kind == "cloudapi" and not (phone_number_id or "").strip():
             raise ValidationError(
                 "phone_number_id must not be empty", details={"field": "phone_number_id"}
             )
+        if kind == "whapi":
+            if not access_token.strip():
+                raise ValidationError(
+                    "access_token: a whapi channel needs its token",
+                    details={"field": "access_token"},
+                )
+            if phone_number is not None:
+                phone_number = normalize_phone(phone_number, field="phone_number")
+        base_url = base_url or DEFAULT_BASE_URLS[kind]
         if not base_url.startswith(("http://", "https://")):
             raise ValidationError("base_url must be an http(s) URL", details={"field": "base_url"})
         if rate_per_second <= 0:
@@ -59,10 +78,12 @@ class Channels:
             "kind": kind,
             "name": name,
             "phone_number": phone_number,
-            "phone_number_id": phone_number_id,
+            "phone_number_id": phone_number_id or None,
             "base_url": base_url.rstrip("/"),
             "api_version": api_version,
-            "credentials": {"access_token": access_token},
+            "credentials": (
+                {"token": access_token} if kind == "whapi" else {"access_token": access_token}
+            ),
             "rate_per_second": rate_per_second,
             "pair_burst": pair_burst,
             "pair_interval_seconds": pair_interval_seconds,

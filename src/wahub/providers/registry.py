@@ -1,4 +1,9 @@
-"""Build the adapter for a channel row, sharing one HTTP session across channels."""
+"""Build the adapter for a channel row, sharing one HTTP session across channels.
+
+A channel's ``kind`` picks the adapter: ``cloudapi`` (credentials ``access_token``,
+``phone_number_id``) or ``whapi`` (credentials ``token``; ``phone_number`` is the
+channel's own number, which tells groups we left from groups we are in).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ import aiohttp
 import orjson
 
 from wahub.domain.errors import ValidationError
-from wahub.providers.base import Provider
+from wahub.providers.base import GroupDirectory, Provider
 from wahub.providers.cloudapi import CloudApiProvider
+from wahub.providers.whapi import WhapiProvider
+
+Adapter = CloudApiProvider | WhapiProvider
 
 
 class ProviderRegistry:
@@ -19,7 +27,7 @@ class ProviderRegistry:
         self._timeout_s = timeout_s
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
-        self._adapters: dict[str, tuple[tuple[Any, ...], Provider]] = {}
+        self._adapters: dict[str, tuple[tuple[Any, ...], Adapter]] = {}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -30,27 +38,65 @@ class ProviderRegistry:
         return self._session
 
     def for_channel(self, channel: dict[str, Any]) -> Provider:
+        """The adapter that sends for ``channel`` (a channel row with its credentials).
+
+        Raises ``ValidationError`` for a kind no adapter exists for.
+        """
+        return self._adapter(channel)
+
+    def groups_for_channel(self, channel: dict[str, Any]) -> GroupDirectory:
+        """The group directory of ``channel``: its WHAPI adapter.
+
+        Raises ``ValidationError`` for kinds without one (the Cloud API cannot list a
+        number's groups or their members).
+        """
+        adapter = self._adapter(channel)
+        if not isinstance(adapter, WhapiProvider):
+            raise ValidationError(
+                f"channel kind {channel['kind']!r} has no group directory "
+                f"(only whapi channels can list groups and members)",
+                details={"field": "channel_id", "kind": channel["kind"]},
+            )
+        return adapter
+
+    def _adapter(self, channel: dict[str, Any]) -> Adapter:
+        credentials = channel["credentials"] or {}
         # Rebuild the adapter when the channel's connection settings changed.
         fingerprint = (
             channel["kind"],
             channel["base_url"],
-            channel["api_version"],
-            channel["phone_number_id"],
-            channel["credentials"].get("access_token"),
+            channel.get("api_version"),
+            channel.get("phone_number_id"),
+            channel.get("phone_number"),
+            credentials.get("access_token"),
+            credentials.get("token"),
         )
         cached = self._adapters.get(channel["id"])
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        if channel["kind"] != "cloudapi":
-            raise ValidationError(f"channel kind {channel['kind']!r} cannot send yet")
-        adapter = CloudApiProvider(
-            phone_number_id=channel["phone_number_id"],
-            access_token=channel["credentials"].get("access_token", ""),
-            session=self._http(),
-            base_url=channel["base_url"],
-            api_version=channel["api_version"],
-            timeout_s=self._timeout_s,
-        )
+        adapter: Adapter
+        if channel["kind"] == "cloudapi":
+            adapter = CloudApiProvider(
+                phone_number_id=channel["phone_number_id"],
+                access_token=credentials.get("access_token", ""),
+                session=self._http(),
+                base_url=channel["base_url"],
+                api_version=channel["api_version"],
+                timeout_s=self._timeout_s,
+            )
+        elif channel["kind"] == "whapi":
+            adapter = WhapiProvider(
+                token=credentials.get("token", ""),
+                session=self._http(),
+                base_url=channel["base_url"],
+                own_phone=channel.get("phone_number"),
+                timeout_s=self._timeout_s,
+            )
+        else:
+            raise ValidationError(
+                f"channel kind {channel['kind']!r} cannot send yet",
+                details={"field": "kind", "kind": channel["kind"]},
+            )
         self._adapters[channel["id"]] = (fingerprint, adapter)
         return adapter
 
