@@ -194,6 +194,27 @@ def canonical_chat_id(raw: str, *, default_region: str | None = None, field: str
     return e164[1:] + PERSON_SUFFIX
 
 
+def group_chat_id(raw: str, *, field: str = "group_id") -> str:
+    """A group's JID from its id with or without ``@g.us`` (CRMs often store it bare).
+
+    Raises ``ValidationError`` naming ``field`` for anything else.
+    """
+    text = raw.strip()
+    if text and "@" not in text:
+        text += GROUP_SUFFIX
+    if not text.endswith(GROUP_SUFFIX):
+        raise ValidationError(
+            f"{field}: {raw!r} is not a WhatsApp group id (expected digits, optionally @g.us)",
+            details={"field": field, "value": raw},
+        )
+    return canonical_chat_id(text, field=field)
+
+
+def bare_group_id(chat_id: str) -> str:
+    """``120363...@g.us`` -> ``120363...`` (the shape the seed systems stored)."""
+    return chat_id.removesuffix(GROUP_SUFFIX)
+
+
 def chat_recipient(chat_id: str) -> str:
     """The ``to`` a provider expects: wa_id digits for people, the JID for groups."""
     if chat_id.endswith(PERSON_SUFFIX):
