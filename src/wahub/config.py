@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     cloudapi_app_secret: SecretStr = SecretStr("sandbox-app-secret")
     cloudapi_verify_token: SecretStr = SecretStr("wahub-verify")
     max_webhook_bytes: int = 3 * 1024 * 1024 + 64 * 1024  # Meta: payloads up to 3 MB
+    # WHAPI signs nothing: this secret of ours goes in the webhook URL set at WHAPI
+    # (`/v1/webhooks/whapi?secret=...`) or an `X-Wahub-Secret` header. Periskope signs
+    # with the Signing Key from its webhook settings. Unset = that receiver answers 503
+    # (the provider retries) rather than accept unauthenticated messages.
+    whapi_webhook_secret: SecretStr | None = None
+    periskope_webhook_secret: SecretStr | None = None
 
     # Workers.
     run_workers: bool = Field(default=True, description="Run the pipeline inside `serve`.")

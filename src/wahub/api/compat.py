@@ -3,6 +3,9 @@
 ``POST /api/messages/send {"groupJid", "content"}`` -> ``202 {"success": true,
 "messageId", "status": "pending"}``. Authentication, group permissions and the error
 shape are the same as on ``/v1``; only the request and success shapes are the old ones.
+
+``POST /periskopewebhook`` (seed 002's receiver) is ``POST /v1/webhooks/periskope``
+under its old path, so a Periskope webhook set up for the old system keeps working.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from wahub.api.auth import HubDep, WriterDep
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.messages import IdempotencyKey
 from wahub.api.responses import JsonResponse
+from wahub.api.webhooks import periskope_webhook
 from wahub.domain.content import TEXT_LIMIT, SendRequest, TextBody
 from wahub.domain.errors import ValidationError
 from wahub.domain.phones import canonical_chat_id, is_group_chat
@@ -75,6 +79,15 @@ async def compat_send(
         {"success": True, "messageId": message["id"], "status": seed_status(message["status"])},
         status_code=202 if accepted.created else 200,
     )
+
+
+router.add_api_route(
+    "/periskopewebhook",
+    periskope_webhook,
+    methods=["POST"],
+    summary="Receive Periskope webhooks (seed-compatible path)",
+    description="The same receiver as `POST /v1/webhooks/periskope`.",
+)
 
 
 def _renamed_to_group_jid(exc: ValidationError) -> ValidationError:

@@ -3,20 +3,30 @@
 Order matters (invariant 9): size limit before reading, signature before storing,
 commit before ``200``. The body is never parsed here: the inbox processor parses it in
 its own retryable step, and turns a malformed body into a dead letter with the reason.
+(The WHAPI and Periskope dedupe keys peek at the provider's ids, tolerating any body.)
+
+Authenticity per provider: Cloud API and Periskope sign the body (HMAC-SHA256 with the
+app secret / Signing Key); WHAPI signs nothing, so its webhook URL carries a secret of
+ours (``?secret=`` or ``X-Wahub-Secret``). A receiver whose secret is not configured
+answers ``503 webhook_not_configured``: accepting unauthenticated deliveries would let
+anyone write into conversations, and a 5xx makes the provider retry until the operator
+sets the secret.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from wahub.api.auth import HubDep
 from wahub.api.errors import ErrorOut, error_response
 from wahub.domain.errors import AuthenticationFailed, PayloadTooLarge, ValidationError
+from wahub.providers import periskope_webhooks, whapi_webhooks
 from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -83,6 +93,114 @@ async def cloudapi_webhook(request: Request, hub: HubDep) -> Response:
         body=body,
     )
     return Response(_OK, media_type="application/json")
+
+
+_WHAPI_KEPT_HEADERS = ("content-type", "user-agent")
+_PERISKOPE_KEPT_HEADERS = ("content-type", "user-agent", periskope_webhooks.SIGNATURE_HEADER)
+
+_STORED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": {"status": "ok"}}}},
+    413: {"model": ErrorOut},
+    503: {"model": ErrorOut, "description": "The receiver's secret is not configured"},
+}
+_JSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.post(
+    "/whapi",
+    responses={
+        **_STORED_RESPONSES,
+        401: {"model": ErrorOut, "description": "Missing or wrong secret"},
+    },
+    openapi_extra=_JSON_BODY,
+    summary="Receive WHAPI webhooks (messages, statuses, any other event)",
+)
+async def whapi_webhook(
+    request: Request,
+    hub: HubDep,
+    _secret: Annotated[
+        str | None,
+        Query(
+            alias=whapi_webhooks.SECRET_QUERY,
+            description="WAHUB_WHAPI_WEBHOOK_SECRET (or send it as X-Wahub-Secret)",
+        ),
+    ] = None,
+) -> Response:
+    """Store a delivery carrying our shared secret once, whatever its event family."""
+    settings = hub.settings
+    secret = _configured(settings.whapi_webhook_secret)
+    if secret is None:
+        return _not_configured("WHAPI", "WAHUB_WHAPI_WEBHOOK_SECRET")
+    # The secret is in the URL, so it is checked before a byte of the body is read.
+    if not whapi_webhooks.verify_secret(
+        secret,
+        request.query_params.get(whapi_webhooks.SECRET_QUERY),
+        request.headers.get(whapi_webhooks.SECRET_HEADER),
+    ):
+        raise AuthenticationFailed(
+            f"missing or wrong webhook secret (?{whapi_webhooks.SECRET_QUERY}= "
+            f"or {whapi_webhooks.SECRET_HEADER})"
+        )
+    body = await read_limited_body(request, settings.max_webhook_bytes)
+    await hub.intake.store(
+        provider=whapi_webhooks.PROVIDER,
+        dedupe_key=whapi_webhooks.dedupe_key(body),
+        headers=_kept(request, _WHAPI_KEPT_HEADERS),
+        body=body,
+    )
+    return Response(_OK, media_type="application/json")
+
+
+@router.post(
+    "/periskope",
+    responses={
+        **_STORED_RESPONSES,
+        401: {"model": ErrorOut, "description": "Missing or wrong x-periskope-signature"},
+    },
+    openapi_extra=_JSON_BODY,
+    summary="Receive Periskope webhooks (message.created, any other event)",
+)
+async def periskope_webhook(request: Request, hub: HubDep) -> Response:
+    """Store a signed delivery once (``POST /periskopewebhook`` is the same handler)."""
+    settings = hub.settings
+    secret = _configured(settings.periskope_webhook_secret)
+    if secret is None:
+        return _not_configured("Periskope", "WAHUB_PERISKOPE_WEBHOOK_SECRET")
+    body = await read_limited_body(request, settings.max_webhook_bytes)
+    header = request.headers.get(periskope_webhooks.SIGNATURE_HEADER)
+    if not periskope_webhooks.verify_signature(secret, body, header):
+        raise AuthenticationFailed(
+            f"missing or invalid {periskope_webhooks.SIGNATURE_HEADER} signature"
+        )
+    await hub.intake.store(
+        provider=periskope_webhooks.PROVIDER,
+        dedupe_key=periskope_webhooks.dedupe_key(body),
+        headers=_kept(request, _PERISKOPE_KEPT_HEADERS),
+        body=body,
+    )
+    return Response(_OK, media_type="application/json")
+
+
+def _configured(secret: SecretStr | None) -> str | None:
+    value = secret.get_secret_value() if secret is not None else ""
+    return value or None
+
+
+def _not_configured(provider: str, setting: str) -> Response:
+    return error_response(
+        503,
+        "webhook_not_configured",
+        f"{provider} webhooks are off: set {setting} (the provider retries meanwhile)",
+    )
+
+
+def _kept(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {name: value for name in names if (value := request.headers.get(name))}
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:
