@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,5 +62,35 @@ class Settings(BaseSettings):
     default_region: str | None = Field(
         default=None, description="ISO region for national phone numbers, e.g. DE."
     )
+
+    # Group directories (members of accounts' groups, lookup by phone).
+    group_sync_cron: str = Field(
+        default="0 3 * * *",
+        description="When every account's groups are synced (cron, UTC; once per slot "
+        "however many processes run). Empty: never.",
+    )
+    group_sync_rate_per_second: float = Field(
+        default=2.0, gt=0, description="Group fetches per second per channel."
+    )
+    group_sync_burst: float = Field(default=5.0, ge=1)
+    group_sync_max_attempts: int = Field(
+        default=5, ge=1, description="Fetches of one group before a throttled sync gives up."
+    )
+    group_sync_max_retry_wait_seconds: float = Field(
+        default=120.0, ge=0, description="A longer Retry-After fails the group instead."
+    )
+    group_sync_concurrency: int = Field(default=4, ge=1, le=64)
+    group_stale_hours: float = Field(
+        default=24.0, gt=0, description="Groups not synced for this long are reported stale."
+    )
+
+    @field_validator("group_sync_cron")
+    @classmethod
+    def _cron_expression(cls, value: str) -> str:
+        from croniter import croniter
+
+        if value.strip() and not croniter.is_valid(value.strip()):
+            raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * *')")
+        return value.strip()
 
     data_dir: Path = Path(".wahub")

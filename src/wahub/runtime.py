@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 
 from wahub.config import Settings
 from wahub.features.access import AccessControl
+from wahub.features.accounts import Accounts
 from wahub.features.channels import Channels
+from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.intake import WebhookIntake
 from wahub.pipeline.outbox import OutboxWorker
+from wahub.pipeline.scheduler import PeriodicJob, Scheduler
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.registry import ProviderRegistry
 from wahub.realtime.hub import RealtimeHub
@@ -39,11 +42,16 @@ class Hub:
     realtime: RealtimeHub
     providers: ProviderRegistry
     intake: WebhookIntake
+    group_sync: GroupSync
+    groups: GroupCache
+    accounts: Accounts
     outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
     outbox: OutboxWorker | None = None
     inbox: InboxProcessor | None = None
     listener: Listener | None = None
+    scheduler: Scheduler | None = None
+    _scheduler_task: asyncio.Task[None] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -56,6 +64,16 @@ class Hub:
         messaging = Messaging(
             db, access, default_region=settings.default_region, on_enqueued=outbox_wakeup.notify
         )
+        providers = ProviderRegistry(timeout_s=settings.provider_timeout_seconds)
+        group_sync = GroupSync(
+            db,
+            providers.groups_for_channel,
+            rate_per_second=settings.group_sync_rate_per_second,
+            burst=settings.group_sync_burst,
+            max_attempts=settings.group_sync_max_attempts,
+            max_retry_wait=settings.group_sync_max_retry_wait_seconds,
+            concurrency=settings.group_sync_concurrency,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -63,8 +81,16 @@ class Hub:
             channels=Channels(db),
             messaging=messaging,
             realtime=realtime,
-            providers=ProviderRegistry(timeout_s=settings.provider_timeout_seconds),
+            providers=providers,
             intake=WebhookIntake(db, on_stored=inbox_wakeup.notify),
+            group_sync=group_sync,
+            groups=GroupCache(
+                db,
+                access,
+                default_region=settings.default_region,
+                stale_after_seconds=settings.group_stale_hours * 3600,
+            ),
+            accounts=Accounts(db, group_sync),
             outbox_wakeup=outbox_wakeup,
             inbox_wakeup=inbox_wakeup,
         )
@@ -99,6 +125,20 @@ class Hub:
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.inbox.run(), name="inbox"),
             ]
+            if self.settings.group_sync_cron:
+                self.scheduler = Scheduler(
+                    self.db,
+                    [PeriodicJob("group-sync", self.settings.group_sync_cron, self._daily_sync)],
+                )
+                self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="scheduler")
+
+    async def _daily_sync(self) -> None:
+        report = await self.group_sync.sync_accounts()
+        log.info(
+            "scheduled group sync: %d synced, %d failed",
+            report.success_count,
+            report.fail_count,
+        )
 
     def _inbox_changed(self) -> None:
         # A status applied by a webhook can free a chat (sent) for its next message.
@@ -111,6 +151,14 @@ class Hub:
             self.outbox.stop()
         if self.inbox is not None:
             self.inbox.stop()
+        if self._scheduler_task is not None:
+            # A scheduled sync in progress is cut short, not waited for: its groups keep
+            # their last good members, and the next slot syncs them again.
+            self._scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler_task
+            self._scheduler_task = None
+        await self.group_sync.close()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
