@@ -144,9 +144,19 @@ def serve(
 
 
 @app.command()
-def worker(database: DatabaseOpt = None) -> None:
+def worker(
+    database: DatabaseOpt = None,
+    max_channels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Lease at most this many channels, leaving the rest to other workers "
+            "(default: $WAHUB_WORKER_MAX_CHANNELS, else every free channel).",
+        ),
+    ] = None,
+) -> None:
     """Run only the pipeline (no HTTP). SIGTERM finishes in-flight sends, then exits."""
-    settings = _settings(database)
+    settings = _settings(database, worker_max_channels=max_channels)
 
     async def go() -> None:
         from wahub.runtime import Hub
@@ -409,12 +419,42 @@ def chats_add_member(
 def bench_send(
     messages: Annotated[int, typer.Option(help="Messages to send.")] = 5000,
     chats: Annotated[int, typer.Option(help="Chats (= sends in flight at once).")] = 50,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            help="A PostgreSQL server to run on, as postgresql://user@host/db: the bench "
+            "creates a database wahub_bench_<random> there (needs CREATEDB) and drops it "
+            "at the end; the one named is not touched. Default: SQLite in a temp dir.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --database: 'wahub worker' processes running the pipeline, one "
+            "channel each (same sandbox, distinct phone_number_ids), chats spread over "
+            "them. On SQLite the pipeline runs in the bench process: 1 only.",
+        ),
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Outbound throughput against the sandbox, with the raw sandbox as baseline."""
+    """Outbound throughput against the sandbox, with the raw sandbox as baseline.
+
+    Exits 1 if the sandbox did not receive every message exactly once.
+    """
     from wahub.bench.send import run_send_bench
 
-    result = _run(lambda: run_send_bench(messages=messages, chats=chats, progress=not as_json))
+    result = _run(
+        lambda: run_send_bench(
+            messages=messages,
+            chats=chats,
+            database=database,
+            workers=workers,
+            progress=not as_json,
+        )
+    )
     if as_json:
         print(json.dumps(result))
     else:

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # Workers.
     run_workers: bool = Field(default=True, description="Run the pipeline inside `serve`.")
     worker_concurrency: int = Field(default=64, ge=1, le=4096)
+    worker_max_channels: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most channels one worker leases at a time, to spread channels over "
+        "several workers (default: every free channel).",
+    )
     lease_seconds: float = Field(default=30.0, gt=0)
     channel_lease_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)

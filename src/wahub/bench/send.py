@@ -5,33 +5,61 @@ these machines) at the same concurrency, with no wahub in between. Then the same
 of messages go through wahub: stored, claimed, paced, sent through the Cloud API adapter
 to the same sandbox, and their status webhooks received, verified, stored and applied.
 
-The sandbox runs in its own process, as a real provider would; the hub runs here.
-Channel pacing is lifted (rate 100k/s, no pair limit): this measures wahub's own cost,
-not Meta's limits.
+The sandbox runs in its own process, as a real provider would. Channel pacing is lifted
+(rate 100k/s, no pair limit): this measures wahub's own cost, not Meta's limits.
+
+Two set-ups:
+
+- SQLite (no ``database``): everything in this process, like ``wahub serve``: the HTTP
+  side and the pipeline share one SQLite file in a temporary directory. ``workers`` must
+  be 1: SQLite has one writer, so worker processes would only queue on its lock.
+- PostgreSQL (``database="postgresql://..."``): a throwaway database
+  ``wahub_bench_<random>`` is created on that server (the one named in the URL is never
+  touched) and dropped at the end. This process runs the HTTP side (webhook intake, and
+  the enqueueing, like ``wahub serve --no-workers``); ``workers`` ``wahub worker``
+  processes run the pipeline. A channel is paced by the one worker that leases it, so
+  the bench creates one channel per worker (same sandbox, distinct phone_number_ids),
+  each worker leases one (``--max-channels 1``), and the chats are spread round-robin
+  over the channels.
+
+Loss and duplicates are counted by the sandbox: every message must have reached it
+exactly once (by the ``biz_opaque_callback_data`` our adapter sets to the message id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from wahub.config import Settings
 from wahub.domain.actors import Actor, Role
 from wahub.domain.content import SendRequest
-from wahub.embedded import SANDBOX_PHONE_NUMBER_ID, embedded_stack, free_port
+from wahub.domain.errors import StoreUnavailable, ValidationError
+from wahub.embedded import SANDBOX_PHONE_NUMBER_ID, SANDBOX_TOKEN, embedded_stack, free_port
+from wahub.runtime import Hub
+from wahub.store import channels as channel_q
 from wahub.store import messages as message_q
+from wahub.store.database import async_url
 
 ENQUEUERS = 16
+WORKER_START_SECONDS = 60.0
 
 
 @contextlib.asynccontextmanager
@@ -60,16 +88,26 @@ async def sandbox_process(port: int) -> AsyncIterator[str]:
                 await asyncio.sleep(0.05)
         yield url
     finally:
+        await _stop_process(proc)
+
+
+async def _stop_process(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    if proc.returncode is None:
         proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def phone(chat: int) -> str:
     return f"+4915123{chat:06d}"
+
+
+def phone_number_id(channel: int) -> str:
+    """The sandbox accepts any phone_number_id in the send URL and echoes it in webhooks."""
+    return str(int(SANDBOX_PHONE_NUMBER_ID) + channel)
 
 
 async def raw_baseline(sandbox_url: str, messages: int, concurrency: int) -> float:
@@ -78,7 +116,7 @@ async def raw_baseline(sandbox_url: str, messages: int, concurrency: int) -> flo
     counter = iter(range(messages))
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency),
-        headers={"Authorization": "Bearer sandbox-token"},
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
     ) as http:
 
         async def client() -> None:
@@ -107,95 +145,285 @@ async def _sandbox(http: aiohttp.ClientSession, url: str, path: str, body: Any =
         return await resp.json()
 
 
-async def run_send_bench(
-    *, messages: int = 5000, chats: int = 50, progress: bool = False
-) -> dict[str, Any]:
-    sandbox_port = free_port()
-    with tempfile.TemporaryDirectory(prefix="wahub-bench-") as tmp:
-        async with sandbox_process(sandbox_port) as sandbox_url:
-            raw_rate = await raw_baseline(sandbox_url, messages, chats)
-            settings = Settings(
-                database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
-                port=free_port(),
-                worker_concurrency=max(chats, 64),
-            )
-            async with aiohttp.ClientSession() as http:
-                await _sandbox(http, sandbox_url, "/_sandbox/reset", {})
-                await _sandbox(
-                    http,
-                    sandbox_url,
-                    "/_sandbox/config",
-                    {
-                        "webhook_url": f"http://{settings.host}:{settings.port}/v1/webhooks/cloudapi",
-                        "app_secret": settings.cloudapi_app_secret.get_secret_value(),
-                        "webhook_delay_ms": 0,
-                    },
+# -- a throwaway PostgreSQL database ------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def postgres_target(url: str) -> str:
+    """Check ``url`` names a PostgreSQL server; returns ``host:port`` for messages."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValidationError(f"--database: invalid URL: {exc}") from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise ValidationError(
+            "--database: the bench takes a postgresql://user@host/db URL (it creates and "
+            "drops a database of its own there); without --database it runs on SQLite"
+        )
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(url: str) -> AsyncIterator[str]:
+    """Create ``wahub_bench_<random>`` on the server ``url`` points at, yield its URL, drop it.
+
+    The database named in ``url`` is only connected to (to run CREATE/DROP DATABASE),
+    never written. Raises StoreUnavailable, in one line, when the server cannot be
+    reached or refuses (no CREATEDB right).
+    """
+    target = postgres_target(url)
+    name = f"wahub_bench_{secrets.token_hex(4)}"
+    engine = create_async_engine(
+        async_url(url),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"timeout": 10},
+    )
+    try:
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(
+                f"cannot create a throwaway database on PostgreSQL {target}: {_first_line(exc)}"
+            ) from None
+        try:
+            yield make_url(url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with engine.connect() as conn:
+                try:
+                    await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except DBAPIError:  # PostgreSQL < 13 has no FORCE
+                    await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await engine.dispose()
+
+
+# -- worker processes ---------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    proc: asyncio.subprocess.Process
+    log: IO[bytes]
+
+    def tail(self) -> str:
+        self.log.seek(0)
+        lines = self.log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "(no output)"
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(
+    database_url: str, count: int, concurrency: int
+) -> AsyncIterator[list[_Worker]]:
+    """``count`` ``wahub worker --max-channels 1`` processes on ``database_url``."""
+    env = {
+        **os.environ,
+        "WAHUB_DATABASE_URL": database_url,
+        "WAHUB_WORKER_CONCURRENCY": str(concurrency),
+        "WAHUB_LOG_LEVEL": "WARNING",
+    }
+    workers: list[_Worker] = []
+    with contextlib.ExitStack() as logs:
+        try:
+            for _ in range(count):
+                log = logs.enter_context(tempfile.TemporaryFile())
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "wahub",
+                    "worker",
+                    "--max-channels",
+                    "1",
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
                 )
-                async with embedded_stack(settings, with_sandbox=False) as stack:
-                    hub = stack.hub
-                    await hub.channels.create(
-                        name="bench",
-                        phone_number_id=SANDBOX_PHONE_NUMBER_ID,
-                        access_token="sandbox-token",
-                        base_url=sandbox_url,
-                        rate_per_second=100_000,
-                        pair_interval_seconds=0,
-                    )
-                    created = await hub.access.create_key(user_name="bench", role="admin")
-                    actor = Actor(created.user_id, "bench", Role.ADMIN, created.key_id)
-                    requests = [
-                        SendRequest.model_validate(
-                            {"to": phone(i % chats), "text": {"body": f"bench message {i}"}}
-                        )
-                        for i in range(messages)
-                    ]
-                    started = time.perf_counter()
+                workers.append(_Worker(proc, log))
+            yield workers
+        finally:
+            await asyncio.gather(*(_stop_process(w.proc) for w in workers))
 
-                    enqueue_seconds = 0.0
 
-                    pending = iter(requests)
+async def _wait_for_leases(hub: Hub, channel_ids: list[str], workers: list[_Worker]) -> None:
+    """Until every channel is leased, each by a different worker."""
+    deadline = time.monotonic() + WORKER_START_SECONDS
+    while True:
+        for w in workers:
+            if w.proc.returncode is not None:
+                raise RuntimeError(
+                    f"a wahub worker exited with code {w.proc.returncode} at start: {w.tail()}"
+                )
+        async with hub.db.read() as conn:
+            rows = await channel_q.list_channels(conn)
+        owners = {r["id"]: r["lease_owner"] for r in rows if r["id"] in channel_ids}
+        if all(owners.values()) and len(set(owners.values())) == len(channel_ids):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the wahub workers did not lease the {len(channel_ids)} channels within "
+                f"{WORKER_START_SECONDS:g} s"
+            )
+        await asyncio.sleep(0.05)
 
-                    async def client() -> None:
-                        for request in pending:
-                            await hub.messaging.send(actor, request)
 
-                    async def enqueue() -> None:
-                        # Like API traffic: several clients at once (their writes are
-                        # group-committed together).
-                        nonlocal enqueue_seconds
-                        await asyncio.gather(*(client() for _ in range(ENQUEUERS)))
-                        enqueue_seconds = time.perf_counter() - started
+# -- the run ------------------------------------------------------------------------------
 
-                    enqueuer = asyncio.create_task(enqueue())
-                    sent_seconds = final_seconds = None
-                    deadline = started + max(120.0, messages / 20)
-                    while time.perf_counter() < deadline:
-                        async with hub.db.read() as conn:
-                            counts = await message_q.count_by_status(conn)
-                        done = sum(
-                            counts.get(s, 0) for s in ("sent", "delivered", "read", "failed")
-                        )
-                        final = sum(counts.get(s, 0) for s in ("delivered", "read", "failed"))
-                        now = time.perf_counter()
-                        if sent_seconds is None and done >= messages:
-                            sent_seconds = now - started
-                        if final >= messages:
-                            final_seconds = now - started
-                            break
-                        if progress:
-                            print(
-                                f"\r{done}/{messages} sent, {final} final", end="", file=sys.stderr
-                            )
-                        await asyncio.sleep(0.02)
-                    if progress:
-                        print(file=sys.stderr)
-                    await enqueuer
-                    async with hub.db.read() as conn:
-                        statuses = await message_q.statuses_by_id(conn)
-                sends = (await _sandbox(http, sandbox_url, "/_sandbox/sends"))["sends"]
+
+@dataclass
+class _Timings:
+    sent_seconds: float | None
+    final_seconds: float | None
+    enqueue_seconds: float
+    statuses: dict[str, str]
+
+
+async def _configure_sandbox(
+    http: aiohttp.ClientSession, sandbox_url: str, settings: Settings
+) -> None:
+    await _sandbox(http, sandbox_url, "/_sandbox/reset", {})
+    await _sandbox(
+        http,
+        sandbox_url,
+        "/_sandbox/config",
+        {
+            "webhook_url": f"http://{settings.host}:{settings.port}/v1/webhooks/cloudapi",
+            "app_secret": settings.cloudapi_app_secret.get_secret_value(),
+            "webhook_delay_ms": 0,
+        },
+    )
+
+
+async def _create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
+    ids = []
+    for index in range(count):
+        channel = await hub.channels.create(
+            name=f"bench-{index}",
+            phone_number_id=phone_number_id(index),
+            access_token=SANDBOX_TOKEN,
+            base_url=sandbox_url,
+            rate_per_second=100_000,
+            pair_interval_seconds=0,
+        )
+        ids.append(str(channel["id"]))
+    return ids
+
+
+async def _drive(
+    hub: Hub, channel_ids: list[str], *, messages: int, chats: int, progress: bool
+) -> _Timings:
+    """Enqueue ``messages`` (16 concurrent callers) and wait until every status is final."""
+    created = await hub.access.create_key(user_name="bench", role="admin")
+    actor = Actor(created.user_id, "bench", Role.ADMIN, created.key_id)
+    requests = []
+    for i in range(messages):
+        chat = i % chats
+        body: dict[str, Any] = {"to": phone(chat), "text": {"body": f"bench message {i}"}}
+        if len(channel_ids) > 1:
+            body["channel_id"] = channel_ids[chat % len(channel_ids)]
+        requests.append(SendRequest.model_validate(body))
+    started = time.perf_counter()
+    enqueue_seconds = 0.0
+    pending = iter(requests)
+
+    async def client() -> None:
+        for request in pending:
+            await hub.messaging.send(actor, request)
+
+    async def enqueue() -> None:
+        # Like API traffic: several clients at once.
+        nonlocal enqueue_seconds
+        await asyncio.gather(*(client() for _ in range(ENQUEUERS)))
+        enqueue_seconds = time.perf_counter() - started
+
+    enqueuer = asyncio.create_task(enqueue())
+    sent_seconds = final_seconds = None
+    deadline = started + max(120.0, messages / 20)
+    try:
+        while time.perf_counter() < deadline:
+            if enqueuer.done() and enqueuer.exception() is not None:
+                break
+            async with hub.db.read() as conn:
+                counts = await message_q.count_by_status(conn)
+            done = sum(counts.get(s, 0) for s in ("sent", "delivered", "read", "failed"))
+            final = sum(counts.get(s, 0) for s in ("delivered", "read", "failed"))
+            now = time.perf_counter()
+            if sent_seconds is None and done >= messages:
+                sent_seconds = now - started
+            if final >= messages:
+                final_seconds = now - started
+                break
+            if progress:
+                print(f"\r{done}/{messages} sent, {final} final", end="", file=sys.stderr)
+            await asyncio.sleep(0.02)
+        if progress:
+            print(file=sys.stderr)
+        await enqueuer
+    finally:
+        if not enqueuer.done():
+            enqueuer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await enqueuer
+    async with hub.db.read() as conn:
+        statuses = await message_q.statuses_by_id(conn)
+    return _Timings(sent_seconds, final_seconds, enqueue_seconds, statuses)
+
+
+async def run_send_bench(
+    *,
+    messages: int = 5000,
+    chats: int = 50,
+    database: str | None = None,
+    workers: int = 1,
+    progress: bool = False,
+) -> dict[str, Any]:
+    if workers < 1:
+        raise ValidationError("--workers must be at least 1")
+    if database is None and workers != 1:
+        raise ValidationError(
+            "--workers needs --database postgresql://...: on SQLite the pipeline runs in "
+            "the bench process, and worker processes would only queue on SQLite's one writer"
+        )
+    concurrency = max(chats, 64)
+    sandbox_port = free_port()
+    async with (
+        sandbox_process(sandbox_port) as sandbox_url,
+        aiohttp.ClientSession() as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        if database is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wahub-bench-"))
+            database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        else:
+            database_url = await stack.enter_async_context(throwaway_database(database))
+        raw_rate = await raw_baseline(sandbox_url, messages, chats)
+        settings = Settings(
+            database_url=database_url, port=free_port(), worker_concurrency=concurrency
+        )
+        await _configure_sandbox(http, sandbox_url, settings)
+        hub = (
+            await stack.enter_async_context(
+                embedded_stack(settings, with_sandbox=False, workers=database is None)
+            )
+        ).hub
+        channel_ids = await _create_channels(hub, sandbox_url, workers)
+        if database is not None:
+            procs = await stack.enter_async_context(
+                worker_processes(database_url, workers, concurrency)
+            )
+            await _wait_for_leases(hub, channel_ids, procs)
+        timings = await _drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
+        sends = (await _sandbox(http, sandbox_url, "/_sandbox/sends"))["sends"]
     received = Counter(s["biz_opaque_callback_data"] for s in sends)
-    seconds = sent_seconds if sent_seconds is not None else float("nan")
-    rate = messages / seconds if sent_seconds else 0.0
+    seconds = timings.sent_seconds if timings.sent_seconds is not None else float("nan")
+    rate = messages / seconds if timings.sent_seconds else 0.0
     return {
         "messages": messages,
         "chats": chats,
@@ -203,11 +431,11 @@ async def run_send_bench(
         "msgs_per_s": round(rate, 1),
         "raw_msgs_per_s": round(raw_rate, 1),
         "ratio": round(rate / raw_rate, 3) if raw_rate else 0.0,
-        "final_seconds": round(final_seconds, 3) if final_seconds else None,
-        "enqueue_seconds": round(enqueue_seconds, 3),
-        "lost": sum(1 for i in statuses if not received[i]),
+        "final_seconds": round(timings.final_seconds, 3) if timings.final_seconds else None,
+        "enqueue_seconds": round(timings.enqueue_seconds, 3),
+        "lost": sum(1 for i in timings.statuses if not received[i]),
         "duplicates": sum(n - 1 for n in received.values() if n > 1),
-        "backend": "sqlite",
-        "workers": 1,
+        "backend": "sqlite" if database is None else "postgresql",
+        "workers": workers,
         "http_client": "aiohttp",
     }

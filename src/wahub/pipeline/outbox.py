@@ -138,6 +138,7 @@ class OutboxWorker:
                 owner=self.worker_id,
                 now=time.time(),
                 lease_seconds=self.settings.channel_lease_seconds,
+                limit=self.settings.worker_max_channels,
             )
             rows = {c["id"]: c for c in await channel_q.list_channels(conn) if c["id"] in owned}
         self._channels = rows

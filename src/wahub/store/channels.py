@@ -27,25 +27,54 @@ def list_channels_sync(conn: SyncConnection) -> list[dict[str, Any]]:
 
 
 def acquire_channel_leases_sync(
-    conn: SyncConnection, *, owner: str, now: float, lease_seconds: float
+    conn: SyncConnection,
+    *,
+    owner: str,
+    now: float,
+    lease_seconds: float,
+    limit: int | None = None,
 ) -> list[str]:
     """Take or renew the lease of every channel that is free, expired or already ours.
 
     A channel is paced by exactly one worker at a time; a worker that dies stops renewing
-    and another picks its channels up once the lease runs out.
+    and another picks its channels up once the lease runs out. With ``limit``, the
+    worker renews what it owns and takes free channels only up to ``limit`` in all, so
+    several workers share the channels instead of the first one taking them all.
     """
-    free = or_(
-        channels.c.lease_owner.is_(None),
-        channels.c.lease_owner == owner,
-        channels.c.lease_until < now,
-    )
-    rows = conn.execute(
-        update(channels)
-        .where(free)
-        .values(lease_owner=owner, lease_until=now + lease_seconds, heartbeat_at=now)
-        .returning(channels.c.id)
-    )
-    return sorted(r.id for r in rows)
+    lease = {"lease_owner": owner, "lease_until": now + lease_seconds, "heartbeat_at": now}
+    free = or_(channels.c.lease_owner.is_(None), channels.c.lease_until < now)
+    if limit is None:
+        rows = conn.execute(
+            update(channels)
+            .where(or_(free, channels.c.lease_owner == owner))
+            .values(lease)
+            .returning(channels.c.id)
+        )
+        return sorted(r.id for r in rows)
+    mine = {
+        r.id
+        for r in conn.execute(
+            update(channels)
+            .where(channels.c.lease_owner == owner)
+            .values(lease)
+            .returning(channels.c.id)
+        )
+    }
+    wanted = limit - len(mine)
+    if wanted > 0:
+        candidates = select(channels.c.id).where(free).order_by(channels.c.id).limit(wanted)
+        if conn.dialect.name == "postgresql":
+            # Evaluated once (see claim_due_messages_sync); rows another worker is taking
+            # right now are skipped, and "free" is checked again after the lock.
+            locked = candidates.with_for_update(skip_locked=True).cte("free_channels")
+            target = channels.c.id.in_(select(locked.c.id))
+        else:
+            target = channels.c.id.in_(candidates.scalar_subquery())
+        taken = conn.execute(
+            update(channels).where(target, free).values(lease).returning(channels.c.id)
+        )
+        mine.update(r.id for r in taken)
+    return sorted(mine)
 
 
 def release_channel_leases_sync(conn: SyncConnection, *, owner: str) -> None:
