@@ -34,7 +34,13 @@ def get_hub(conn: HTTPConnection) -> Hub:
     return hub
 
 
-HubDep = Annotated[Hub, Depends(get_hub)]
+async def _hub(conn: HTTPConnection) -> Hub:
+    # async, so FastAPI resolves it on the event loop: a plain def dependency is run in
+    # the thread pool, a thread hop on every request (every webhook) for one attribute.
+    return get_hub(conn)
+
+
+HubDep = Annotated[Hub, Depends(_hub)]
 
 
 def key_from_headers(conn: HTTPConnection) -> str | None:
