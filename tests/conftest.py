@@ -182,4 +182,4 @@ def postgres() -> Iterator[PostgresCluster | None]:
     try:
         yield cluster
     finally:
-        cluster.stop()
+        cluster.destroy()

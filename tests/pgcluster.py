@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster for the test suite: initdb into a temp dir, start on a
-free port with fsync off, stop and delete at the end. Runs as the ``postgres`` user when
+free port with fsync off, delete at the end. ``stop()`` and ``start()`` in between
+restart the server on the same port (outage tests). Runs as the ``postgres`` user when
 we are root (PostgreSQL refuses to run as root)."""
 
 from __future__ import annotations
@@ -49,20 +50,10 @@ class PostgresCluster:
         return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
 
     def start(self) -> None:
-        if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
+        """Start the server (creating the cluster on the first call). Starting it again
+        after ``stop()`` reuses the data directory and the port: the same URLs work."""
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
         options = (
             f"-p {self.port} -k {self.root} -h 127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
@@ -77,6 +68,22 @@ class PostgresCluster:
             "-o",
             options,
             "start",
+        )
+
+    def _initdb(self) -> None:
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
 
     def sql(self, statement: str, database: str = "postgres") -> None:
@@ -105,7 +112,14 @@ class PostgresCluster:
         self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
+        """Stop the server the way an operator restarting it does (``-m fast``: open
+        sessions are terminated, their transactions rolled back); the data stays."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        """Stop the server if it runs and delete the cluster."""
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
