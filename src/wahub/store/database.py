@@ -347,11 +347,40 @@ class Database:
 async def _translate_errors(url: str) -> AsyncIterator[None]:
     try:
         yield
-    except (OperationalError, OSError) as exc:
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and _is_logic(exc):
+    except (DBAPIError, OSError) as exc:
+        if not is_unavailable(exc):
             raise
         target = make_url(url).host or make_url(url).database or url
         raise StoreUnavailable(f"database {target} unavailable: {_root_cause(exc)}") from exc
+
+
+# PostgreSQL error codes that mean "the server is not there right now", not "this
+# statement is wrong": class 08 (connection exception), 57P01 admin shutdown, 57P02
+# crash shutdown, 57P03 cannot connect now (starting up, shutting down), 53300 too many
+# connections. asyncpg reports them as plain errors, never as OperationalError.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (an outage, a restart, a
+    connection the server dropped) rather than a problem with the work itself: the
+    same work may succeed when tried again later.
+
+    A PostgreSQL restart shows up as a pooled connection the driver finds closed
+    (``connection_invalidated``) and as connections refused with 57P03 while the server
+    stops and starts; both must become ``StoreUnavailable`` (503, a loop's retry), not
+    an unexpected error that escapes a worker loop.
+    """
+    if isinstance(exc, OSError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return True
+    return isinstance(exc, OperationalError) and not _is_logic(exc)
 
 
 def _is_logic(exc: DBAPIError) -> bool:

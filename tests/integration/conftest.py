@@ -1,0 +1,55 @@
+"""Fixtures for tests that run wahub as separate processes.
+
+procs                 a ``multiprocess.Processes`` logging into tmp_path; every process
+                      still running is killed after the test, and a failing test's report
+                      ends with each log's tail
+restartable_postgres  a PostgreSQL cluster of the test module's own, for tests that stop
+                      and start the server (the session's ``postgres`` is shared, so no
+                      test stops it); skipped like ``postgres`` when there is no server
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from multiprocess import Processes
+from pgcluster import PostgresCluster, find_bindir
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    processes = Processes(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.kill_all()
+
+
+@pytest.fixture(scope="module")
+def restartable_postgres() -> Iterator[PostgresCluster]:
+    bindir = find_bindir()
+    if bindir is None:
+        if os.environ.get("WAHUB_TEST_POSTGRES") == "required":
+            pytest.fail("PostgreSQL is required (WAHUB_TEST_POSTGRES=required) but not installed")
+        pytest.skip("no PostgreSQL server on this machine (install Debian's postgresql)")
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    processes = getattr(item, "funcargs", {}).get("procs")
+    if report.failed and isinstance(processes, Processes):
+        report.sections.append(("wahub process logs", processes.log_tails()))
+    return report
