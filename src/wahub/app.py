@@ -13,7 +13,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from wahub import __version__
-from wahub.api import admin, compat, health, messages, metrics, realtime, webhooks
+from wahub.api import (
+    admin,
+    chat_names,
+    compat,
+    health,
+    messages,
+    metrics,
+    realtime,
+    webhooks,
+)
 from wahub.api.errors import CrashGuard, install_error_handlers
 from wahub.api.metrics import Metrics, RequestMetricsMiddleware
 from wahub.config import Settings
@@ -61,10 +70,13 @@ def create_app(
     if hub is not None:
         app.state.hub = hub
     app.state.metrics = Metrics()
+    app.state.metrics.registry.register(
+        chat_names.ChatNameCollector(lambda: getattr(app.state, "hub", None))
+    )
     install_error_handlers(app)
     # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (health, metrics, messages, admin, compat, webhooks, realtime):
+    for module in (health, metrics, messages, admin, compat, chat_names, webhooks, realtime):
         app.include_router(module.router)
     return app

@@ -286,17 +286,21 @@ def channels_add(
     token: Annotated[
         str,
         typer.Option(
-            help="Cloud API access token or WHAPI channel token (stored, never shown).",
+            help="Cloud API access token, WHAPI channel token or Periskope API key "
+            "(stored, never shown).",
             envvar="WAHUB_CHANNEL_TOKEN",
         ),
     ],
-    kind: Annotated[str, typer.Option(help="Provider: cloudapi or whapi.")] = "cloudapi",
+    kind: Annotated[str, typer.Option(help="Provider: cloudapi, whapi or periskope.")] = "cloudapi",
     phone_number_id: Annotated[
         str | None, typer.Option(help="Cloud API phone number id (required for cloudapi).")
     ] = None,
     phone_number: Annotated[
         str | None,
-        typer.Option(help="The channel's own number; for whapi it tells groups we left."),
+        typer.Option(
+            help="The channel's own number; for whapi it tells groups we left; for "
+            "periskope it is the org phone (required)."
+        ),
     ] = None,
     base_url: Annotated[
         str | None,
@@ -310,7 +314,7 @@ def channels_add(
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a Cloud API or WHAPI channel."""
+    """Add a Cloud API, WHAPI or Periskope (chat names only) channel."""
     row = _run(
         lambda: _with_hub(
             _settings(database),

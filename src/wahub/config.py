@@ -99,4 +99,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a cron expression (e.g. '0 3 * * *')")
         return value.strip()
 
+    # Chat names (the chats table as a cache of the providers' chat directories).
+    cache_on_startup: bool = Field(
+        default=False,
+        description="Fetch every chat name from the providers in the background after "
+        "start (seed 002's CACHE_ON_STARTUP); health checks answer meanwhile.",
+    )
+    chat_name_negative_ttl_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After a failed or empty chat-name lookup, do not ask the provider "
+        "about that chat again for this long (longer if it sent Retry-After).",
+    )
+
     data_dir: Path = Path(".wahub")

@@ -16,6 +16,7 @@ from wahub.config import Settings
 from wahub.features.access import AccessControl
 from wahub.features.accounts import Accounts
 from wahub.features.channels import Channels
+from wahub.features.chat_names import ChatNames
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
 from wahub.pipeline.inbox import InboxProcessor
@@ -53,6 +54,16 @@ class Hub:
     scheduler: Scheduler | None = None
     _scheduler_task: asyncio.Task[None] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    chat_names: ChatNames = field(init=False)
+    _warm_task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.chat_names = ChatNames(
+            self.db,
+            self.providers,
+            negative_ttl_s=self.settings.chat_name_negative_ttl_seconds,
+            default_region=self.settings.default_region,
+        )
 
     @classmethod
     def build(cls, settings: Settings) -> Hub:
@@ -112,6 +123,9 @@ class Hub:
                 handlers[INBOX] = [self.inbox_wakeup.notify]
             self.listener = Listener(self.db.url, handlers)
             await self.listener.start()
+        if self.settings.cache_on_startup:
+            # In the background: a slow or dead provider must not delay health checks.
+            self._warm_task = asyncio.create_task(self.chat_names.warm(), name="chat-names-warm")
         if workers:
             self.outbox = OutboxWorker(
                 self.db,
@@ -166,5 +180,11 @@ class Hub:
         if self.listener is not None:
             await self.listener.stop()
         await self.realtime.stop()
+        if self._warm_task is not None:
+            self._warm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warm_task
+            self._warm_task = None
+        await self.chat_names.close()
         await self.providers.close()
         await self.db.dispose()

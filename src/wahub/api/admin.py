@@ -43,7 +43,7 @@ class _Body(BaseModel):
 
 class ChannelCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["cloudapi", "whapi"] = "cloudapi"
+    kind: Literal["cloudapi", "whapi", "periskope"] = "cloudapi"
     phone_number_id: str | None = Field(
         default=None,
         min_length=1,
@@ -52,7 +52,8 @@ class ChannelCreate(_Body):
     )
     access_token: SecretStr = Field(
         min_length=1,
-        description="Cloud API access token, or the WHAPI channel token. Stored; never returned.",
+        description="Cloud API access token, WHAPI channel token or Periskope API key. "
+        "Stored; never returned.",
     )
     base_url: str | None = Field(
         default=None,

@@ -13,8 +13,14 @@ from wahub.store.database import Database
 
 SECRET_FIELDS = ("credentials", "lease_owner")
 
-KINDS = ("cloudapi", "whapi")
-DEFAULT_BASE_URLS = {"cloudapi": "https://graph.facebook.com", "whapi": "https://gate.whapi.cloud"}
+KINDS = ("cloudapi", "whapi", "periskope")
+DEFAULT_BASE_URLS = {
+    "cloudapi": "https://graph.facebook.com",
+    "whapi": "https://gate.whapi.cloud",
+    "periskope": "https://api.periskope.app/v1",
+}
+# The credentials key each kind's adapter reads its secret from.
+_CREDENTIAL_KEYS = {"cloudapi": "access_token", "whapi": "token", "periskope": "api_key"}
 
 
 def public_channel(row: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +52,9 @@ class Channels:
         ``kind`` is ``cloudapi`` (``phone_number_id`` required, ``access_token`` is the
         Graph API token) or ``whapi`` (``access_token`` is the WHAPI channel token;
         ``phone_number``, the channel's own number, is stored as E.164 and tells groups
-        we left from groups we are in; ``phone_number_id`` is optional). ``base_url``
+        we left from groups we are in; ``phone_number_id`` is optional) or ``periskope``
+        (``access_token`` is the organisation's API key; ``phone_number``, required, is the
+        org phone sent as ``x-phone``; used for chat names, not for sending). ``base_url``
         defaults to the provider's public API.
         """
         if kind not in KINDS:
@@ -58,11 +66,17 @@ class Channels:
             raise ValidationError(
                 "phone_number_id must not be empty", details={"field": "phone_number_id"}
             )
-        if kind == "whapi":
+        if kind in ("whapi", "periskope"):
             if not access_token.strip():
                 raise ValidationError(
-                    "access_token: a whapi channel needs its token",
+                    f"access_token: a {kind} channel needs its "
+                    f"{'token' if kind == 'whapi' else 'API key'}",
                     details={"field": "access_token"},
+                )
+            if kind == "periskope" and not (phone_number or "").strip():
+                raise ValidationError(
+                    "phone_number: a periskope channel needs its org phone (x-phone)",
+                    details={"field": "phone_number"},
                 )
             if phone_number is not None:
                 phone_number = normalize_phone(phone_number, field="phone_number")
@@ -81,9 +95,7 @@ class Channels:
             "phone_number_id": phone_number_id or None,
             "base_url": base_url.rstrip("/"),
             "api_version": api_version,
-            "credentials": (
-                {"token": access_token} if kind == "whapi" else {"access_token": access_token}
-            ),
+            "credentials": {_CREDENTIAL_KEYS[kind]: access_token},
             "rate_per_second": rate_per_second,
             "pair_burst": pair_burst,
             "pair_interval_seconds": pair_interval_seconds,

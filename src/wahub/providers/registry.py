@@ -2,7 +2,9 @@
 
 A channel's ``kind`` picks the adapter: ``cloudapi`` (credentials ``access_token``,
 ``phone_number_id``) or ``whapi`` (credentials ``token``; ``phone_number`` is the
-channel's own number, which tells groups we left from groups we are in).
+channel's own number, which tells groups we left from groups we are in). ``periskope``
+channels (credentials ``api_key``; ``phone_number`` is the org phone) have a chat
+directory (``chats_for_channel``) but send nothing yet.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import aiohttp
 import orjson
 
 from wahub.domain.errors import ValidationError
-from wahub.providers.base import GroupDirectory, Provider
+from wahub.providers.base import ChatDirectory, GroupDirectory, Provider
 from wahub.providers.cloudapi import CloudApiProvider
+from wahub.providers.group_chats import GroupChatDirectory
+from wahub.providers.periskope import PeriskopeChatDirectory
 from wahub.providers.whapi import WhapiProvider
 
 Adapter = CloudApiProvider | WhapiProvider
@@ -28,6 +32,7 @@ class ProviderRegistry:
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
         self._adapters: dict[str, tuple[tuple[Any, ...], Adapter]] = {}
+        self._directories: dict[str, tuple[tuple[Any, ...], PeriskopeChatDirectory]] = {}
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -58,6 +63,42 @@ class ProviderRegistry:
                 details={"field": "channel_id", "kind": channel["kind"]},
             )
         return adapter
+
+    def chats_for_channel(self, channel: dict[str, Any]) -> ChatDirectory:
+        """The chat directory of ``channel``, for chat names: Periskope's ``/chats`` (people
+        and groups), or the WHAPI group lookup (groups only).
+
+        Raises ``ValidationError`` for kinds without one: the Cloud API has no chat
+        lookup, so people's names there come from inbound profiles only.
+        """
+        kind = channel["kind"]
+        if kind == "whapi":
+            return GroupChatDirectory(self.groups_for_channel(channel))
+        if kind != "periskope":
+            raise ValidationError(
+                f"channel kind {kind!r} has no chat directory (chat names come from "
+                "inbound profiles there; periskope and whapi channels can be asked)",
+                details={"field": "channel_id", "kind": kind},
+            )
+        credentials = channel["credentials"] or {}
+        fingerprint = (channel["base_url"], channel.get("phone_number"), credentials.get("api_key"))
+        cached = self._directories.get(channel["id"])
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        try:
+            directory = PeriskopeChatDirectory(
+                api_key=credentials.get("api_key", ""),
+                org_phone=channel.get("phone_number") or "",
+                session=self._http(),
+                base_url=channel["base_url"],
+                timeout_s=self._timeout_s,
+            )
+        except ValueError as exc:
+            raise ValidationError(
+                f"channel {channel['id']}: {exc}", details={"field": "channel_id"}
+            ) from exc
+        self._directories[channel["id"]] = (fingerprint, directory)
+        return directory
 
     def _adapter(self, channel: dict[str, Any]) -> Adapter:
         credentials = channel["credentials"] or {}
@@ -104,5 +145,6 @@ class ProviderRegistry:
         for _, adapter in self._adapters.values():
             await adapter.close()
         self._adapters.clear()
+        self._directories.clear()
         if self._session is not None:
             await self._session.close()
