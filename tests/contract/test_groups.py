@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,7 +32,7 @@ from wahub.providers.base import GroupDirectory, GroupInfo, GroupPage, GroupPart
 from wahub.store import channels as channels_q
 from wahub.store import groups as q
 from wahub.store.database import Database
-from wahub.store.schema import chats, group_members, lid_links
+from wahub.store.schema import chats, contacts, group_members, lid_links
 
 if TYPE_CHECKING:
     from conftest import ContractEnv
@@ -77,6 +78,19 @@ class ListedDirectory:
         if chat_id not in self.groups:
             raise NotFound(f"group {chat_id} not found")
         return self.groups[chat_id]
+
+
+class DirectoryWithLids(ListedDirectory):
+    """A directory that also tells phones' linked ids (like WHAPI's GET /contacts/lids)."""
+
+    def __init__(self, *groups: GroupInfo, lids: dict[str, str]) -> None:
+        super().__init__(*groups)
+        self.lids = lids
+        self.asked: list[list[str]] = []
+
+    async def lids_for(self, phones: Sequence[str]) -> dict[str, str]:
+        self.asked.append(list(phones))
+        return {p: self.lids[p] for p in phones if p in self.lids}
 
 
 def syncer(env: ContractEnv, directory: GroupDirectory, **options: Any) -> GroupSync:
@@ -360,6 +374,37 @@ async def test_a_linked_id_learned_from_another_source_resolves_too(env: Contrac
         await q.upsert_lid_links(conn, [(CAROL_LID, CAROL)], source="webhook", now=time.time())
 
     assert await lookup(env, "+49 151 3333 3333") == [("Hidden", G1, "member")]
+
+
+async def test_the_provider_is_asked_for_the_linked_ids_of_known_phones(
+    env: ContractEnv,
+) -> None:
+    """WHAPI shows a member by phone or by linked id, never both: the pair comes from
+    asking it about the phones we know (members elsewhere, contacts who wrote to us)."""
+    await register(env, G1, G2)
+    await account(env, "Hidden", G1)
+    dave, dave_lid = "+4915144444444", "11122233344455@lid"
+    async with env.db.transaction() as conn:
+        now = time.time()
+        await conn.execute(
+            contacts.insert(),
+            {"id": "ct_dave", "phone": dave, "created_at": now, "updated_at": now},
+        )
+    directory = DirectoryWithLids(
+        group(G1, person(None, lid=CAROL_LID), person(None, "admin", lid=dave_lid)),
+        group(G2, person(CAROL), person(ALICE)),
+        lids={CAROL: CAROL_LID, dave: dave_lid, ALICE: "99988877766655@lid"},
+    )
+    sync = syncer(env, directory)
+
+    await sync.sync_groups([G1, G2])
+
+    assert sorted(p for batch in directory.asked for p in batch) == sorted([ALICE, CAROL, dave])
+    assert await lookup(env, CAROL) == [("Hidden", G1, "member")]
+    assert await lookup(env, dave) == [("Hidden", G1, "admin")]
+    directory.asked.clear()
+    await sync.sync_groups([G1, G2])
+    assert directory.asked == [], "every linked id is resolved: nothing left to ask"
 
 
 # --- lookup -------------------------------------------------------------------------------

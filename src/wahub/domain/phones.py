@@ -157,7 +157,7 @@ def member_phone(raw: str | None) -> str | None:
             text = text[: -len(suffix)]
             break
     digits = re.sub(r"[\s()+.-]", "", text)
-    if not digits.isascii() or not digits.isdigit() or not 8 <= len(digits) <= 15:
+    if not digits.isascii() or not digits.isdigit() or not 7 <= len(digits) <= 15:
         return None
     if digits.startswith("0"):
         return None

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from wahub.domain.actors import Actor
 from wahub.domain.errors import (
@@ -45,8 +45,17 @@ DirectoryFor = Callable[[dict[str, Any]], GroupDirectory]
 channel's provider has none."""
 
 RANKS = frozenset({"creator", "admin", "member"})
+LID_BATCH = 50  # phones per linked-id question
 _LID_RE = re.compile(r"^[0-9]{1,30}@lid$")
 PAGE_SIZE = 100
+
+
+@runtime_checkable
+class LinkedIdSource(Protocol):
+    """A directory that can tell the linked ids of phones (WHAPI's ``GET /contacts/lids``).
+    Maps each phone asked (as given) to its ``...@lid``; unknown phones are left out."""
+
+    async def lids_for(self, phones: Sequence[str]) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +163,7 @@ class GroupSync:
         max_attempts: int = 5,
         max_retry_wait: float = 120.0,
         concurrency: int = 4,
+        max_lid_questions: int = 1000,
     ) -> None:
         self.db = db
         self.directory_for = directory_for
@@ -162,6 +172,7 @@ class GroupSync:
         self.max_attempts = max_attempts
         self.max_retry_wait = max_retry_wait
         self.concurrency = concurrency
+        self.max_lid_questions = max_lid_questions
         self._buckets: dict[str, TokenBucket] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -183,7 +194,10 @@ class GroupSync:
             progress.advanced(result)
             return result
 
-        return list(await asyncio.gather(*(one(c) for c in unique)))
+        results = list(await asyncio.gather(*(one(c) for c in unique)))
+        used = {d for d in directories.values() if not isinstance(d, str)}
+        await self._resolve_linked_ids({channel_id: source for channel_id, source in used})
+        return results
 
     async def sync_accounts(
         self, account_id: str | None = None, *, progress: SyncProgress | None = None
@@ -254,6 +268,7 @@ class GroupSync:
                 offset += len(page.groups)
                 if not page.groups or offset >= page.total:
                     break
+        await self._resolve_linked_ids({c["id"]: d for c, d in directories})
         return report
 
     def sync_in_background(self, chat_ids: Sequence[str]) -> None:
@@ -377,6 +392,50 @@ class GroupSync:
                 log.info("channel %s throttled; pausing %.1fs", channel_id, wait)
                 bucket.pause(wait)
                 attempt += 1
+
+    # -- linked ids ------------------------------------------------------------------
+
+    async def _resolve_linked_ids(self, directories: dict[str, GroupDirectory]) -> None:
+        """Ask each channel's provider for the linked ids of the phones we know, when a
+        group of the channel has a member known only by a linked id we cannot resolve.
+
+        WHAPI shows a participant either by phone or by linked id, never both, so this
+        is how a member hidden behind a linked id becomes findable by phone. At most
+        ``max_lid_questions`` phones per channel and sync; a failure here is logged and
+        never fails the sync.
+        """
+        for channel_id, directory in directories.items():
+            if not isinstance(directory, LinkedIdSource):
+                continue
+            try:
+                async with self.db.read() as conn:
+                    if not await q.has_unresolved_lids(conn, channel_id):
+                        continue
+                    phones = await q.phones_without_lid(
+                        conn, channel_id, limit=self.max_lid_questions
+                    )
+                for start in range(0, len(phones), LID_BATCH):
+                    batch = phones[start : start + LID_BATCH]
+                    found = await self._paced(
+                        channel_id, functools.partial(directory.lids_for, batch)
+                    )
+                    pairs = {
+                        (lid, phone)
+                        for asked, lid in found.items()
+                        if (phone := member_phone(asked)) is not None and _lid(lid)
+                    }
+                    await self.db.write(
+                        functools.partial(
+                            q.upsert_lid_links_sync,
+                            pairs=pairs,
+                            source="provider-lids",
+                            now=time.time(),
+                        )
+                    )
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.warning("resolving linked ids on channel %s failed", channel_id, exc_info=True)
 
     # -- which directory answers for a group -----------------------------------------
 

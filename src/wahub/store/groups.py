@@ -20,6 +20,7 @@ from wahub.store.schema import (
     account_chats,
     accounts,
     chats,
+    contacts,
     group_members,
     lid_links,
     periodic_runs,
@@ -139,6 +140,42 @@ def record_sync_failure_sync(
     if gone:
         values["is_active"] = False
     conn.execute(update(chats).where(chats.c.chat_id == chat_id).values(values))
+
+
+def has_unresolved_lids_sync(conn: SyncConnection, channel_id: str) -> bool:
+    """Whether a group of ``channel_id`` has a member known only by a linked id that
+    ``lid_links`` does not resolve yet."""
+    unresolved = (
+        select(group_members.c.id)
+        .join(chats, chats.c.chat_id == group_members.c.chat_id)
+        .where(
+            chats.c.channel_id == channel_id,
+            group_members.c.member_phone.is_(None),
+            ~exists().where(lid_links.c.lid == group_members.c.member_lid),
+        )
+        .limit(1)
+    )
+    return conn.execute(unresolved).first() is not None
+
+
+def phones_without_lid_sync(conn: SyncConnection, channel_id: str, *, limit: int) -> list[str]:
+    """Phones we know (members of the channel's groups, and contacts) whose linked id
+    we have not learned yet: the ones worth asking the provider about."""
+    unlinked_member = (
+        select(group_members.c.member_phone.label("phone"))
+        .join(chats, chats.c.chat_id == group_members.c.chat_id)
+        .where(
+            chats.c.channel_id == channel_id,
+            group_members.c.member_phone.is_not(None),
+            ~exists().where(lid_links.c.phone == group_members.c.member_phone),
+        )
+    )
+    unlinked_contact = select(contacts.c.phone.label("phone")).where(
+        ~exists().where(lid_links.c.phone == contacts.c.phone)
+    )
+    union = unlinked_member.union(unlinked_contact).subquery()
+    rows = conn.execute(select(union.c.phone).order_by(union.c.phone).limit(limit))
+    return [r.phone for r in rows]
 
 
 def group_chat_channels_sync(
@@ -347,6 +384,8 @@ def claim_periodic_slot_sync(
 store_fetched_group = in_one_hop(store_fetched_group_sync)
 record_sync_failure = in_one_hop(record_sync_failure_sync)
 group_chat_channels = in_one_hop(group_chat_channels_sync)
+has_unresolved_lids = in_one_hop(has_unresolved_lids_sync)
+phones_without_lid = in_one_hop(phones_without_lid_sync)
 upsert_lid_links = in_one_hop(upsert_lid_links_sync)
 lookup_by_phone = in_one_hop(lookup_by_phone_sync)
 list_members = in_one_hop(list_members_sync)
