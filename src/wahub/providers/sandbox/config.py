@@ -23,7 +23,28 @@ STATUS_ORDER: tuple[str, ...] = ("sent", "delivered", "read")
 START_ONLY_FIELDS = frozenset({"webhook_concurrency"})
 
 # Write-only fields: accepted by the config endpoint, masked when read back.
-SECRET_FIELDS = ("app_secret", "access_token", "whapi_token", "periskope_api_key")
+SECRET_FIELDS = (
+    "app_secret",
+    "access_token",
+    "whapi_token",
+    "periskope_api_key",
+    "whapi_webhook_secret",
+    "periskope_signing_key",
+)
+
+# Simulated inbound traffic (``inbound.py``): the providers it speaks and the kinds of
+# message it can make. Not every provider has every kind (see ``inbound.KINDS_BY_PROVIDER``).
+INBOUND_PROVIDERS: tuple[str, ...] = ("cloudapi", "whapi", "periskope")
+INBOUND_KINDS: tuple[str, ...] = (
+    "text",
+    "reply",
+    "image",
+    "document",
+    "reaction",
+    "location",
+    "interactive",
+    "unsupported",
+)
 
 
 @dataclass
@@ -168,6 +189,35 @@ class SandboxConfig:
     periskope_retry_after_s: float = 1.0
     """``Retry-After`` of injected 429s, in seconds (sent rounded up, at least 1)."""
 
+    # -- simulated inbound messages (see ``inbound.py``) ----------------------------------
+    # Cloud API inbound webhooks go to ``webhook_url``, signed with ``app_secret``.
+
+    whapi_webhook_url: str | None = None
+    """Where WHAPI-shaped inbound webhooks (``messages.post``) are POSTed; ``None``: none."""
+
+    whapi_webhook_secret: str | None = None
+    """Added to ``whapi_webhook_url`` as ``?secret=``: WHAPI signs nothing, so the hub's
+    shared secret travels in the URL an operator sets at WHAPI."""
+
+    whapi_channel_id: str = "SANDBOX-WHAPI"
+    """``channel_id`` of WHAPI webhook envelopes."""
+
+    periskope_webhook_url: str | None = None
+    """Where Periskope-shaped webhooks (``message.created``) are POSTed; ``None``: none."""
+
+    periskope_signing_key: str | None = None
+    """Key of the ``x-periskope-signature`` HMAC; ``None`` sends them unsigned."""
+
+    inbound_trickle_per_minute: float = 0.0
+    """Average simulated inbound messages per minute (random intervals), for demos:
+    leads replying to recent sends, or writing first when there is none. 0: off."""
+
+    inbound_trickle_providers: tuple[str, ...] = ("cloudapi",)
+    """Providers the trickle picks from (those with a webhook URL set)."""
+
+    inbound_trickle_kinds: tuple[str, ...] = ("reply",)
+    """Kinds of message the trickle picks from (see ``INBOUND_KINDS``)."""
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Validating here, not in __post_init__, also covers runtime changes and makes a
         # misspelt knob an error instead of a silently ignored new attribute.
@@ -183,6 +233,8 @@ class SandboxConfig:
         data = asdict(self)
         data["statuses"] = list(self.statuses)
         data["whapi_fail_groups"] = list(self.whapi_fail_groups)
+        data["inbound_trickle_providers"] = list(self.inbound_trickle_providers)
+        data["inbound_trickle_kinds"] = list(self.inbound_trickle_kinds)
         for name in SECRET_FIELDS:
             if data[name] is not None:
                 data[name] = "***"
@@ -300,6 +352,15 @@ def _statuses(name: str, value: Any) -> tuple[str, ...]:
     return tuple(status for status in STATUS_ORDER if status in value)
 
 
+def _choices(name: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(f"{name} must be a list of {', '.join(allowed)}")
+    unknown = [item for item in value if item not in allowed]
+    if unknown or not value:
+        raise ValueError(f"{name} must be a non-empty list of {', '.join(allowed)}, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
 _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "app_secret": _text,
     "access_token": _optional_text,
@@ -339,4 +400,12 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "periskope_fail_status": _failure_status,
     "periskope_fail_rate": _fraction,
     "periskope_retry_after_s": _non_negative,
+    "whapi_webhook_url": _optional_text,
+    "whapi_webhook_secret": _optional_text,
+    "whapi_channel_id": _text,
+    "periskope_webhook_url": _optional_text,
+    "periskope_signing_key": _optional_text,
+    "inbound_trickle_per_minute": _non_negative,
+    "inbound_trickle_providers": lambda name, value: _choices(name, value, INBOUND_PROVIDERS),
+    "inbound_trickle_kinds": lambda name, value: _choices(name, value, INBOUND_KINDS),
 }

@@ -13,6 +13,8 @@ Routes:
 - ``POST /_sandbox/reset``: forget sends, counters and pending webhooks; restore the
   default WHAPI and Periskope directories.
 - ``GET /_sandbox/config`` and ``POST /_sandbox/config``: read or change knobs.
+- ``POST /_sandbox/inbound``: simulate leads writing to us, as webhooks in each
+  provider's shape; ``GET /_sandbox/inbound``: what was emitted (see ``inbound.py``).
 
 The send endpoint is benchmarked as the raw capacity baseline, so its path stays lean:
 no per-request logging, one JSON parse, one JSON dump, webhooks only queued.
@@ -34,6 +36,7 @@ import orjson
 from aiohttp import web
 
 from wahub.providers.sandbox.config import SandboxConfig
+from wahub.providers.sandbox.inbound import InboundGenerator
 from wahub.providers.sandbox.periskope import PeriskopeSandbox
 from wahub.providers.sandbox.shapes import (
     APP_RATE_LIMIT,
@@ -83,6 +86,14 @@ class Sandbox:
         self._wamid_serial = itertools.count(1)
         self.whapi = WhapiSandbox(lambda: self._config, self._record_whapi_send, self._hold)
         self.periskope = PeriskopeSandbox(lambda: self._config, self._hold)
+        self.inbound = InboundGenerator(
+            lambda: self._config,
+            self._rng,
+            lambda: self.sends,
+            lambda: [c["chat_id"] for c in self.periskope.chats if c["chat_id"].endswith("@c.us")],
+            self._webhooks.post,
+        )
+        self._trickle: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.url: str | None = None
@@ -115,6 +126,7 @@ class Sandbox:
             await runner.cleanup()
             raise
         await self._webhooks.start()
+        self._trickle = asyncio.create_task(self.inbound.trickle(), name="sandbox-inbound-trickle")
         self._runner = runner
         bound_port = runner.addresses[0][1]
         url_host = f"[{host}]" if ":" in host else host
@@ -128,6 +140,11 @@ class Sandbox:
             return
         self._stopping.set()
         runner, self._runner = self._runner, None
+        if self._trickle is not None:
+            self._trickle.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trickle
+            self._trickle = None
         await runner.cleanup()
         await self._webhooks.stop()
         self.url = None
@@ -142,6 +159,7 @@ class Sandbox:
         self._webhooks.reset()
         self.whapi.reset()
         self.periskope.reset()
+        self.inbound.reset()
         if self._config.seed is not None:
             self._rng.seed(self._config.seed)
 
@@ -153,7 +171,8 @@ class Sandbox:
         http_429, throughput_130429, pair_131056, server_error) to its count (WHAPI
         refusals are in ``whapi.stats()``); ``held`` counts accepted sends answered
         late by the timeout knob; ``webhook_attempts_failed`` counts failed delivery
-        attempts (each retry is one more).
+        attempts (each retry is one more). ``inbound_*`` count the simulated inbound
+        webhooks the same way (``webhooks_pending`` covers both).
         """
         counters = self._counters
         webhooks = self._webhooks
@@ -166,6 +185,10 @@ class Sandbox:
             "webhook_attempts_failed": webhooks.failed_attempts,
             "webhooks_given_up": webhooks.given_up,
             "webhooks_pending": webhooks.pending,
+            "inbound_emitted": len(self.inbound.log),
+            "inbound_delivered": webhooks.inbound.delivered,
+            "inbound_attempts_failed": webhooks.inbound.failed_attempts,
+            "inbound_given_up": webhooks.inbound.given_up,
         }
 
     # A timeout parameter (not asyncio.timeout around the call) is the documented API.
@@ -184,6 +207,7 @@ class Sandbox:
         app.router.add_post("/_sandbox/config", self._handle_set_config)
         self.whapi.mount(app)
         self.periskope.mount(app)
+        self.inbound.mount(app)
         return app
 
     def _record_whapi_send(self, record: SendRecord) -> None:

@@ -5,6 +5,10 @@ the receiver is down or answers non-2xx, so a hub restart loses no status. Statu
 one message arrive in order (the next is queued only once the previous one is delivered
 or given up) unless ``shuffle`` is on. Delivery runs on a fixed pool of sender tasks
 sharing one ``aiohttp.ClientSession``; the send endpoint only appends to a queue.
+
+The same senders deliver simulated inbound messages (``post``, used by ``inbound.py``):
+a prepared body to a URL of its own, with the same retries, duplication and counters of
+their own.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import itertools
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -39,13 +44,32 @@ class _StatusEvent:
 
 
 @dataclass(slots=True, eq=False)
+class _RawPost:
+    """A prepared webhook (an inbound message): its URL, signed body and headers are
+    fixed when it is queued, so retries and duplicates are byte-identical."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class InboundCounters:
+    """Deliveries of simulated inbound webhooks, counted apart from status webhooks."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    given_up: int = 0
+
+
+@dataclass(slots=True, eq=False)
 class _Delivery:
     """One POST to make (with its retries). ``follower`` is queued when this one is done,
     which is what keeps a message's statuses in order. ``generation`` ties it to the
     dispatcher state it was planned in: a reset or stop makes it stale, and stale
     deliveries are dropped wherever they are met (queue, timer, in flight)."""
 
-    event: _StatusEvent
+    event: _StatusEvent | _RawPost
     delay_s: float
     generation: int
     follower: _Delivery | None = None
@@ -75,6 +99,7 @@ class WebhookDispatcher:
         self.delivered = 0
         self.failed_attempts = 0
         self.given_up = 0
+        self.inbound = InboundCounters()
 
     @property
     def pending(self) -> int:
@@ -107,6 +132,7 @@ class WebhookDispatcher:
         self.delivered = 0
         self.failed_attempts = 0
         self.given_up = 0
+        self.inbound = InboundCounters()
 
     # The caller-facing timeout parameter is the contract of Sandbox.wait_webhooks_idle.
     async def wait_idle(self, timeout: float) -> None:  # noqa: ASYNC109
@@ -148,6 +174,20 @@ class WebhookDispatcher:
             earlier.follower = later
         self._schedule(deliveries[0], deliveries[0].delay_s)
 
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """Queue one prepared webhook POST (a simulated inbound message) for delivery
+        with the status webhooks' retries; ``duplicate_fraction`` may deliver it twice,
+        as providers deliver at least once."""
+        raw = _RawPost(url, body, dict(headers))
+        copies = 1
+        duplicate = self.config.duplicate_fraction
+        if duplicate and self._rng.random() < duplicate:
+            copies = 2
+        self._pending += copies
+        self._idle.clear()
+        for _ in range(copies):
+            self._schedule(_Delivery(raw, 0.0, self._generation), 0.0)
+
     def _forget_pending(self) -> None:
         self._generation += 1
         while not self._queue.empty():
@@ -178,7 +218,8 @@ class WebhookDispatcher:
             delivery = await self._queue.get()
             if delivery.generation != self._generation:
                 continue
-            url = self.config.webhook_url
+            raw = delivery.event if isinstance(delivery.event, _RawPost) else None
+            url = raw.url if raw is not None else self.config.webhook_url
             if url is None:
                 self.given_up += 1
                 self._finish(delivery)
@@ -187,12 +228,21 @@ class WebhookDispatcher:
             if delivery.generation != self._generation:
                 continue
             if delivered:
-                self.delivered += 1
+                if raw is not None:
+                    self.inbound.delivered += 1
+                else:
+                    self.delivered += 1
                 self._finish(delivery)
                 continue
-            self.failed_attempts += 1
+            if raw is not None:
+                self.inbound.failed_attempts += 1
+            else:
+                self.failed_attempts += 1
             if delivery.attempts >= self.config.webhook_max_attempts:
-                self.given_up += 1
+                if raw is not None:
+                    self.inbound.given_up += 1
+                else:
+                    self.given_up += 1
                 self._finish(delivery)
             else:
                 self._schedule(delivery, self._backoff(delivery.attempts))
@@ -203,26 +253,32 @@ class WebhookDispatcher:
         delivery.attempts += 1
         config = self.config
         event = delivery.event
-        if event.body is None:
-            record = event.record
-            account = Account(config.waba_id, config.display_phone_number, record.phone_number_id)
-            event.body = status_webhook_body(
-                account,
-                wamid=record.wamid,
-                status=event.status,
-                timestamp=event.timestamp,
-                recipient_id=record.wa_id,
-                callback_data=record.biz_opaque_callback_data,
-            )
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "facebookexternalua",
-            "X-Hub-Signature-256": signature_header(config.app_secret, event.body),
-        }
+        if isinstance(event, _RawPost):
+            body, headers = event.body, event.headers
+        else:
+            if event.body is None:
+                record = event.record
+                account = Account(
+                    config.waba_id, config.display_phone_number, record.phone_number_id
+                )
+                event.body = status_webhook_body(
+                    account,
+                    wamid=record.wamid,
+                    status=event.status,
+                    timestamp=event.timestamp,
+                    recipient_id=record.wa_id,
+                    callback_data=record.biz_opaque_callback_data,
+                )
+            body = event.body
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "facebookexternalua",
+                "X-Hub-Signature-256": signature_header(config.app_secret, body),
+            }
         timeout = aiohttp.ClientTimeout(total=config.webhook_timeout_s)
         try:
             async with self._session.post(
-                url, data=event.body, headers=headers, timeout=timeout, allow_redirects=False
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
             ) as response:
                 await response.read()
                 return 200 <= response.status < 300
