@@ -17,6 +17,7 @@ from wahub.api import (
     admin,
     chat_names,
     compat,
+    groups,
     health,
     messages,
     metrics,
@@ -77,6 +78,7 @@ def create_app(
     # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (health, metrics, messages, admin, compat, chat_names, webhooks, realtime):
+    routers = (health, metrics, messages, admin, groups, compat, chat_names)
+    for module in (*routers, webhooks, realtime):
         app.include_router(module.router)
     return app

@@ -32,6 +32,10 @@ bench_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 app.add_typer(chats_app, name="chats")
+groups_app = typer.Typer(
+    help="Group directories: sync members, look phones up, cache health.", no_args_is_help=True
+)
+app.add_typer(groups_app, name="groups")
 app.add_typer(bench_app, name="bench")
 
 console = Console()
@@ -481,6 +485,138 @@ def bench_clients(
         print(json.dumps(result))
     else:
         console.print_json(json.dumps(result))
+
+
+def _duration_seconds(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds -> seconds."""
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    value = text.strip().lower()
+    scale = units.get(value[-1:])
+    number = value[:-1] if scale is not None else value
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration like 7d, 12h, 30m or 90s") from None
+    if seconds <= 0:
+        raise typer.BadParameter("the duration must be positive")
+    return seconds
+
+
+@groups_app.command("sync")
+def groups_sync(
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this account's groups.")
+    ] = None,
+    directory: Annotated[
+        bool,
+        typer.Option(
+            "--directory", help="Every group the channels list, not only accounts' groups."
+        ),
+    ] = False,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="With --directory: only this channel.")
+    ] = None,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sync group members from the providers now (a failed group keeps its old members)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from wahub.api.groups import sync_out
+    from wahub.features.groups import GroupSyncResult, SyncProgress, SyncReport
+    from wahub.runtime import Hub
+
+    class Bar(SyncProgress):
+        def __init__(self, progress: Progress) -> None:
+            self.progress = progress
+            self.task = progress.add_task("syncing groups", total=None)
+
+        def started(self, total: int | None) -> None:
+            self.progress.update(self.task, total=total)
+
+        def advanced(self, result: GroupSyncResult) -> None:
+            self.progress.advance(self.task)
+
+    async def go(hub: Hub) -> SyncReport:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=err, disable=as_json, transient=True) as progress:
+            bar = Bar(progress)
+            if directory:
+                return await hub.group_sync.sync_directory(channel, progress=bar)
+            return await hub.group_sync.sync_accounts(account, progress=bar)
+
+    report = _run(lambda: _with_hub(_settings(database), go))
+    if as_json:
+        print(json.dumps(sync_out(report)))
+        return
+    for result in report.groups:
+        if not result.ok:
+            console.print(f"[red]failed[/red] {result.chat_id}: {result.error}")
+    for error in report.errors:
+        console.print(f"[red]error[/red] {error}")
+    console.print(
+        f"{report.success_count} group(s) synced, {report.fail_count} failed, "
+        f"{sum(g.members for g in report.groups)} member(s) stored"
+    )
+
+
+@groups_app.command("cleanup")
+def groups_cleanup(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", help="Remove members of groups not synced for this long (7d, 12h)."
+        ),
+    ] = "7d",
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove cached members of groups not synced successfully for --older-than, and of
+    groups the provider says are gone. Linked-id links are kept."""
+    seconds = _duration_seconds(older_than)
+    removed = _run(
+        lambda: _with_hub(
+            _settings(database), lambda hub: hub.groups.cleanup(older_than_seconds=seconds)
+        )
+    )
+    if as_json:
+        print(json.dumps(removed))
+    else:
+        console.print(
+            f"removed {removed['members_removed']} member(s) of {removed['groups']} group(s)"
+        )
+
+
+@groups_app.command("health")
+def groups_health(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """How fresh and complete the member cache is (as GET /v1/groups/health)."""
+    figures = _run(lambda: _with_hub(_settings(database), lambda hub: hub.groups.health()))
+    print(json.dumps(figures, indent=None if as_json else 2))
+
+
+@groups_app.command("lookup")
+def groups_lookup(
+    phone: Annotated[str, typer.Argument(help="A phone number, in any usual spelling.")],
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which accounts' groups this phone is in, and with what rank."""
+    found = _run(lambda: _with_hub(_settings(database), lambda hub: hub.groups.lookup(phone)))
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "phone": found.phone.e164,
+                    "forms": sorted(found.phone.forms),
+                    "data": found.matches,
+                }
+            )
+        )
+        return
+    if not found.matches:
+        console.print(f"{found.phone.e164} is in no account's group")
+    for m in found.matches:
+        console.print(f"{m['account_name']}  {m['group_name'] or m['chat_id']}  {m['rank']}")
 
 
 def main() -> None:

@@ -24,6 +24,29 @@ router = APIRouter(tags=["health"])
 
 INBOX_STATUSES = ("pending", "processed", "dead")
 
+# (figure of GroupCache.health(), metric name, help)
+GROUP_CACHE_GAUGES = (
+    ("total_cached_members", "group_members_cached", "Group members in the cache."),
+    ("accounts_with_cache", "accounts_with_cached_members", "Accounts with cached members."),
+    (
+        "accounts_without_members_count",
+        "accounts_without_cached_members",
+        "Accounts with a group but no cached member.",
+    ),
+    ("failed_syncs_count", "group_syncs_failed", "Groups whose last sync failed."),
+    ("stale_groups_count", "groups_stale", "Groups not synced successfully for too long."),
+    (
+        "most_recent_sync",
+        "group_sync_most_recent_timestamp_seconds",
+        "Unix time of the most recent successful group sync (0: never).",
+    ),
+    (
+        "oldest_sync",
+        "group_sync_oldest_timestamp_seconds",
+        "Unix time of the least recently synced group's last sync (0: never).",
+    ),
+)
+
 
 class Metrics:
     """One registry per app, so several apps (tests, embedded stacks) never collide."""
@@ -48,6 +71,11 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        # The group member cache, as GET /v1/groups/health reports it.
+        self.group_cache = {
+            figure: Gauge(f"wahub_{name}", help_text, registry=self.registry)
+            for figure, name, help_text in GROUP_CACHE_GAUGES
+        }
 
 
 class RequestMetricsMiddleware:
@@ -88,4 +116,7 @@ async def metrics(request: Request, hub: HubDep) -> Response:
         app_metrics.messages.labels(status).set(by_status.get(status, 0))
     for status in {*INBOX_STATUSES, *inbox_by_status}:
         app_metrics.inbox.labels(status).set(inbox_by_status.get(status, 0))
+    figures = await hub.groups.health()
+    for figure, gauge in app_metrics.group_cache.items():
+        gauge.set(figures[figure] or 0)
     return Response(generate_latest(app_metrics.registry), media_type=CONTENT_TYPE_LATEST)
