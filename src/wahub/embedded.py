@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 
 from wahub.config import Settings
 from wahub.providers.sandbox import Sandbox, SandboxConfig
@@ -67,9 +69,15 @@ async def embedded_stack(
     sandbox: Sandbox | None = None
     sandbox_url: str | None = None
     if with_sandbox:
+        settings = with_inbound_secrets(settings)
         config = sandbox_config or SandboxConfig()
         config.webhook_url = f"{url}/v1/webhooks/cloudapi"
         config.app_secret = settings.cloudapi_app_secret.get_secret_value()
+        # Simulated inbound traffic reaches this hub on every provider's receiver.
+        config.whapi_webhook_url = f"{url}/v1/webhooks/whapi"
+        config.whapi_webhook_secret = _secret(settings.whapi_webhook_secret)
+        config.periskope_webhook_url = f"{url}/v1/webhooks/periskope"
+        config.periskope_signing_key = _secret(settings.periskope_webhook_secret)
         sandbox = Sandbox(config)
         sandbox_url = await sandbox.start()
     hub = Hub.build(settings)
@@ -86,12 +94,30 @@ async def embedded_stack(
             await sandbox.stop()
 
 
+def with_inbound_secrets(settings: Settings) -> Settings:
+    """``settings`` with random WHAPI and Periskope webhook secrets where none are set.
+
+    The receivers refuse (503) without a secret; with the sandbox in the same process the
+    hub and the sandbox share a secret nobody else knows, so the demo needs no set-up.
+    """
+    updates: dict[str, SecretStr] = {}
+    for name in ("whapi_webhook_secret", "periskope_webhook_secret"):
+        if _secret(getattr(settings, name)) is None:
+            updates[name] = SecretStr(secrets.token_urlsafe(24))
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return (value.get_secret_value() or None) if value is not None else None
+
+
 async def add_sandbox_whapi_channel(
     hub: Hub, sandbox_url: str, *, config: SandboxConfig | None = None, name: str = "sandbox-whapi"
 ) -> dict[str, Any]:
     """A WHAPI channel on the sandbox's ``/whapi`` routes, with the sandbox's WHAPI token
     and own number (from ``config``, default ``SandboxConfig()``), so group listings tell
-    the groups it left."""
+    the groups it left. Its ``phone_number_id`` is the sandbox's WHAPI ``channel_id``,
+    which is how inbound WHAPI webhooks name the channel they are for."""
     config = config or SandboxConfig()
     return await hub.channels.create(
         name=name,
@@ -99,6 +125,7 @@ async def add_sandbox_whapi_channel(
         access_token=config.whapi_token or "sandbox-whapi-token",
         base_url=f"{sandbox_url}/whapi",
         phone_number="+" + config.whapi_own_phone,
+        phone_number_id=config.whapi_channel_id,
     )
 
 
