@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wahub.domain.inbound import DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS
+
 
 class Settings(BaseSettings):
     """Every knob wahub reads. Secrets are ``SecretStr`` so they never print."""
@@ -110,6 +112,21 @@ class Settings(BaseSettings):
         ge=0,
         description="After a failed or empty chat-name lookup, do not ask the provider "
         "about that chat again for this long (longer if it sent Retry-After).",
+    )
+
+    # Inbound messages.
+    opt_out_keywords: str = Field(
+        default=",".join(DEFAULT_OPT_OUT_KEYWORDS),
+        description="Comma-separated; a message that is exactly one of them (any case or "
+        "accents) opts its sender out, and sends to them are refused.",
+    )
+    opt_in_keywords: str = Field(
+        default=",".join(DEFAULT_OPT_IN_KEYWORDS),
+        description="Comma-separated; a message that is exactly one of them opts an "
+        "opted-out sender back in.",
+    )
+    auto_reply_max_per_chat_per_hour: int = Field(
+        default=3, ge=0, description="Auto-replies per chat per hour across all rules."
     )
 
     data_dir: Path = Path(".wahub")

@@ -11,12 +11,15 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from wahub.config import Settings
 from wahub.features.access import AccessControl
 from wahub.features.accounts import Accounts
+from wahub.features.auto_replies import AutoReplies
 from wahub.features.channels import Channels
 from wahub.features.chat_names import ChatNames
+from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
 from wahub.pipeline.inbox import InboxProcessor
@@ -64,6 +67,15 @@ class Hub:
             negative_ttl_s=self.settings.chat_name_negative_ttl_seconds,
             default_region=self.settings.default_region,
         )
+
+    # Stateless services over the database: built on first use.
+    @cached_property
+    def conversations(self) -> Conversations:
+        return Conversations(self.db, self.access)
+
+    @cached_property
+    def auto_replies(self) -> AutoReplies:
+        return AutoReplies(self.db)
 
     @classmethod
     def build(cls, settings: Settings) -> Hub:
@@ -134,7 +146,12 @@ class Hub:
                 self.outbox_wakeup,
                 on_change=self.realtime.poke,
             )
-            self.inbox = InboxProcessor(self.db, self.inbox_wakeup, on_change=self._inbox_changed)
+            self.inbox = InboxProcessor(
+                self.db,
+                self.inbox_wakeup,
+                on_change=self._inbox_changed,
+                policy=InboundPolicy.from_settings(self.settings),
+            )
             self._tasks = [
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.inbox.run(), name="inbox"),
@@ -155,7 +172,8 @@ class Hub:
         )
 
     def _inbox_changed(self) -> None:
-        # A status applied by a webhook can free a chat (sent) for its next message.
+        # A status applied by a webhook can free a chat (sent) for its next message;
+        # an inbound message may have queued an auto-reply.
         self.outbox_wakeup.notify()
         self.realtime.poke()
 

@@ -98,7 +98,10 @@ class ContractEnv:
 
     async def add_channel(self, name: str) -> str:
         channel = await self.channels.create(
-            name=name, phone_number_id=f"pnid-{name}", access_token="secret-token"
+            name=name,
+            phone_number_id=f"pnid-{name}",
+            access_token="secret-token",
+            enforce_service_window=False,
         )
         return str(channel["id"])
 
@@ -210,8 +213,13 @@ class ContractEnv:
 async def env(db: Database) -> ContractEnv:
     access = AccessControl(db)
     channels = Channels(db)
+    # The outbox suites send free-form texts to people who never wrote: without the
+    # 24-hour window rule (tests/contract/test_conversations.py tests it).
     channel = await channels.create(
-        name="main", phone_number_id="pnid-main", access_token="secret-token"
+        name="main",
+        phone_number_id="pnid-main",
+        access_token="secret-token",
+        enforce_service_window=False,
     )
     created = await access.create_key(user_name="root", role="admin")
     admin = await access.authenticate(created.key)

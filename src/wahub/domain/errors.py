@@ -5,6 +5,8 @@ stable machine-readable ``code`` plus optional ``details`` (e.g. the offending f
 
     WahubError
     ├── ValidationError          422  bad input: a field, a phone number, a body too long
+    │   ├── OutsideServiceWindow       free-form text after the 24-hour window: use a template
+    │   └── OptedOut                   the recipient opted out (STOP)
     ├── NotFound                 404
     ├── AuthenticationFailed     401  missing/unknown API key, bad webhook signature
     ├── PermissionDenied         403  role or group assignment forbids the action
@@ -35,6 +37,19 @@ class WahubError(Exception):
 
 class ValidationError(WahubError):
     code = "validation_error"
+
+
+class OutsideServiceWindow(ValidationError):
+    """A free-form message to a person whose last message is more than 24 hours old (or
+    who never wrote): WhatsApp only delivers an approved template there (Meta 131047)."""
+
+    code = "outside_service_window"
+
+
+class OptedOut(ValidationError):
+    """The recipient sent an opt-out keyword (STOP, ...) and has not opted in again."""
+
+    code = "opted_out"
 
 
 class NotFound(WahubError):

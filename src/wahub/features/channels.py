@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from wahub.domain.errors import NotFound, ValidationError
 from wahub.domain.ids import new_id
@@ -12,6 +13,8 @@ from wahub.store import channels as q
 from wahub.store.database import Database
 
 SECRET_FIELDS = ("credentials", "lease_owner")
+
+META_HOSTS = frozenset({"graph.facebook.com", "graph.facebook.net"})
 
 KINDS = ("cloudapi", "whapi", "periskope")
 DEFAULT_BASE_URLS = {
@@ -46,6 +49,7 @@ class Channels:
         pair_interval_seconds: float = 6.0,
         kind: str = "cloudapi",
         channel_id: str | None = None,
+        enforce_service_window: bool | None = None,
     ) -> dict[str, Any]:
         """Add a provider connection. Raises ValidationError on bad values.
 
@@ -100,6 +104,14 @@ class Channels:
             "pair_burst": pair_burst,
             "pair_interval_seconds": pair_interval_seconds,
             "status": "connected",
+            # Meta refuses free-form messages outside the 24-hour window; a Cloud API
+            # look-alike elsewhere (the sandbox, a test double) does not, so by default
+            # only channels talking to Meta get the rule.
+            "enforce_service_window": (
+                urlsplit(base_url).hostname in META_HOSTS
+                if enforce_service_window is None
+                else enforce_service_window
+            ),
             "created_at": time.time(),
         }
         async with self.db.transaction() as conn:

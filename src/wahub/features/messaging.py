@@ -23,6 +23,7 @@ from wahub.domain.errors import ConflictError, NotFound, PermissionDenied, Valid
 from wahub.domain.ids import new_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.access import AccessControl
+from wahub.features.conversations import check_may_send_sync, record_outbound_sync
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
 from wahub.store.database import Database
@@ -40,6 +41,15 @@ def request_hash(request: SendRequest) -> str:
     return hashlib.sha256(
         orjson.dumps(request.canonical(), option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
+
+
+def readable_text(content: dict[str, Any]) -> str | None:
+    """What the recipient reads: a text's body or a media caption (for previews, search)."""
+    body = content.get(content.get("type", ""))
+    if not isinstance(body, dict):
+        return None
+    text = body.get("body") or body.get("caption")
+    return text if isinstance(text, str) else None
 
 
 class Messaging:
@@ -168,13 +178,18 @@ class Messaging:
             )
         if request.template is not None:
             self._check_template(conn, channel["id"], request)
+        check_may_send_sync(
+            conn, channel, chat_id, is_template=request.template is not None, now=now
+        )
+        content = request.content()
         row = {
             "id": new_id("msg"),
             "channel_id": channel["id"],
             "chat_id": chat_id,
             "direction": "out",
             "type": request.type,
-            "content": request.content(),
+            "content": content,
+            "text": readable_text(content),
             "status": "queued",
             "idempotency_key": scoped_key,
             "request_hash": digest,
@@ -189,6 +204,15 @@ class Messaging:
             "updated_at": now,
         }
         stored = q.insert_message_sync(conn, row)
+        record_outbound_sync(
+            conn,
+            channel_id=channel["id"],
+            chat_id=chat_id,
+            message_id=row["id"],
+            kind=request.template.name if request.template else request.type,
+            text=row["text"],
+            now=now,
+        )
         return Accepted(stored, created=True)
 
     def _resolve_channel(

@@ -1,9 +1,13 @@
-"""The webhook processor: turns stored deliveries into status changes, exactly once.
+"""The webhook processor: turns stored deliveries into status changes and inbound
+messages, exactly once.
 
 Receiving (``api/webhooks.py``) only verifies and stores; this loop does the work, in
-batches, in the same transaction that marks the deliveries processed. A delivery that
-cannot be parsed becomes a dead letter with the reason; one that fails for another
-reason is retried with backoff and dead-lettered after ``MAX_ATTEMPTS``.
+batches, in the same transaction that marks the deliveries processed. Each delivery is
+parsed by its provider's parser (``pipeline/parsers.py``); statuses go through the
+outbound status machine, messages through ``features/conversations.py``, in the order
+the deliveries were received. A delivery that cannot be parsed, or whose messages name
+a channel we do not have, becomes a dead letter with the reason; one that fails for
+another reason is retried with backoff and dead-lettered after ``MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
@@ -12,18 +16,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy.exc import OperationalError
 
 from wahub.domain.errors import ValidationError, WahubError
+from wahub.features.conversations import (
+    InboundPolicy,
+    record_inbound_sync,
+    resolve_channels_sync,
+)
+from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.pipeline.wakeup import Wakeup
-from wahub.providers.cloudapi_webhooks import parse_statuses
+from wahub.providers.base import InboundMessage
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as q
-from wahub.store.database import Database
+from wahub.store.database import Database, is_unavailable
 
 log = logging.getLogger("wahub.inbox")
 
@@ -32,17 +42,20 @@ BATCH = 256
 LINGER_SECONDS = 0.02
 
 
-def observed_statuses(provider: str, body: bytes) -> list[q.ObservedStatus]:
-    """Parse one stored delivery. Raises ValidationError for a body of the wrong shape."""
-    if provider != "cloudapi":
-        raise ValidationError(f"no parser for provider {provider!r}")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"body is not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise ValidationError("body is not a JSON object")
-    return [
+@dataclass(frozen=True, slots=True)
+class PreparedDelivery:
+    """A parsed delivery, its inbound messages' channels resolved."""
+
+    statuses: list[q.ObservedStatus]
+    messages: tuple[InboundMessage, ...]
+    channels: dict[str | None, dict[str, Any]]
+
+
+def prepare_delivery_sync(conn: SyncConnection, provider: str, body: bytes) -> PreparedDelivery:
+    """Parse one stored delivery and find its messages' channels. Raises ValidationError
+    for a body of the wrong shape or a message for a channel we do not have."""
+    parsed = parse_stored_delivery(provider, body)
+    statuses = [
         q.ObservedStatus(
             provider_message_id=u.provider_message_id,
             status=u.status,
@@ -51,17 +64,25 @@ def observed_statuses(provider: str, body: bytes) -> list[q.ObservedStatus]:
             error_code=str(u.errors[0].code) if u.errors and u.errors[0].code is not None else None,
             error_title=(u.errors[0].detail or u.errors[0].title) if u.errors else None,
         )
-        for u in parse_statuses(payload)
+        for u in parsed.statuses
     ]
+    channels = resolve_channels_sync(conn, provider, parsed.messages) if parsed.messages else {}
+    return PreparedDelivery(statuses, parsed.messages, channels)
 
 
 class InboxProcessor:
     def __init__(
-        self, db: Database, wakeup: Wakeup, *, on_change: Callable[[], None] | None = None
+        self,
+        db: Database,
+        wakeup: Wakeup,
+        *,
+        on_change: Callable[[], None] | None = None,
+        policy: InboundPolicy | None = None,
     ) -> None:
         self.db = db
         self.wakeup = wakeup
         self.on_change = on_change or (lambda: None)
+        self.policy = policy or InboundPolicy()
         self.processed = 0
         self._stopping = asyncio.Event()
 
@@ -121,11 +142,11 @@ class InboxProcessor:
         self, conn: SyncConnection, now: float
     ) -> tuple[int, list[tuple[int, int, str]]]:
         rows = inbox_q.lock_pending_sync(conn, now=now, limit=BATCH)
-        parsed: list[tuple[dict[str, Any], list[q.ObservedStatus]]] = []
+        parsed: list[tuple[dict[str, Any], PreparedDelivery]] = []
         crashed: list[tuple[dict[str, Any], Exception]] = []
         for row in rows:
             try:
-                parsed.append((row, observed_statuses(row["provider"], row["body"])))
+                parsed.append((row, prepare_delivery_sync(conn, row["provider"], row["body"])))
             except ValidationError as exc:
                 inbox_q.mark_failed_sync(conn, row["id"], error=exc.message, now=now, retry_at=None)
                 log.warning("inbox delivery %s dead-lettered: %s", row["id"], exc.message)
@@ -134,17 +155,17 @@ class InboxProcessor:
         try:
             with conn.begin_nested():
                 self._apply_sync(conn, parsed, now)
-        except OperationalError:
-            raise  # the database's own trouble: the whole batch waits for the next try
-        except Exception:
+        except Exception as batch_error:
+            if _database_trouble(batch_error):
+                raise  # the whole batch waits for the next try
             log.exception("inbox batch failed: applying its deliveries one at a time")
             for row, observed in parsed:
                 try:
                     with conn.begin_nested():
                         self._apply_sync(conn, [(row, observed)], now)
-                except OperationalError:
-                    raise
                 except Exception as exc:
+                    if _database_trouble(exc):
+                        raise
                     crashed.append((row, exc))
         poisoned: list[tuple[int, int, str]] = []
         for row, error in crashed:
@@ -155,11 +176,23 @@ class InboxProcessor:
             poisoned.append((row["id"], attempts, message))
         return len(rows), poisoned
 
-    @staticmethod
     def _apply_sync(
+        self,
         conn: SyncConnection,
-        parsed: list[tuple[dict[str, Any], list[q.ObservedStatus]]],
+        parsed: list[tuple[dict[str, Any], PreparedDelivery]],
         now: float,
     ) -> None:
-        q.apply_statuses_sync(conn, [o for _, observed in parsed for o in observed], now)
+        q.apply_statuses_sync(conn, [o for _, prepared in parsed for o in prepared.statuses], now)
+        # Received order: the inbox ids (one chat's messages are folded in sequence).
+        for _, prepared in parsed:
+            for message in prepared.messages:
+                channel = prepared.channels[message.channel_ref]
+                record_inbound_sync(conn, message, channel, self.policy, now)
         inbox_q.mark_processed_sync(conn, [row["id"] for row, _ in parsed], now)
+
+
+def _database_trouble(exc: Exception) -> bool:
+    """The database's own trouble, not this delivery's: an outage (on PostgreSQL a
+    dropped connection is no OperationalError) or SQLite's OperationalError (locked, a
+    missing table). Retrying the delivery one by one or dead-lettering it would be wrong."""
+    return isinstance(exc, OperationalError) or is_unavailable(exc)

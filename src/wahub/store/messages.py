@@ -383,10 +383,12 @@ def apply_statuses_sync(
         messages.c.sender_user_id,
         messages.c.lease_owner,
     )
+    # Only our outbound messages have a delivery status; an inbound one never matches.
     rows = list(
         conn.execute(
             select(*cols).where(
-                or_(messages.c.id.in_(tracking), messages.c.provider_message_id.in_(provider_ids))
+                or_(messages.c.id.in_(tracking), messages.c.provider_message_id.in_(provider_ids)),
+                messages.c.direction == "out",
             )
         )
     )
@@ -623,8 +625,10 @@ def count_by_status_sync(conn: SyncConnection) -> dict[str, int]:
 
 
 def statuses_by_id_sync(conn: SyncConnection) -> dict[str, str]:
-    """Every message's status (demo and benchmark reconciliation against the sandbox)."""
-    return {r.id: r.status for r in conn.execute(select(messages.c.id, messages.c.status))}
+    """Every outbound message's status (demo and benchmark reconciliation against the
+    sandbox, which never saw the inbound ones)."""
+    stmt = select(messages.c.id, messages.c.status).where(messages.c.direction == "out")
+    return {r.id: r.status for r in conn.execute(stmt)}
 
 
 def count_events_by_source_sync(conn: SyncConnection, source: str) -> int:

@@ -1,0 +1,444 @@
+"""Named queries for inbound traffic: inbound messages, contacts, leads, conversations and
+notifications.
+
+Every function runs in the caller's transaction. Counters and "latest" columns are
+updated with SQL expressions (``unread_count + 1``, ``CASE WHEN ... < :at``), not read,
+changed and written back, so two processes applying messages of one chat at once on
+PostgreSQL neither lose an increment nor move "last message" backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import Connection as SyncConnection
+
+from wahub.domain.ids import new_id
+from wahub.store.database import in_one_hop
+from wahub.store.messages import EventRecord, record_events_sync
+from wahub.store.schema import (
+    channels,
+    contacts,
+    conversations,
+    leads,
+    messages,
+    notifications,
+)
+from wahub.store.sql import insert_ignore
+
+SERVICE_WINDOW_SECONDS = 24 * 3600
+
+# Lead statuses in order. Traffic only moves a lead forward along new -> contacted ->
+# replied; qualified, won and lost are people's decisions and traffic never undoes them.
+LEAD_STATUSES = ("new", "contacted", "replied", "qualified", "won", "lost")
+
+
+# -- channels ------------------------------------------------------------------------------
+
+
+def find_channel_sync(
+    conn: SyncConnection, provider: str, ref: str | None
+) -> dict[str, Any] | None:
+    """The channel a provider's ``channel_ref`` names (Cloud API ``phone_number_id``, or
+    the channel's own id, phone number or phone_number_id for the other providers).
+
+    Without a ref, the provider's only channel; None when none or several match.
+    """
+    stmt = select(channels).where(channels.c.kind == provider)
+    if ref is not None:
+        digits = ref.lstrip("+").split("@", 1)[0]
+        stmt = stmt.where(
+            or_(
+                channels.c.phone_number_id == ref,
+                channels.c.id == ref,
+                channels.c.phone_number == "+" + digits,
+            )
+        )
+    rows = [dict(r._mapping) for r in conn.execute(stmt.limit(2))]
+    return rows[0] if len(rows) == 1 else None
+
+
+# -- messages ------------------------------------------------------------------------------
+
+
+def insert_inbound_message_sync(
+    conn: SyncConnection, row: dict[str, Any], *, event_status: str, event_source: str, at: int
+) -> bool:
+    """Store a message a provider told us about, once: False when its provider id is
+    already stored (a redelivered webhook, or the echo of a message we sent).
+
+    Records one event (``received``, or ``sent`` for our own number's messages from
+    another device), so the realtime feed that tails events carries the message.
+    """
+    result = conn.execute(insert_ignore(conn, messages), row)
+    if not result.rowcount:
+        return False
+    record_events_sync(
+        conn, [EventRecord(row["id"], event_status, event_source, 0, at)], row["created_at"]
+    )
+    return True
+
+
+def message_ids_by_provider_ids_sync(
+    conn: SyncConnection, provider_ids: Sequence[str]
+) -> dict[str, str]:
+    """Our message ids for the provider ids we know (to link replies and reactions)."""
+    if not provider_ids:
+        return {}
+    stmt = select(messages.c.provider_message_id, messages.c.id).where(
+        messages.c.provider_message_id.in_(list(set(provider_ids)))
+    )
+    return {r.provider_message_id: r.id for r in conn.execute(stmt)}
+
+
+def has_outbound_sync(conn: SyncConnection, channel_id: str, chat_id: str) -> bool:
+    stmt = (
+        select(messages.c.id)
+        .where(
+            messages.c.chat_id == chat_id,
+            messages.c.channel_id == channel_id,
+            messages.c.direction == "out",
+        )
+        .limit(1)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+def list_chat_messages_sync(
+    conn: SyncConnection, channel_id: str, chat_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """The chat's newest messages on the channel, newest first."""
+    stmt = (
+        select(messages)
+        .where(messages.c.chat_id == chat_id, messages.c.channel_id == channel_id)
+        .order_by(messages.c.seq.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# -- contacts ------------------------------------------------------------------------------
+
+
+def get_contact_by_phone_sync(conn: SyncConnection, phone: str) -> dict[str, Any] | None:
+    row = conn.execute(select(contacts).where(contacts.c.phone == phone)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def get_contact_sync(conn: SyncConnection, contact_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def upsert_contact_sync(
+    conn: SyncConnection,
+    *,
+    phone: str,
+    wa_id: str | None,
+    profile_name: str | None,
+    now: float,
+) -> dict[str, Any]:
+    """The contact with ``phone``, created on first sight. A profile name is taken when
+    the contact has no name or its name came from the profile too (people rename
+    themselves); a name an operator gave is never overwritten by a profile."""
+    conn.execute(
+        insert_ignore(conn, contacts),
+        {
+            "id": new_id("ct"),
+            "phone": phone,
+            "wa_id": wa_id,
+            "name": profile_name,
+            "name_source": "profile" if profile_name else None,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    contact = get_contact_by_phone_sync(conn, phone)
+    assert contact is not None
+    values: dict[str, Any] = {}
+    if (
+        profile_name
+        and contact["name"] != profile_name
+        and contact["name_source"]
+        in (
+            None,
+            "profile",
+        )
+    ):
+        values.update(name=profile_name, name_source="profile")
+    if wa_id and contact["wa_id"] != wa_id:
+        values["wa_id"] = wa_id
+    if values:
+        values["updated_at"] = now
+        conn.execute(update(contacts).where(contacts.c.id == contact["id"]).values(values))
+        contact.update(values)
+    return contact
+
+
+def set_opt_out_sync(
+    conn: SyncConnection,
+    contact_id: str,
+    *,
+    opted_out_at: float | None,
+    reason: str | None,
+    now: float,
+) -> None:
+    """Opt a contact out (``opted_out_at`` set) or back in (None)."""
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id == contact_id)
+        .values(opted_out_at=opted_out_at, opt_out_reason=reason, updated_at=now)
+    )
+
+
+# -- leads ---------------------------------------------------------------------------------
+
+
+def get_lead_sync(conn: SyncConnection, lead_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def get_lead_by_contact_sync(conn: SyncConnection, contact_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(leads).where(leads.c.contact_id == contact_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def upsert_lead_on_inbound_sync(
+    conn: SyncConnection, contact_id: str, *, at: float, we_wrote_first: bool, now: float
+) -> str:
+    """The contact's lead after a message from them: created ``new`` (or ``replied`` when
+    we wrote to them first); ``contacted`` becomes ``replied``. Returns the lead id."""
+    conn.execute(
+        insert_ignore(conn, leads),
+        {
+            "id": new_id("lead"),
+            "contact_id": contact_id,
+            "status": "replied" if we_wrote_first else "new",
+            "first_message_at": at,
+            "last_message_at": at,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    conn.execute(
+        update(leads)
+        .where(leads.c.contact_id == contact_id)
+        .values(
+            status=case((leads.c.status == "contacted", "replied"), else_=leads.c.status),
+            last_message_at=_latest(leads.c.last_message_at, at),
+            updated_at=now,
+        )
+    )
+    lead_id = conn.execute(select(leads.c.id).where(leads.c.contact_id == contact_id)).scalar()
+    return str(lead_id)
+
+
+def mark_lead_contacted_sync(conn: SyncConnection, lead_id: str, *, at: float) -> None:
+    """We wrote to the lead: ``new`` becomes ``contacted``; later statuses stay."""
+    conn.execute(
+        update(leads)
+        .where(leads.c.id == lead_id)
+        .values(
+            status=case((leads.c.status == "new", "contacted"), else_=leads.c.status),
+            last_message_at=_latest(leads.c.last_message_at, at),
+            updated_at=at,
+        )
+    )
+
+
+# -- conversations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """What a conversation shows of its latest message."""
+
+    message_id: str
+    at: float
+    preview: str | None
+    direction: str
+
+
+def _latest(column: Any, at: float) -> ColumnElement[Any]:
+    """``column`` moved forward to ``at``, never backwards (portable GREATEST)."""
+    return case((or_(column.is_(None), column < at), at), else_=column)
+
+
+def ensure_conversation_sync(
+    conn: SyncConnection, channel_id: str, chat_id: str, now: float
+) -> tuple[dict[str, Any], bool]:
+    """The conversation of (channel, chat) and whether this call created it."""
+    result = conn.execute(
+        insert_ignore(conn, conversations),
+        {
+            "id": new_id("conv"),
+            "channel_id": channel_id,
+            "chat_id": chat_id,
+            "unread_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    row = get_conversation_by_chat_sync(conn, channel_id, chat_id)
+    assert row is not None
+    return row, bool(result.rowcount)
+
+
+def get_conversation_by_chat_sync(
+    conn: SyncConnection, channel_id: str, chat_id: str
+) -> dict[str, Any] | None:
+    stmt = select(conversations).where(
+        conversations.c.channel_id == channel_id, conversations.c.chat_id == chat_id
+    )
+    row = conn.execute(stmt).first()
+    return None if row is None else dict(row._mapping)
+
+
+def get_conversation_sync(conn: SyncConnection, conversation_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(conversations).where(conversations.c.id == conversation_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def record_conversation_message_sync(
+    conn: SyncConnection,
+    conversation_id: str,
+    summary: MessageSummary,
+    *,
+    inbound: bool,
+    unread: bool,
+    opens_window: bool,
+    contact_id: str | None = None,
+    lead_id: str | None = None,
+    now: float,
+) -> None:
+    """Fold one message into its conversation: the latest message (by its own time, so
+    late deliveries do not move it back), unread +1, the customer-service window."""
+    newer = or_(
+        conversations.c.last_message_at.is_(None), conversations.c.last_message_at <= summary.at
+    )
+    values: dict[str, Any] = {
+        "last_message_id": case((newer, summary.message_id), else_=conversations.c.last_message_id),
+        "last_message_preview": case(
+            (newer, summary.preview), else_=conversations.c.last_message_preview
+        ),
+        "last_message_direction": case(
+            (newer, summary.direction), else_=conversations.c.last_message_direction
+        ),
+        "last_message_at": _latest(conversations.c.last_message_at, summary.at),
+        "updated_at": now,
+    }
+    if inbound:
+        values["last_inbound_at"] = _latest(conversations.c.last_inbound_at, summary.at)
+    if unread:
+        values["unread_count"] = conversations.c.unread_count + 1
+    if opens_window:
+        values["service_window_until"] = _latest(
+            conversations.c.service_window_until, summary.at + SERVICE_WINDOW_SECONDS
+        )
+    if contact_id is not None:
+        values["contact_id"] = contact_id
+    if lead_id is not None:
+        values["lead_id"] = lead_id
+    conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(values))
+
+
+def mark_conversation_read_sync(conn: SyncConnection, conversation_id: str, now: float) -> bool:
+    """Unread back to zero and the conversation's notifications read."""
+    result = conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(unread_count=0, updated_at=now)
+    )
+    conn.execute(
+        update(notifications)
+        .where(
+            notifications.c.conversation_id == conversation_id, notifications.c.read_at.is_(None)
+        )
+        .values(read_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def list_conversations_sync(
+    conn: SyncConnection,
+    *,
+    visible_chat_ids: Sequence[str] | None,
+    visible_user_id: str | None,
+    channel_id: str | None,
+    unread_only: bool,
+    before: tuple[float, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest activity first, with the contact's name and phone and the lead's status.
+
+    ``before`` is the (last_message_at, id) of the previous page's last row. With
+    ``visible_chat_ids``, only those chats and the conversations assigned to
+    ``visible_user_id``.
+    """
+    at = func.coalesce(conversations.c.last_message_at, conversations.c.created_at)
+    stmt = (
+        select(
+            conversations,
+            contacts.c.name.label("contact_name"),
+            contacts.c.phone.label("contact_phone"),
+            contacts.c.opted_out_at.label("contact_opted_out_at"),
+            leads.c.status.label("lead_status"),
+            at.label("sort_at"),
+        )
+        .outerjoin(contacts, contacts.c.id == conversations.c.contact_id)
+        .outerjoin(leads, leads.c.id == conversations.c.lead_id)
+        .order_by(at.desc(), conversations.c.id.desc())
+        .limit(limit)
+    )
+    if visible_chat_ids is not None:
+        stmt = stmt.where(
+            or_(
+                conversations.c.chat_id.in_(list(visible_chat_ids)),
+                conversations.c.assigned_user_id == visible_user_id,
+            )
+        )
+    if channel_id is not None:
+        stmt = stmt.where(conversations.c.channel_id == channel_id)
+    if unread_only:
+        stmt = stmt.where(conversations.c.unread_count > 0)
+    if before is not None:
+        before_at, before_id = before
+        stmt = stmt.where(
+            or_(at < before_at, and_(at == before_at, conversations.c.id < before_id))
+        )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# -- notifications -------------------------------------------------------------------------
+
+
+def insert_notification_sync(conn: SyncConnection, row: dict[str, Any]) -> None:
+    conn.execute(notifications.insert(), row)
+
+
+def list_notifications_sync(
+    conn: SyncConnection, conversation_id: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    stmt = (
+        select(notifications)
+        .where(notifications.c.conversation_id == conversation_id)
+        .order_by(notifications.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# The async faces: each runs its whole body in one hop.
+get_conversation = in_one_hop(get_conversation_sync)
+get_conversation_by_chat = in_one_hop(get_conversation_by_chat_sync)
+list_conversations = in_one_hop(list_conversations_sync)
+list_chat_messages = in_one_hop(list_chat_messages_sync)
+get_contact = in_one_hop(get_contact_sync)
+get_contact_by_phone = in_one_hop(get_contact_by_phone_sync)
+get_lead = in_one_hop(get_lead_sync)
+mark_conversation_read = in_one_hop(mark_conversation_read_sync)
+list_notifications = in_one_hop(list_notifications_sync)
