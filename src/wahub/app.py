@@ -22,6 +22,7 @@ from wahub.api import (
     messages,
     metrics,
     realtime,
+    search,
     webhooks,
 )
 from wahub.api.errors import CrashGuard, install_error_handlers
@@ -78,7 +79,7 @@ def create_app(
     # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    routers = (health, metrics, messages, admin, groups, compat, chat_names)
+    routers = (health, metrics, search, messages, admin, groups, compat, chat_names)
     for module in (*routers, webhooks, realtime):
         app.include_router(module.router)
     return app

@@ -427,3 +427,37 @@ auto_reply_log = Table(
     Index("ix_auto_reply_log_rule_chat", "rule_id", "chat_id", "sent_at"),
     Index("ix_auto_reply_log_chat", "chat_id", "sent_at"),
 )
+
+# -- search (0005) -------------------------------------------------------------------------
+
+# One row per message: what full-text search indexes. Kept by triggers (the migration
+# creates them), so every path that writes messages or renames chats is covered without
+# knowing about search: ``body`` is the message's readable text and template name,
+# ``chat_name`` the chat's name, rewritten for every message of a chat it renames.
+# ``seq`` is the message's seq.
+message_search = Table(
+    "message_search",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=False),
+    Column("message_id", String(40), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("body", Text),
+    Column("chat_name", String(300)),
+    Index("ix_message_search_chat", "chat_id", "created_at"),
+    Index("ix_message_search_created", "created_at"),
+)
+
+# Objects the migrations create for one backend only, which SQLAlchemy cannot declare:
+# SQLite's FTS5 index over message_search (a virtual table and its shadow tables) and
+# PostgreSQL's GIN index on the tsvector of body and chat name. The drift test skips them.
+DIALECT_ONLY_OBJECTS = frozenset(
+    {
+        "message_search_fts",
+        "message_search_fts_data",
+        "message_search_fts_idx",
+        "message_search_fts_docsize",
+        "message_search_fts_config",
+        "ix_message_search_fts",
+    }
+)
