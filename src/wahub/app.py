@@ -17,6 +17,7 @@ from wahub.api import (
     admin,
     chat_names,
     compat,
+    conversations,
     groups,
     health,
     messages,
@@ -79,7 +80,7 @@ def create_app(
     # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    routers = (health, metrics, search, messages, admin, groups, compat, chat_names)
-    for module in (*routers, webhooks, realtime):
+    routers = (health, metrics, search, messages, conversations, admin, groups, compat)
+    for module in (*routers, chat_names, webhooks, realtime):
         app.include_router(module.router)
     return app

@@ -71,6 +71,11 @@ def message_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "provider_message_id": row["provider_message_id"],
         "wa_id": row["wa_id"],
         "template_name": row["template_name"],
+        "source": row.get("source"),
+        "sender_phone": row.get("sender_phone"),
+        "sender_name": row.get("sender_name"),
+        "text": row.get("text"),
+        "quoted_message_id": row.get("quoted_message_id"),
         "error": (
             {
                 "code": row["error_code"],
@@ -191,6 +196,11 @@ class MessageOut(BaseModel):
     provider_message_id: str | None
     wa_id: str | None
     template_name: str | None
+    source: str | None = None
+    sender_phone: str | None = None
+    sender_name: str | None = None
+    text: str | None = None
+    quoted_message_id: str | None = None
     error: ErrorInfoOut | None
     created_at: str
     updated_at: str
@@ -278,3 +288,82 @@ class ChatList(BaseModel):
 
 class KeyList(BaseModel):
     data: list[KeyOut]
+
+
+# --- conversations, contacts, leads, auto-replies ----------------------------------------
+
+
+def contact_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "phone": row["phone"],
+        "wa_id": row["wa_id"],
+        "name": row["name"],
+        "name_source": row["name_source"],
+        "opted_out": row["opted_out_at"] is not None,
+        "opted_out_at": iso(row["opted_out_at"]),
+        "opt_out_reason": row["opt_out_reason"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def lead_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "contact_id": row["contact_id"],
+        "status": row["status"],
+        "owner_user_id": row["owner_user_id"],
+        "first_message_at": iso(row["first_message_at"]),
+        "last_message_at": iso(row["last_message_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def conversation_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A conversation; list rows carry the contact's name and phone and the lead's
+    status, a single conversation its contact, lead and newest messages."""
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "channel_id": row["channel_id"],
+        "chat_id": row["chat_id"],
+        "contact_id": row["contact_id"],
+        "lead_id": row["lead_id"],
+        "assigned_user_id": row["assigned_user_id"],
+        "unread_count": row["unread_count"],
+        "last_message_id": row["last_message_id"],
+        "last_message_at": iso(row["last_message_at"]),
+        "last_message_preview": row["last_message_preview"],
+        "last_message_direction": row["last_message_direction"],
+        "last_inbound_at": iso(row["last_inbound_at"]),
+        "service_window_until": iso(row["service_window_until"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+    if "contact_name" in row:
+        out["contact_name"] = row["contact_name"]
+        out["contact_phone"] = row["contact_phone"]
+        out["opted_out"] = row["contact_opted_out_at"] is not None
+        out["lead_status"] = row["lead_status"]
+    if "messages" in row:
+        out["contact"] = contact_out(row["contact"]) if row["contact"] else None
+        out["lead"] = lead_out(row["lead"]) if row["lead"] else None
+        out["messages"] = [message_out(m) for m in row["messages"]]
+    return out
+
+
+def auto_reply_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "channel_id": row["channel_id"],
+        "name": row["name"],
+        "match_kind": row["match_kind"],
+        "pattern": row["pattern"],
+        "reply_text": row["reply_text"],
+        "business_hours": row["business_hours"],
+        "enabled": bool(row["enabled"]),
+        "cooldown_seconds": row["cooldown_seconds"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }

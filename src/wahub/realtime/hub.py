@@ -1,5 +1,9 @@
 """Fan status events out to subscribers.
 
+An inbound message is a ``received`` event in the same table (the inbox processor
+records it with the message), published as ``message.received`` followed by
+``conversation.updated``, so inbound traffic needs no second feed.
+
 The hub tails ``message_events`` (append-only, ordered by id) rather than listening to
 in-process calls, so a client connected to this process also sees statuses applied by a
 ``wahub worker`` or another ``serve`` in another process. In-process writers call
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wahub.domain.errors import WahubError
+from wahub.domain.inbound import RECEIVED
 from wahub.pipeline.wakeup import Wakeup
 from wahub.store import events as q
 from wahub.store.database import Database
@@ -130,8 +135,9 @@ class RealtimeHub:
             del self._gaps[event_id]
 
     def _publish(self, row: dict[str, Any]) -> None:
+        received = row["event_status"] == RECEIVED
         event = {
-            "type": "message.status",
+            "type": "message.received" if received else "message.status",
             "event_id": row["id"],
             "message_id": row["message_id"],
             "status": row["status"],
@@ -144,9 +150,28 @@ class RealtimeHub:
             "at": row["recorded_at"],
             "_sender_user_id": row["sender_user_id"],
         }
+        events = [event]
+        if received:
+            event["direction"] = row["direction"]
+            event["message_type"] = row["message_type"]
+            event["conversation_id"] = row["conversation_id"]
+            events.append(
+                {
+                    "type": "conversation.updated",
+                    "event_id": row["id"],
+                    "conversation_id": row["conversation_id"],
+                    "chat_id": row["chat_id"],
+                    "channel_id": row["channel_id"],
+                    "last_message_id": row["message_id"],
+                    "unread_count": row["unread_count"],
+                    "at": row["recorded_at"],
+                    "_sender_user_id": None,
+                }
+            )
         for sub in list(self._subs):
-            if sub.accepts(event):
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    sub.dropped += 1
+            for item in events:
+                if sub.accepts(item):
+                    try:
+                        sub.queue.put_nowait(item)
+                    except asyncio.QueueFull:
+                        sub.dropped += 1

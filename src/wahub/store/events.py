@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, select
 
 from wahub.store.database import in_one_hop
-from wahub.store.schema import message_events, messages
+from wahub.store.schema import conversations, message_events, messages
 
 
 def latest_event_id_sync(conn: SyncConnection) -> int:
@@ -31,8 +31,20 @@ def _feed() -> Select[Any]:
             messages.c.channel_id,
             messages.c.sender_user_id,
             messages.c.provider_message_id,
+            messages.c.direction,
+            messages.c.type.label("message_type"),
+            conversations.c.id.label("conversation_id"),
+            conversations.c.unread_count,
         )
         .join(messages, messages.c.id == message_events.c.message_id)
+        # The conversation lets a received message also announce its conversation.
+        .outerjoin(
+            conversations,
+            and_(
+                conversations.c.channel_id == messages.c.channel_id,
+                conversations.c.chat_id == messages.c.chat_id,
+            ),
+        )
         .order_by(message_events.c.id)
     )
 

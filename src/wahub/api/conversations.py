@@ -1,0 +1,139 @@
+"""``/v1/conversations`` (the inbox a UI lists) and ``/v1/auto-replies`` (admin rules).
+
+Conversations are read by every role; agents see the conversations of chats assigned to
+their employee groups and those assigned to them, others get 404. Marking one read
+needs a writer. Auto-reply rules are admin-only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
+from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.responses import JsonResponse
+from wahub.api.serializers import auto_reply_out, conversation_out
+from wahub.features.conversations import MAX_PAGE
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+MatchKind = Literal["keyword", "regex", "first_message", "outside_hours"]
+
+
+@router.get("/conversations", tags=["conversations"], summary="Conversations, newest first")
+async def list_conversations(
+    hub: HubDep,
+    actor: ActorDep,
+    channel_id: str | None = None,
+    unread: Annotated[bool, Query(description="Only conversations with unread messages.")] = False,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> Response:
+    rows, next_cursor = await hub.conversations.list_page(
+        actor, channel_id=channel_id, unread_only=unread, cursor=cursor, limit=limit
+    )
+    return JsonResponse({"data": [conversation_out(r) for r in rows], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/conversations/{conversation_id}",
+    tags=["conversations"],
+    summary="One conversation with its contact, lead and newest messages",
+)
+async def get_conversation(
+    conversation_id: str,
+    hub: HubDep,
+    actor: ActorDep,
+    messages: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> Response:
+    row = await hub.conversations.get(actor, conversation_id, messages=messages)
+    return JsonResponse(conversation_out(row))
+
+
+@router.post(
+    "/conversations/{conversation_id}/read",
+    tags=["conversations"],
+    summary="Mark a conversation read (unread count to zero)",
+)
+async def mark_conversation_read(conversation_id: str, hub: HubDep, actor: WriterDep) -> Response:
+    return JsonResponse(conversation_out(await hub.conversations.mark_read(actor, conversation_id)))
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusinessHoursIn(_Body):
+    timezone: str = Field(examples=["Europe/Berlin"])
+    days: list[int] = Field(default=[0, 1, 2, 3, 4], description="0 = Monday ... 6 = Sunday")
+    start: str = Field(examples=["09:00"])
+    end: str = Field(examples=["17:00"])
+
+
+class AutoReplyCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    match_kind: MatchKind
+    pattern: str | None = Field(
+        default=None,
+        max_length=500,
+        description="keyword: comma-separated words, each matched as a whole word in any "
+        "case; regex: searched case-insensitively.",
+    )
+    reply_text: str = Field(min_length=1, max_length=4096)
+    channel_id: str | None = Field(default=None, description="None: every channel.")
+    business_hours: BusinessHoursIn | None = Field(
+        default=None, description="Required for outside_hours."
+    )
+    enabled: bool = True
+    cooldown_seconds: int = Field(
+        default=86400, ge=60, le=30 * 86400, description="At most one reply per chat per this."
+    )
+
+
+class AutoReplyUpdate(_Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    match_kind: MatchKind | None = None
+    pattern: str | None = Field(default=None, max_length=500)
+    reply_text: str | None = Field(default=None, min_length=1, max_length=4096)
+    channel_id: str | None = None
+    business_hours: BusinessHoursIn | None = None
+    enabled: bool | None = None
+    cooldown_seconds: int | None = Field(default=None, ge=60, le=30 * 86400)
+
+
+def _fields(body: BaseModel) -> dict[str, Any]:
+    return body.model_dump(mode="json", exclude_unset=True)
+
+
+@router.post("/auto-replies", status_code=201, tags=["auto-replies"], summary="Add a rule")
+async def create_auto_reply(body: AutoReplyCreate, hub: HubDep, _admin: AdminDep) -> Response:
+    return JsonResponse(auto_reply_out(await hub.auto_replies.create(_fields(body))), 201)
+
+
+@router.get("/auto-replies", tags=["auto-replies"], summary="Every rule")
+async def list_auto_replies(hub: HubDep, _admin: AdminDep) -> Response:
+    return JsonResponse({"data": [auto_reply_out(r) for r in await hub.auto_replies.list_all()]})
+
+
+@router.get("/auto-replies/{rule_id}", tags=["auto-replies"], summary="One rule")
+async def get_auto_reply(rule_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+    return JsonResponse(auto_reply_out(await hub.auto_replies.get(rule_id)))
+
+
+@router.patch("/auto-replies/{rule_id}", tags=["auto-replies"], summary="Change a rule")
+async def update_auto_reply(
+    rule_id: str, body: AutoReplyUpdate, hub: HubDep, _admin: AdminDep
+) -> Response:
+    return JsonResponse(auto_reply_out(await hub.auto_replies.update(rule_id, _fields(body))))
+
+
+@router.delete(
+    "/auto-replies/{rule_id}", status_code=204, tags=["auto-replies"], summary="Delete a rule"
+)
+async def delete_auto_reply(rule_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+    await hub.auto_replies.delete(rule_id)
+    return Response(status_code=204)
