@@ -262,6 +262,19 @@ def test_messages_outside_a_person_or_group_chat_are_skipped(chat: str) -> None:
     assert [m.provider_message_id for m in parsed.messages] == [kept["id"]]
 
 
+def test_a_brazilian_id_without_the_ninth_digit_lands_in_todays_chat() -> None:
+    # WhatsApp still names many older Brazilian accounts without the added 9; our sends
+    # go to the nine-digit number, so the reply must land in that chat.
+    raw = message(
+        "text", {"body": "oi"}, chat_id="551187654321@s.whatsapp.net", **{"from": "551187654321"}
+    )
+
+    got = only(delivery(raw))
+
+    assert got.chat_id == "5511987654321@s.whatsapp.net"
+    assert got.sender_phone == "+5511987654321"
+
+
 def test_a_sender_that_is_no_phone_number_has_no_phone() -> None:
     # A linked id without its suffix looks like digits but is no valid number.
     raw = message("text", {"body": "x"}, chat_id=GROUP, **{"from": "00012"})

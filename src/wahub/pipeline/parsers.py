@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wahub.domain.errors import ValidationError
-from wahub.providers import cloudapi_webhooks
+from wahub.providers import cloudapi_webhooks, periskope_webhooks, whapi_webhooks
 from wahub.providers.base import ParsedDelivery
 
 DeliveryParser = Callable[[bytes], ParsedDelivery]
 
 PARSERS: dict[str, DeliveryParser] = {
     "cloudapi": cloudapi_webhooks.parse_body,
+    "whapi": whapi_webhooks.parse_body,
+    "periskope": periskope_webhooks.parse_body,
 }
 
 

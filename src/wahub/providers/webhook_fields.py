@@ -20,7 +20,7 @@ from wahub.domain.phones import (
     PERSON_SUFFIX,
     canonical_chat_id,
     member_phone,
-    normalize_phone,
+    phone_lookup_forms,
 )
 
 __all__ = [
@@ -145,10 +145,12 @@ def person(raw: str | None) -> tuple[str, str] | None:
     """A person's ``(canonical chat id, E.164 phone)`` from any provider form of their
     number (``919984351847``, ``919984351847@s.whatsapp.net``, ``...@c.us``, ``+91...``).
 
-    ``None`` for what is not a phone: a linked id (``...@lid``), a group, a broadcast
-    list or newsletter, or junk. A number our phone library does not know as valid
-    (WhatsApp is sometimes ahead of it) is kept as the digits it came with when it has
-    the shape of an E.164 number, because dropping a lead's message is worse than an
+    The number is read in today's numbering plan, like the Cloud API parser does, so a
+    Brazilian id without the ninth digit lands in the chat our sends to the nine-digit
+    number use. ``None`` for what is not a phone: a linked id (``...@lid``), a group, a
+    broadcast list or newsletter, or junk. A number our phone library does not know as
+    valid (WhatsApp is sometimes ahead of it) is kept as the digits it came with when it
+    has the shape of an E.164 number, because dropping a lead's message is worse than an
     unusual id.
     """
     if raw is None:
@@ -161,13 +163,13 @@ def person(raw: str | None) -> tuple[str, str] | None:
     if not text or "@" in text:
         return None
     try:
-        chat_id = canonical_chat_id(text)
-        return chat_id, normalize_phone(text)
+        e164 = phone_lookup_forms("+" + text.lstrip("+")).e164
     except ValidationError:
         plausible = member_phone(text)
         if plausible is None:
             return None
-        return plausible[1:] + PERSON_SUFFIX, plausible
+        e164 = plausible
+    return e164[1:] + PERSON_SUFFIX, e164
 
 
 def group_or_none(raw: str) -> str | None:
