@@ -471,6 +471,34 @@ def bench_send(
         raise typer.Exit(1)
 
 
+@bench_app.command("lookup")
+def bench_lookup(
+    members: Annotated[int, typer.Option(help="Group members in the database.")] = 50_000,
+    groups: Annotated[
+        int | None, typer.Option(help="Groups they are spread over (default: members / 50).")
+    ] = None,
+    lookups: Annotated[int, typer.Option(help="Lookups over HTTP.")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="Lookups in flight.")] = 8,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lookup by phone over HTTP vs the bare query, a primary-key select, and the old
+    fetch-every-group approach."""
+    from wahub.bench.lookup import run_lookup_bench
+
+    if members < 1 or lookups < 1 or concurrency < 1 or (groups is not None and groups < 1):
+        err.print("error: --members, --groups, --lookups and --concurrency must be positive")
+        raise typer.Exit(2)
+    result = _run(
+        lambda: run_lookup_bench(
+            members=members, groups=groups, lookups=lookups, concurrency=concurrency
+        )
+    )
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+
+
 @bench_app.command("clients")
 def bench_clients(
     requests: Annotated[int, typer.Option(help="Requests per client.")] = 3000,
