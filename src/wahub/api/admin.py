@@ -70,6 +70,11 @@ class ChannelCreate(_Body):
     rate_per_second: float = Field(default=80.0, gt=0, le=10_000)
     pair_burst: int = Field(default=45, ge=1, le=10_000)
     pair_interval_seconds: float = Field(default=6.0, ge=0, le=86_400)
+    enforce_service_window: bool | None = Field(
+        default=None,
+        description="Refuse free-form sends outside the 24-hour customer-service window "
+        "(422 outside_service_window). Default: on for channels at graph.facebook.com.",
+    )
 
 
 class TemplateCreate(_Body):
@@ -115,6 +120,7 @@ async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> 
         rate_per_second=body.rate_per_second,
         pair_burst=body.pair_burst,
         pair_interval_seconds=body.pair_interval_seconds,
+        enforce_service_window=body.enforce_service_window,
     )
     return JsonResponse(channel_out(channel), status_code=201)
 

@@ -107,6 +107,7 @@ def channel_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "pair_burst": row["pair_burst"],
         "pair_interval_seconds": row["pair_interval_seconds"],
         "status": row["status"],
+        "enforce_service_window": bool(row.get("enforce_service_window")),
         "heartbeat_at": iso(row.get("heartbeat_at")),
         "created_at": iso(row["created_at"]),
     }
@@ -229,6 +230,7 @@ class ChannelOut(BaseModel):
     pair_burst: int
     pair_interval_seconds: float
     status: str
+    enforce_service_window: bool = False
     heartbeat_at: str | None
     created_at: str
 
