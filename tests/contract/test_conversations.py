@@ -18,6 +18,7 @@ from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.wakeup import Wakeup
 from wahub.store import inbox as inbox_q
 from wahub.store.schema import (
+    chats,
     contacts,
     conversations,
     leads,
@@ -197,6 +198,21 @@ async def test_a_profile_rename_updates_the_contact_but_an_operator_name_stays(
     await deliver(env, inbound_webhook(text("wamid.3", "hi"), name="K"))
     (contact,) = await rows(env, contacts)
     assert contact["name"] == "Kerry (VIP)"
+
+
+async def test_the_chat_name_cache_learns_the_senders_profile_name_without_a_provider_call(
+    env: ContractEnv,
+) -> None:
+    await deliver(env, inbound_webhook(text("wamid.1", "hi"), name="Kerry"))
+    (chat,) = await rows(env, chats, chats.c.chat_id == "4915110000001@s.whatsapp.net")
+    assert (chat["name"], chat["name_source"], chat["kind"]) == ("Kerry", "profile", "person")
+
+    # An admin's name outranks a profile name; the next webhook does not undo it.
+    async with env.db.transaction() as conn:
+        await conn.execute(chats.update().values(name="Kerry (VIP)", name_source="api"))
+    await deliver(env, inbound_webhook(text("wamid.2", "hi"), name="K"))
+    (chat,) = await rows(env, chats, chats.c.chat_id == "4915110000001@s.whatsapp.net")
+    assert chat["name"] == "Kerry (VIP)"
 
 
 async def test_lead_moves_new_contacted_replied_and_never_back(env: ContractEnv) -> None:

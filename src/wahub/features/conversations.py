@@ -35,6 +35,7 @@ from wahub.features.access import AccessControl
 from wahub.features.auto_replies import queue_auto_reply_sync
 from wahub.providers.base import InboundMessage
 from wahub.store import conversations as q
+from wahub.store.chat_names import learn_chat_name_sync
 from wahub.store.database import Database
 
 MAX_PAGE = 200
@@ -160,6 +161,19 @@ def record_inbound_sync(
         return None
     conversational = message.type not in CONVERSATIONAL_EXCLUDED
     inbound = not message.from_me
+    # Webhooks carry names (the sender's profile name; some providers a group's subject):
+    # the chat-name cache learns them here, in this transaction, instead of asking the
+    # provider later. Names from admins and group syncs still outrank them.
+    name = message.chat_name or (message.sender_name if person and inbound else None)
+    if name:
+        learn_chat_name_sync(
+            conn,
+            chat_id=message.chat_id,
+            name=name,
+            source="profile",
+            now=now,
+            kind="person" if person else "group",
+        )
     conversation, created = q.ensure_conversation_sync(conn, channel["id"], message.chat_id, now)
     contact: dict[str, Any] | None = None
     lead_id: str | None = None
