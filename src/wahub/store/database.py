@@ -22,7 +22,8 @@ import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection as SyncConnection
@@ -95,19 +96,34 @@ class _ThreadConnection(Connection):
         self._conn = conn
         self._executor = executor
         self.dialect = conn.dialect
+        self._last_job: Future[Any] | None = None
 
     def _execute(self, statement: Any, parameters: Any) -> Result:
         if parameters is None:
             return _buffer(self._conn.execute(statement))
         return _buffer(self._conn.execute(statement, parameters))
 
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        job = self._executor.submit(fn, *args)
+        self._last_job = job
+        return await asyncio.wrap_future(job)
+
+    def settle(self) -> None:
+        """Block until the last statement handed to a thread has finished.
+
+        Cancelling the awaiting task does not stop a statement already running on its
+        thread; closing the connection from another thread of the pool meanwhile makes
+        sqlite3 crash the process (seen as a segfault when the realtime tail was
+        cancelled mid-read at shutdown).
+        """
+        if self._last_job is not None:
+            wait_futures([self._last_job])
+
     async def execute(self, statement: Any, parameters: Any = None) -> Result:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._execute, statement, parameters)
+        return await self._call(self._execute, statement, parameters)
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, self._conn, *args)
+        return await self._call(fn, self._conn, *args)
 
 
 class _AsyncConnection(Connection):
@@ -324,13 +340,28 @@ class Database:
             finally:
                 conn.close()
 
-        sync_conn = await loop.run_in_executor(executor, open_)
+        def close_settled(conn: _ThreadConnection, commit: bool) -> None:
+            conn.settle()
+            close(conn._conn, commit)
+
+        def close_abandoned(job: Future[SyncConnection]) -> None:
+            if not job.cancelled() and job.exception() is None:
+                close(job.result(), False)
+
+        opening = executor.submit(open_)
         try:
-            yield _ThreadConnection(sync_conn, executor)
-        except BaseException:
-            await asyncio.shield(loop.run_in_executor(executor, close, sync_conn, False))
+            sync_conn = await asyncio.wrap_future(opening)
+        except asyncio.CancelledError:
+            # The thread may still be opening it: give it back to the pool once open.
+            opening.add_done_callback(close_abandoned)
             raise
-        await loop.run_in_executor(executor, close, sync_conn, True)
+        conn = _ThreadConnection(sync_conn, executor)
+        try:
+            yield conn
+        except BaseException:
+            await asyncio.shield(loop.run_in_executor(executor, close_settled, conn, False))
+            raise
+        await loop.run_in_executor(executor, close_settled, conn, True)
 
     async def dispose(self) -> None:
         if self._async_engine is not None:
