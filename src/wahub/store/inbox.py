@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
@@ -39,6 +41,47 @@ def store_delivery_sync(
     if result.rowcount:
         notify_sync(conn, INBOX)
     return bool(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A verified webhook delivery to store (see ``store_deliveries_sync``)."""
+
+    provider: str
+    dedupe_key: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+
+
+def store_deliveries_sync(conn: SyncConnection, deliveries: Sequence[NewDelivery]) -> list[bool]:
+    """Store many deliveries with one statement; for each, False when the same delivery
+    was stored before (a provider retry) or appears earlier in ``deliveries``."""
+    first: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    for index, d in enumerate(deliveries):
+        if d.dedupe_key in first:
+            continue
+        first[d.dedupe_key] = index
+        rows.append(
+            {
+                "provider": d.provider,
+                "dedupe_key": d.dedupe_key,
+                "headers": d.headers,
+                "body": d.body,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": d.received_at,
+                "received_at": d.received_at,
+            }
+        )
+    # A multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the keys that come back
+    # are the new ones.
+    stmt = insert_ignore(conn, inbox).returning(inbox.c.dedupe_key)
+    stored = {r.dedupe_key for r in conn.execute(stmt, rows)} if rows else set()
+    if stored:
+        notify_sync(conn, INBOX)
+    return [first[d.dedupe_key] == i and d.dedupe_key in stored for i, d in enumerate(deliveries)]
 
 
 def lock_pending_sync(conn: SyncConnection, *, now: float, limit: int) -> list[dict[str, Any]]:
