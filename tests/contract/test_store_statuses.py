@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,6 +120,47 @@ async def test_worker_sent_after_a_faster_webhook_does_not_move_back(env: Contra
     await env.apply(seen("wamid.early", DELIVERED, 101, tracking_id=row["id"]))
 
     await env.mark_sent(row["id"], "wamid.early")
+
+    assert await env.status(row["id"]) == "delivered"
+
+
+async def while_holding_delivered(env: ContractEnv, message_id: str, racer: Awaitable[Any]) -> None:
+    """Apply DELIVERED in a transaction that stays open while ``racer`` (another
+    process's write to the same message) starts, then commit and let the racer finish."""
+    async with env.db.transaction() as conn:
+        await q.apply_statuses(
+            conn, [seen("wamid.x", DELIVERED, 101, tracking_id=message_id)], time.time()
+        )
+        racing = asyncio.ensure_future(racer)
+        await asyncio.sleep(0.3)  # the racer reads the message before we commit
+        assert not racing.done(), "the racer must wait for our transaction"
+    await asyncio.wait_for(racing, 10)
+
+
+async def test_worker_sent_racing_a_webhook_transaction_does_not_move_back(
+    env: ContractEnv,
+) -> None:
+    # On PostgreSQL the worker (one process) and the inbox processor (another) write the
+    # same row at once: the worker must not decide from what it read before the
+    # webhook's transaction committed.
+    row = await env.insert_queued(env.person_chat(1))
+    await env.claim()
+
+    await while_holding_delivered(env, row["id"], env.mark_sent(row["id"], "wamid.x"))
+
+    assert await env.status(row["id"]) == "delivered"
+
+
+async def test_sent_webhook_racing_a_delivered_webhook_does_not_move_back(
+    env: ContractEnv,
+) -> None:
+    # Two inbox processors, each with one status of the same message in its batch.
+    row = await env.insert_queued(env.person_chat(1))
+    await env.claim()
+
+    await while_holding_delivered(
+        env, row["id"], env.apply(seen("wamid.x", SENT, 100, tracking_id=row["id"]))
+    )
 
     assert await env.status(row["id"]) == "delivered"
 

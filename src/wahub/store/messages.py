@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
+from sqlalchemy.sql import Select
 
 from wahub.domain.status import Status, advance
 from wahub.store.database import in_one_hop
@@ -206,6 +207,19 @@ class SendOutcome:
     error_detail: str | None = None
 
 
+def _locked(stmt: Select[Any]) -> Select[Any]:
+    """Read messages to compute their next status, locking them until we commit.
+
+    The new status is computed in Python from the one read, so on PostgreSQL two
+    processes writing the same message at once (a worker recording ``sent``, an inbox
+    processor applying ``delivered``) must not both decide from the same old status:
+    the later commit would move the message backwards. ``FOR UPDATE`` makes the second
+    one wait and read the first one's result; taking the locks in id order keeps two
+    such batches from deadlocking. SQLite has one writer at a time and ignores it.
+    """
+    return stmt.order_by(messages.c.id).with_for_update(of=messages)
+
+
 def record_outcomes_sync(
     conn: SyncConnection, outcomes: Sequence[SendOutcome], *, owner: str, now: float
 ) -> list[StatusChange]:
@@ -220,13 +234,15 @@ def record_outcomes_sync(
     before = {
         r.id: r
         for r in conn.execute(
-            select(
-                messages.c.id,
-                messages.c.status,
-                messages.c.chat_id,
-                messages.c.channel_id,
-                messages.c.sender_user_id,
-            ).where(messages.c.id.in_(ids))
+            _locked(
+                select(
+                    messages.c.id,
+                    messages.c.status,
+                    messages.c.chat_id,
+                    messages.c.channel_id,
+                    messages.c.sender_user_id,
+                ).where(messages.c.id.in_(ids))
+            )
         )
     }
     changes: list[StatusChange] = []
@@ -386,9 +402,14 @@ def apply_statuses_sync(
     # Only our outbound messages have a delivery status; an inbound one never matches.
     rows = list(
         conn.execute(
-            select(*cols).where(
-                or_(messages.c.id.in_(tracking), messages.c.provider_message_id.in_(provider_ids)),
-                messages.c.direction == "out",
+            _locked(
+                select(*cols).where(
+                    or_(
+                        messages.c.id.in_(tracking),
+                        messages.c.provider_message_id.in_(provider_ids),
+                    ),
+                    messages.c.direction == "out",
+                )
             )
         )
     )
