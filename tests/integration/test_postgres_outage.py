@@ -1,10 +1,13 @@
-"""A PostgreSQL restart as the database handle sees it: while the server is away every
-call raises ``StoreUnavailable`` (what the API turns into 503 and the worker loops retry
-on), never a raw driver error, and the handle works again once the server is back.
+"""PostgreSQL trouble as the database handle sees it: while the server is away (a
+restart) every call raises ``StoreUnavailable`` (what the API turns into 503 and the
+worker loops retry on), never a raw driver error, and the handle works again once the
+server is back. A deadlock, which PostgreSQL resolves by aborting one transaction and
+asking for it to be run again, is retryable the same way.
 
-Before the fix, a pooled connection the server had closed and a connection refused with
-"the database system is starting up" escaped as ``sqlalchemy.exc.DBAPIError``: the send
-worker's claim loop, which retries on ``WahubError``, died of it.
+Before the fix, a pooled connection the server had closed, a connection refused with
+"the database system is starting up" and a deadlock escaped as
+``sqlalchemy.exc.DBAPIError``: the send worker's claim loop, which retries on
+``WahubError``, died of it.
 """
 
 from __future__ import annotations
@@ -92,3 +95,24 @@ async def test_a_bad_statement_is_not_mistaken_for_an_outage(db: Database) -> No
 async def select_one_from(db: Database, table: str) -> None:
     async with db.transaction() as conn:
         await conn.execute(text(f"SELECT 1 FROM {table}"))
+
+
+async def test_a_deadlock_is_retryable_like_an_outage(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(text("DROP TABLE IF EXISTS deadlock_rows"))
+        await conn.execute(text("CREATE TABLE deadlock_rows (id int PRIMARY KEY, n int)"))
+        await conn.execute(text("INSERT INTO deadlock_rows VALUES (1, 0), (2, 0)"))
+    both_hold_one = asyncio.Barrier(2)
+
+    async def update_both(first: int, second: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(text(f"UPDATE deadlock_rows SET n = n + 1 WHERE id = {first}"))
+            await both_hold_one.wait()
+            await conn.execute(text(f"UPDATE deadlock_rows SET n = n + 1 WHERE id = {second}"))
+
+    outcomes = await asyncio.gather(update_both(1, 2), update_both(2, 1), return_exceptions=True)
+
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(errors) == 1, f"PostgreSQL aborts one of the two: {outcomes}"
+    assert isinstance(errors[0], StoreUnavailable), repr(errors[0])
+    assert "deadlock" in errors[0].message

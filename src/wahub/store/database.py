@@ -382,7 +382,8 @@ async def _translate_errors(url: str) -> AsyncIterator[None]:
         if not is_unavailable(exc):
             raise
         target = make_url(url).host or make_url(url).database or url
-        raise StoreUnavailable(f"database {target} unavailable: {_root_cause(exc)}") from exc
+        state = "busy" if _sqlstate(exc) in _CONFLICT_SQLSTATES else "unavailable"
+        raise StoreUnavailable(f"database {target} {state}: {_root_cause(exc)}") from exc
 
 
 # PostgreSQL error codes that mean "the server is not there right now", not "this
@@ -390,17 +391,21 @@ async def _translate_errors(url: str) -> AsyncIterator[None]:
 # crash shutdown, 57P03 cannot connect now (starting up, shutting down), 53300 too many
 # connections. asyncpg reports them as plain errors, never as OperationalError.
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# Serialization failure and deadlock: PostgreSQL aborted this transaction because of a
+# concurrent one and asks for it to be run again.
+_CONFLICT_SQLSTATES = ("40001", "40P01")
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached (an outage, a restart, a
-    connection the server dropped) rather than a problem with the work itself: the
-    same work may succeed when tried again later.
+    """Whether ``exc`` means the database cannot do the work right now (an outage, a
+    restart, a connection the server dropped, a deadlock with a concurrent transaction)
+    rather than a problem with the work itself: the same work may succeed when tried
+    again later.
 
     A PostgreSQL restart shows up as a pooled connection the driver finds closed
     (``connection_invalidated``) and as connections refused with 57P03 while the server
-    stops and starts; both must become ``StoreUnavailable`` (503, a loop's retry), not
-    an unexpected error that escapes a worker loop.
+    stops and starts; these and deadlocks must become ``StoreUnavailable`` (503, a
+    loop's retry), not an unexpected error that escapes a worker loop.
     """
     if isinstance(exc, OSError):
         return True
@@ -408,10 +413,16 @@ def is_unavailable(exc: BaseException) -> bool:
         return False
     if exc.connection_invalidated:
         return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+    sqlstate = _sqlstate(exc)
+    if sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATES + _CONFLICT_SQLSTATES):
         return True
     return isinstance(exc, OperationalError) and not _is_logic(exc)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL error code of a driver error (asyncpg's, via SQLAlchemy)."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return sqlstate if isinstance(sqlstate, str) else None
 
 
 def _is_logic(exc: DBAPIError) -> bool:
