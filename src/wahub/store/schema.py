@@ -187,6 +187,24 @@ messages = Table(
         sqlite_where=text("status = 'sending'"),
         postgresql_where=text("status = 'sending'"),
     ),
+    # Campaign messages only (0006): the covering index makes the recount that
+    # ``wahub stats verify`` compares the counters against one index scan; the second
+    # finds the campaign messages an inbound message may be a reply to.
+    Index(
+        "ix_messages_campaign",
+        "campaign_id",
+        "template_name",
+        "status",
+        sqlite_where=text("campaign_id IS NOT NULL"),
+        postgresql_where=text("campaign_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_messages_campaign_chat",
+        "chat_id",
+        "created_at",
+        sqlite_where=text("campaign_id IS NOT NULL"),
+        postgresql_where=text("campaign_id IS NOT NULL"),
+    ),
 )
 
 message_events = Table(
@@ -446,6 +464,83 @@ message_search = Table(
     Column("chat_name", String(300)),
     Index("ix_message_search_chat", "chat_id", "created_at"),
     Index("ix_message_search_created", "created_at"),
+)
+
+# -- campaigns and their funnels (0006) -----------------------------------------------------
+
+# A bulk send of one or more templates to an audience, over one channel.
+# scheduled -> running -> paused | cancelled | completed (failed when it cannot go on).
+# ``templates`` lists {name, language, weight, parameters: [CSV column, ...]};
+# ``reply_window_seconds`` is fixed at creation so the replied count never changes meaning.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("channel_id", String(40), ForeignKey("channels.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("templates", JSON, nullable=False),
+    Column("audience_source", String(16), nullable=False),  # csv | contacts
+    Column("reply_window_seconds", Float, nullable=False),
+    Column("start_at", Float),  # None: waits for an explicit start
+    Column("created_by", String(40)),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Index("ix_campaigns_status", "status", "start_at"),
+)
+
+# One row per recipient: the unique (campaign, phone) and ``message_id`` (set in the
+# transaction that inserts the message) make a second send to a recipient impossible.
+# pending -> queued (message_id set) | skipped (skip_reason: opted_out, ...).
+# ``replied_at`` is set by a trigger when the recipient writes back within the window.
+campaign_recipients = Table(
+    "campaign_recipients",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=False),
+    Column("phone", String(32), nullable=False),  # E.164
+    Column("chat_id", String(120), nullable=False),
+    Column("template_name", String(200), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("variables", JSON, nullable=False),  # CSV column -> value
+    Column("line", Integer),  # CSV line number, for reports
+    Column("status", String(16), nullable=False),
+    Column("skip_reason", String(40)),
+    Column("message_id", String(40), unique=True),
+    Column("queued_at", Float),
+    Column("replied_at", Float),
+    Column("reply_message_id", String(40)),
+    UniqueConstraint("campaign_id", "phone", name="uq_campaign_recipients_phone"),
+    Index(
+        "ix_campaign_recipients_pending",
+        "campaign_id",
+        "id",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+# The funnel, one row per (campaign, template), kept by triggers (see migration 0006) in
+# the transaction of every change they count: reading it is one primary-key lookup.
+# queued: messages created; sent/delivered/read: messages whose status is that or
+# later (a nested funnel); failed: messages failed; replied: recipients who wrote back.
+campaign_stats = Table(
+    "campaign_stats",
+    metadata,
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), primary_key=True),
+    Column("template_name", String(200), primary_key=True),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("skipped_opted_out", Integer, nullable=False, server_default="0"),
+    Column("skipped_other", Integer, nullable=False, server_default="0"),
+    Column("queued", Integer, nullable=False, server_default="0"),
+    Column("sent", Integer, nullable=False, server_default="0"),
+    Column("delivered", Integer, nullable=False, server_default="0"),
+    Column("read", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("replied", Integer, nullable=False, server_default="0"),
 )
 
 # Objects the migrations create for one backend only, which SQLAlchemy cannot declare:
