@@ -129,4 +129,22 @@ class Settings(BaseSettings):
         default=3, ge=0, description="Auto-replies per chat per hour across all rules."
     )
 
+    # Campaigns.
+    campaign_reply_window_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="An inbound message this long after a campaign message counts as a "
+        "reply in the campaign's funnel (fixed per campaign when it is created).",
+    )
+    campaign_chunk_size: int = Field(
+        default=500, ge=1, le=10_000, description="Recipients queued per dispatch transaction."
+    )
+    campaign_max_backlog: int = Field(
+        default=2000,
+        ge=1,
+        description="A campaign queues more recipients only while fewer of its messages "
+        "than this wait in the outbox, so pause and cancel take effect within one backlog "
+        "and other traffic is not buried.",
+    )
+
     data_dir: Path = Path(".wahub")

@@ -17,11 +17,13 @@ from wahub.config import Settings
 from wahub.features.access import AccessControl
 from wahub.features.accounts import Accounts
 from wahub.features.auto_replies import AutoReplies
+from wahub.features.campaigns import Campaigns
 from wahub.features.channels import Channels
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
+from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.intake import WebhookIntake
 from wahub.pipeline.outbox import OutboxWorker
@@ -51,6 +53,8 @@ class Hub:
     accounts: Accounts
     outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
+    campaign_wakeup: Wakeup = field(default_factory=Wakeup)
+    dispatcher: CampaignDispatcher | None = None
     outbox: OutboxWorker | None = None
     inbox: InboxProcessor | None = None
     listener: Listener | None = None
@@ -76,6 +80,18 @@ class Hub:
     @cached_property
     def auto_replies(self) -> AutoReplies:
         return AutoReplies(self.db)
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        return Campaigns(
+            self.db,
+            default_region=self.settings.default_region,
+            reply_window_hours=self.settings.campaign_reply_window_hours,
+            chunk_size=self.settings.campaign_chunk_size,
+            max_backlog=self.settings.campaign_max_backlog,
+            on_started=self.campaign_wakeup.notify,
+            on_enqueued=self.outbox_wakeup.notify,
+        )
 
     @classmethod
     def build(cls, settings: Settings) -> Hub:
@@ -152,9 +168,11 @@ class Hub:
                 on_change=self._inbox_changed,
                 policy=InboundPolicy.from_settings(self.settings),
             )
+            self.dispatcher = CampaignDispatcher(self.campaigns, self.campaign_wakeup)
             self._tasks = [
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.inbox.run(), name="inbox"),
+                asyncio.create_task(self.dispatcher.run(), name="campaigns"),
             ]
             if self.settings.group_sync_cron:
                 self.scheduler = Scheduler(
@@ -183,6 +201,8 @@ class Hub:
             self.outbox.stop()
         if self.inbox is not None:
             self.inbox.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         if self._scheduler_task is not None:
             # A scheduled sync in progress is cut short, not waited for: its groups keep
             # their last good members, and the next slot syncs them again.
