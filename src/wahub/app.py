@@ -17,6 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 from wahub import __version__
 from wahub.api import (
     admin,
+    campaigns,
     chat_names,
     compat,
     conversations,
@@ -96,7 +97,7 @@ def create_app(
     # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    routers = (health, metrics, search, messages, conversations, admin, groups, compat)
+    routers = (health, metrics, search, messages, conversations, admin, groups, campaigns, compat)
     for module in (*routers, chat_names, webhooks, realtime):
         app.include_router(module.router)
     return app
