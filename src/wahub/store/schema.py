@@ -556,3 +556,69 @@ DIALECT_ONLY_OBJECTS = frozenset(
         "ix_message_search_fts",
     }
 )
+
+# -- replication (0007) ----------------------------------------------------------------------
+
+# The replication log: one row per insert, update or delete of a replicated table,
+# appended by triggers (store/changelog.py generates them) in the transaction that made
+# the change, so a change is logged if and only if it committed. ``seq`` orders changes
+# (on SQLite it is also commit order: one writer; on PostgreSQL the shippers read only
+# below a horizon every older transaction has passed, see replication/horizon.py).
+# ``data`` is the row after the change (before it, for a delete), without the outbox's
+# internal columns; ``txid`` the PostgreSQL transaction id (NULL on SQLite).
+# AUTOINCREMENT on SQLite: pruning may empty the table, and a reused seq would hide new
+# changes from every cursor past it.
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("table_name", String(40), nullable=False),
+    Column("row_key", String(300), nullable=False),
+    Column("op", String(8), nullable=False),  # insert | update | delete
+    Column("chat_id", String(120)),  # per-chat order for sinks that keep it
+    Column("data", JSON, nullable=False),
+    Column("txid", BigInteger),
+    Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# One row per sink: how far it has shipped (every change with seq <= last_seq is
+# delivered or dead-lettered), whether an operator paused it, and which process ships
+# it (a lease, so one shipper per sink runs however many processes run workers).
+sink_cursors = Table(
+    "sink_cursors",
+    metadata,
+    Column("sink", String(100), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False, server_default="0"),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("last_error", Text),
+    Column("last_error_at", Float),
+    Column("last_shipped_at", Float),
+    Column("lease_owner", String(80)),
+    Column("lease_until", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Changes a sink refused (a 4xx, a mapping error, a row the agent database rejects) or
+# that kept failing: kept with the reason until ``wahub replicate replay`` re-sends them.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("sink", String(100), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("table_name", String(40), nullable=False),
+    Column("row_key", String(300), nullable=False),
+    Column("op", String(8), nullable=False),
+    Column("chat_id", String(120)),
+    Column("data", JSON, nullable=False),
+    Column("txid", BigInteger),
+    Column("change_created_at", Float, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("replayed_at", Float),
+    # A change parked twice (a shipper taking over from one that died) is kept once
+    # (a backfill sends every row at one seq, hence the table and key).
+    UniqueConstraint("sink", "seq", "table_name", "row_key", name="uq_dead_letters_change"),
+)
