@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -645,6 +646,218 @@ def groups_lookup(
         console.print(f"{found.phone.e164} is in no account's group")
     for m in found.matches:
         console.print(f"{m['account_name']}  {m['group_name'] or m['chat_id']}  {m['rank']}")
+
+
+campaigns_app = typer.Typer(
+    help="Campaigns: bulk template sends with live per-template funnels.", no_args_is_help=True
+)
+stats_app = typer.Typer(help="Campaign counters and their exactness.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(stats_app, name="stats")
+
+
+def _operator() -> Any:
+    """The CLI acts as an admin of its own (whoever can run it owns the database)."""
+    from wahub.domain.actors import Actor, Role
+
+    return Actor("operator", "operator", Role.ADMIN, "cli")
+
+
+def _template_option(text: str) -> dict[str, Any]:
+    """``name:language[:weight][:col1,col2]`` -> a template object."""
+    parts = text.split(":")
+    if len(parts) < 2 or len(parts) > 4:
+        raise typer.BadParameter(f"{text!r}: use name:language[:weight][:column,column]")
+    spec: dict[str, Any] = {"name": parts[0], "language": parts[1]}
+    for extra in parts[2:]:
+        try:
+            spec["weight"] = float(extra)
+        except ValueError:
+            spec["parameters"] = [c for c in extra.split(",") if c]
+    return spec
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(value, default=str))
+    else:
+        console.print_json(json.dumps(value, default=str))
+
+
+@campaigns_app.command("create")
+def campaigns_create(
+    name: Annotated[str, typer.Option(help="The campaign's name.")],
+    template: Annotated[
+        list[str],
+        typer.Option(
+            help="name:language[:weight][:col1,col2] (repeat for a split); the columns are "
+            "the CSV columns filling the body parameters, in order."
+        ),
+    ],
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Audience: phone plus variable columns.")
+    ] = None,
+    contacts: Annotated[bool, typer.Option(help="Audience: every contact.")] = False,
+    channel: Annotated[str | None, typer.Option(help="Channel id (omit if only one).")] = None,
+    start_at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to start by itself (default: on start).")
+    ] = None,
+    reply_window_hours: Annotated[float | None, typer.Option(min=0.01)] = None,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a scheduled campaign; rows of the CSV that cannot be used are listed."""
+    from datetime import datetime
+
+    from wahub.features.campaigns import CampaignCreate
+
+    if (csv_file is None) == (not contacts):
+        err.print("error: give exactly one of --csv FILE and --contacts")
+        raise typer.Exit(2)
+    start = datetime.fromisoformat(start_at).timestamp() if start_at else None
+    request = CampaignCreate(
+        name=name,
+        channel_id=channel,
+        templates=[_template_option(t) for t in template],
+        audience="contacts" if contacts else "csv",
+        start_at=start,
+        reply_window_hours=reply_window_hours,
+    )
+    text = csv_file.read_text(encoding="utf-8-sig") if csv_file is not None else None
+    created = _run(
+        lambda: _with_hub(
+            _settings(database), lambda hub: hub.campaigns.create(_operator(), request, text)
+        )
+    )
+    _print(
+        {
+            "campaign": created.campaign,
+            "accepted": created.accepted,
+            "rejected": [e.as_json() for e in created.rejected],
+        },
+        as_json,
+    )
+
+
+@campaigns_app.command("list")
+def campaigns_list(
+    status: Annotated[str | None, typer.Option(help="Only campaigns in this state.")] = None,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Campaigns, newest first."""
+    rows = _run(
+        lambda: _with_hub(
+            _settings(database), lambda hub: hub.campaigns.list_campaigns(status=status)
+        )
+    )
+    if as_json:
+        _print(rows, True)
+        return
+    for r in rows:
+        console.print(f"{r['id']}  {r['status']:<10} {r['name']}")
+
+
+def _campaign_action(action: str) -> Callable[..., None]:
+    def command(campaign_id: str, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+        row = _run(
+            lambda: _with_hub(
+                _settings(database),
+                lambda hub: hub.campaigns.act(_operator(), campaign_id, action),
+            )
+        )
+        if as_json:
+            _print(row, True)
+        else:
+            console.print(f"{row['id']}  {row['status']}")
+
+    command.__doc__ = f"{action.capitalize()} a campaign (the workers queue its recipients)."
+    return command
+
+
+for _action in ("start", "pause", "resume", "cancel"):
+    campaigns_app.command(_action)(_campaign_action(_action))
+
+
+@campaigns_app.command("stats")
+def campaigns_stats(
+    campaign_id: str, database: DatabaseOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The funnel per template, totals and rates."""
+    stats = _run(
+        lambda: _with_hub(_settings(database), lambda hub: hub.campaigns.stats(campaign_id))
+    )
+    _print(stats, as_json)
+
+
+@stats_app.command("verify")
+def stats_verify(
+    campaign: Annotated[str | None, typer.Option(help="One campaign (default: all).")] = None,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recount every funnel from messages (and inbound messages for replies) and report
+    each counter that differs. Exits 1 when any does."""
+    differences = _run(
+        lambda: _with_hub(_settings(database), lambda hub: hub.campaigns.verify(campaign))
+    )
+    if as_json:
+        print(json.dumps({"consistent": not differences, "differences": differences}))
+    elif not differences:
+        console.print("every counter equals its recount")
+    else:
+        for d in differences:
+            console.print(
+                f"{d['campaign_id']} {d['template_name']} {d['counter']}: "
+                f"stored {d['stored']}, recount {d['recounted']}"
+            )
+    if differences:
+        raise typer.Exit(1)
+
+
+@bench_app.command("stats")
+def bench_stats(
+    recipients: Annotated[int, typer.Option(min=1, help="Campaign recipients.")] = 100_000,
+    reads: Annotated[int, typer.Option(min=1, help="Funnel reads timed.")] = 2000,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            help="A PostgreSQL server (postgresql://user@host/db): the bench creates and "
+            "drops a database of its own there. Default: SQLite in a temp dir.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Funnel read (counter rows) vs the best single-query recount, on one database.
+    Exits 1 if the counters differ from the recount."""
+    from wahub.bench.stats import run_stats_bench
+
+    result = _run(lambda: run_stats_bench(recipients=recipients, reads=reads, database=database))
+    _print(result, as_json)
+    if not result["consistent"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    messages: Annotated[int, typer.Option(min=1, help="Messages per side.")] = 20_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds.")] = 3,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", "-d", help="As for bench stats."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Status-apply throughput on campaign messages (counters kept) vs messages of no
+    campaign (no counters), interleaved."""
+    from wahub.bench.stats import run_ingest_bench
+
+    result = _run(
+        lambda: run_ingest_bench(messages_count=messages, rounds=rounds, database=database)
+    )
+    _print(result, as_json)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ state changes with their 409 and 422, the funnel, and who may do what."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -154,3 +155,22 @@ async def test_viewers_read_but_only_admins_manage_campaigns(
         await client.get(f"/v1/campaigns/{campaign_id}/stats", headers=viewer)
     ).status_code == 200
     assert (await client.get("/v1/campaigns/cmp_missing/stats", headers=viewer)).status_code == 404
+
+
+async def test_funnel_changes_are_pushed_as_campaign_stats_events(
+    client: httpx.AsyncClient, headers_for: Headers, template: None, hub: Hub
+) -> None:
+    admin = headers_for("admin")
+    campaign_id = (await create_json(client, admin)).json()["campaign"]["id"]
+    sub = hub.realtime.subscribe(lambda event: event["type"] == "campaign.stats")
+    try:
+        await client.post(f"/v1/campaigns/{campaign_id}/start", headers=admin)
+        await hub.campaigns.dispatch_chunk(campaign_id)
+        hub.realtime.poke()
+
+        event = await asyncio.wait_for(sub.queue.get(), timeout=10)
+    finally:
+        hub.realtime.unsubscribe(sub)
+
+    assert event["campaign_id"] == campaign_id
+    assert event["totals"]["queued"] == 2, "the event carries the funnel after the change"

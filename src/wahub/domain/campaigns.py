@@ -287,3 +287,15 @@ def funnel(counts: Mapping[str, int]) -> dict[str, Any]:
             "failed": rate(c["failed"], c["queued"]),
         },
     }
+
+
+def stats_view(campaign_id: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The API's funnel: per template, and totals over the templates."""
+    totals: dict[str, int] = {}
+    templates = []
+    for row in rows:
+        templates.append({"template_name": row["template_name"], **funnel(row)})
+        for name, value in row.items():
+            if isinstance(value, int) and name not in ("campaign_id", "template_name"):
+                totals[name] = totals.get(name, 0) + value
+    return {"campaign_id": campaign_id, "templates": templates, "totals": funnel(totals)}

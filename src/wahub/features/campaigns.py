@@ -30,9 +30,9 @@ from wahub.domain.campaigns import (
     RowError,
     TemplateSpec,
     assign_templates,
-    funnel,
     parse_audience_csv,
     parse_templates,
+    stats_view,
     transition,
 )
 from wahub.domain.errors import (
@@ -477,15 +477,3 @@ def _message_row(
         "created_at": now,
         "updated_at": now,
     }
-
-
-def stats_view(campaign_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The API's funnel: per template, and totals over the templates."""
-    totals: dict[str, int] = {}
-    templates = []
-    for row in rows:
-        templates.append({"template_name": row["template_name"], **funnel(row)})
-        for name, value in row.items():
-            if isinstance(value, int) and name not in ("campaign_id", "template_name"):
-                totals[name] = totals.get(name, 0) + value
-    return {"campaign_id": campaign_id, "templates": templates, "totals": funnel(totals)}

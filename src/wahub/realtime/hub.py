@@ -4,6 +4,12 @@ An inbound message is a ``received`` event in the same table (the inbox processo
 records it with the message), published as ``message.received`` followed by
 ``conversation.updated``, so inbound traffic needs no second feed.
 
+Campaign funnels ride the same feed: a pass that published events of campaign
+messages reads those campaigns' counter rows (committed with the statuses, by
+triggers) and publishes one ``campaign.stats`` event per campaign. Derived here rather
+than announced by each writer, it covers every process that changes a status, and a
+burst of statuses costs one read per pass, not one per status.
+
 The hub tails ``message_events`` (append-only, ordered by id) rather than listening to
 in-process calls, so a client connected to this process also sees statuses applied by a
 ``wahub worker`` or another ``serve`` in another process. In-process writers call
@@ -27,9 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wahub.domain.campaigns import stats_view
 from wahub.domain.errors import WahubError
 from wahub.domain.inbound import RECEIVED
 from wahub.pipeline.wakeup import Wakeup
+from wahub.store import campaigns as campaign_q
 from wahub.store import events as q
 from wahub.store.database import Database
 
@@ -116,8 +124,37 @@ class RealtimeHub:
                 self._note_gaps(row["id"])
                 self._cursor = row["id"]
                 self._publish(row)
+            touched = {r["campaign_id"] for r in (*late, *rows) if r.get("campaign_id")}
+            if touched:
+                await self._publish_campaign_stats(sorted(touched))
             if len(rows) == BATCH:
                 self._wakeup.notify()
+
+    async def _publish_campaign_stats(self, campaign_ids: list[str]) -> None:
+        try:
+            async with self.db.read() as conn:
+                rows = await campaign_q.stats_for(conn, campaign_ids)
+        except WahubError as exc:
+            log.warning("campaign stats for realtime failed: %s", exc.message)
+            return
+        by_campaign: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_campaign.setdefault(row["campaign_id"], []).append(row)
+        for campaign_id, stats in by_campaign.items():
+            # No chat: only subscribers who see every chat (admins, viewers) get it.
+            event = {
+                "type": "campaign.stats",
+                "campaign_id": campaign_id,
+                **stats_view(campaign_id, stats),
+                "at": time.time(),
+                "_sender_user_id": None,
+            }
+            for sub in list(self._subs):
+                if sub.accepts(event):
+                    try:
+                        sub.queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        sub.dropped += 1
 
     def _note_gaps(self, event_id: int) -> None:
         if event_id <= self._cursor + 1:

@@ -33,6 +33,7 @@ def _feed() -> Select[Any]:
             messages.c.provider_message_id,
             messages.c.direction,
             messages.c.type.label("message_type"),
+            messages.c.campaign_id,
             conversations.c.id.label("conversation_id"),
             conversations.c.unread_count,
         )
