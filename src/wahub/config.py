@@ -147,4 +147,22 @@ class Settings(BaseSettings):
         "and other traffic is not buried.",
     )
 
+    # Replication (the changes log shipped to sinks; see README "Replication").
+    replication_sinks: str = Field(
+        default="",
+        description='JSON list of sinks, e.g. [{"name": "agent", "kind": "database", '
+        '"url": "postgresql://..."}]; kinds database, webhook, elasticsearch. A bad entry '
+        "is reported at start and in status, never stops the hub.",
+    )
+    replication_lag_threshold_seconds: float = Field(
+        default=5.0, gt=0, description="Health turns degraded when a sink lags more."
+    )
+    replication_retention_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="Changes older than this are pruned once every sink has shipped them.",
+    )
+    replication_poll_interval_seconds: float = Field(default=0.1, gt=0)
+    replication_lease_seconds: float = Field(default=15.0, gt=0)
+
     data_dir: Path = Path(".wahub")

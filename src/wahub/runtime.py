@@ -31,6 +31,7 @@ from wahub.pipeline.scheduler import PeriodicJob, Scheduler
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.registry import ProviderRegistry
 from wahub.realtime.hub import RealtimeHub
+from wahub.replication.service import Replication
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 from wahub.store.notify import EVENTS, INBOX, OUTBOX, Listener
@@ -91,6 +92,17 @@ class Hub:
             max_backlog=self.settings.campaign_max_backlog,
             on_started=self.campaign_wakeup.notify,
             on_enqueued=self.outbox_wakeup.notify,
+        )
+
+    @cached_property
+    def replication(self) -> Replication:
+        return Replication(
+            self.db,
+            sinks=self.settings.replication_sinks,
+            lag_threshold_seconds=self.settings.replication_lag_threshold_seconds,
+            retention_hours=self.settings.replication_retention_hours,
+            poll_interval=self.settings.replication_poll_interval_seconds,
+            lease_seconds=self.settings.replication_lease_seconds,
         )
 
     @classmethod
@@ -174,6 +186,9 @@ class Hub:
                 asyncio.create_task(self.inbox.run(), name="inbox"),
                 asyncio.create_task(self.dispatcher.run(), name="campaigns"),
             ]
+            # One shipper per sink runs across all processes (the sink's cursor is
+            # leased); a sink that is down or misconfigured is reported, never fatal.
+            await self.replication.start()
             if self.settings.group_sync_cron:
                 self.scheduler = Scheduler(
                     self.db,
@@ -203,6 +218,8 @@ class Hub:
             self.inbox.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if "replication" in self.__dict__:
+            await self.replication.stop()
         if self._scheduler_task is not None:
             # A scheduled sync in progress is cut short, not waited for: its groups keep
             # their last good members, and the next slot syncs them again.
