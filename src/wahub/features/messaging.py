@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +19,25 @@ from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.actors import Actor
 from wahub.domain.content import SendRequest
-from wahub.domain.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from wahub.domain.errors import (
+    ConflictError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    WahubError,
+)
 from wahub.domain.ids import new_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.access import AccessControl
-from wahub.features.conversations import check_may_send_sync, record_outbound_sync
+from wahub.features.conversations import (
+    Outbound,
+    SendCheck,
+    check_may_send_many_sync,
+    record_outbound_many_sync,
+)
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
+from wahub.store.batching import WriteBatcher
 from wahub.store.database import Database
 
 MAX_PAGE = 200
@@ -41,6 +53,21 @@ def request_hash(request: SendRequest) -> str:
     return hashlib.sha256(
         orjson.dumps(request.canonical(), option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _NewMessage:
+    """One send waiting to be checked and stored (see ``Messaging._store_batch_sync``)."""
+
+    actor: Actor
+    request: SendRequest
+    chat_id: str
+    scoped_key: str | None
+    digest: str
+    now: float
+
+
+_PLACEHOLDER = Accepted({}, created=False)  # replaced once the batch's rows are inserted
 
 
 def readable_text(content: dict[str, Any]) -> str | None:
@@ -71,6 +98,12 @@ class Messaging:
         # single SQLite writer more than the message itself. A second of staleness only
         # delays when a newly added channel becomes the default.
         self._channels_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        # Sends arriving together are checked and stored in one transaction, with one
+        # multi-row INSERT for their messages (a transaction each cost more round trips
+        # to the database than the work).
+        self._batcher: WriteBatcher[_NewMessage, Accepted | WahubError] = WriteBatcher(
+            db, self._store_batch_sync
+        )
 
     async def send(
         self, actor: Actor, request: SendRequest, *, idempotency_key: str | None = None
@@ -123,33 +156,101 @@ class Messaging:
         scoped_key: str | None,
         digest: str,
     ) -> Accepted:
-        now = time.time()
-        accepted = await self.db.write(
-            lambda conn: self._store_sync(conn, actor, request, chat_id, scoped_key, digest, now)
+        outcome = await self._batcher.submit(
+            _NewMessage(actor, request, chat_id, scoped_key, digest, time.time())
         )
-        if accepted.created:
+        if isinstance(outcome, WahubError):
+            raise outcome
+        if outcome.created:
             # Only now: had the transaction rolled back, the chat row would not exist.
             if len(self._known_chats) > 100_000:
                 self._known_chats.clear()
             self._known_chats.add(chat_id)
             self._on_enqueued()
-        return accepted
+        return outcome
 
-    def _store_sync(
-        self,
-        conn: SyncConnection,
-        actor: Actor,
-        request: SendRequest,
-        chat_id: str,
-        scoped_key: str | None,
-        digest: str,
-        now: float,
-    ) -> Accepted:
-        """All checks and the insert, in the caller's transaction (one hop, group-committed)."""
-        if scoped_key is not None:
-            existing = q.get_by_idempotency_key_sync(conn, scoped_key)
+    def _store_batch_sync(
+        self, conn: SyncConnection, batch: Sequence[_NewMessage]
+    ) -> list[Accepted | WahubError]:
+        """Check each message, then store all that passed together, in the caller's
+        transaction, with a few set-wise statements for the whole batch (one multi-row
+        INSERT for the messages, one for their events, ...), not a few per message.
+
+        A message its checks refuse gets its error back and writes nothing; the checks
+        only read. An error while writing fails the whole batch (the batcher then
+        writes each message on its own).
+        """
+        outcomes: list[Accepted | WahubError] = []
+        passed: list[tuple[int, _NewMessage, dict[str, Any], dict[str, Any]]] = []
+        for item in batch:
+            try:
+                checked = self._check_sync(conn, item)
+            except WahubError as exc:
+                outcomes.append(exc)
+                continue
+            if isinstance(checked, Accepted):
+                outcomes.append(checked)
+                continue
+            outcomes.append(_PLACEHOLDER)
+            passed.append((len(outcomes) - 1, item, *checked))
+        refusals = check_may_send_many_sync(
+            conn,
+            [
+                SendCheck(channel, item.chat_id, item.request.template is not None, item.now)
+                for _, item, channel, _ in passed
+            ],
+        )
+        accepted: list[tuple[int, _NewMessage, dict[str, Any]]] = []
+        for (index, item, _, row), refusal in zip(passed, refusals, strict=True):
+            if refusal is not None:
+                outcomes[index] = refusal
+            else:
+                accepted.append((index, item, row))
+        new_chats: dict[str, dict[str, Any]] = {}
+        for _, item, row in accepted:
+            if not is_group_chat(item.chat_id) and item.chat_id not in self._known_chats:
+                new_chats.setdefault(
+                    item.chat_id,
+                    {
+                        "chat_id": item.chat_id,
+                        "kind": "person",
+                        "channel_id": row["channel_id"],
+                        "created_at": item.now,
+                    },
+                )
+        for chat in new_chats.values():
+            channel_q.ensure_chat_sync(conn, chat)
+        stored = q.insert_messages_sync(conn, [row for _, _, row in accepted])
+        record_outbound_many_sync(
+            conn,
+            [
+                Outbound(
+                    row["channel_id"],
+                    item.chat_id,
+                    row["id"],
+                    item.request.template.name if item.request.template else item.request.type,
+                    row["text"],
+                    item.now,
+                )
+                for _, item, row in accepted
+            ],
+        )
+        for (index, _, _), stored_row in zip(accepted, stored, strict=True):
+            outcomes[index] = Accepted(stored_row, created=True)
+        return outcomes
+
+    def _check_sync(
+        self, conn: SyncConnection, item: _NewMessage
+    ) -> Accepted | tuple[dict[str, Any], dict[str, Any]]:
+        """The checks of one message that are its own (reads only): the earlier message
+        when the idempotency key was used before, else its channel and the row to
+        insert. Raises WahubError. Opt-out and the service window are checked for the
+        whole batch at once (``check_may_send_many_sync``)."""
+        request, chat_id, now = item.request, item.chat_id, item.now
+        if item.scoped_key is not None:
+            existing = q.get_by_idempotency_key_sync(conn, item.scoped_key)
             if existing is not None:
-                return self._replay(existing, digest)
+                return self._replay(existing, item.digest)
         chat = channel_q.get_chat_sync(conn, chat_id) if is_group_chat(chat_id) else None
         channel = self._resolve_channel(
             conn, request.channel_id, chat["channel_id"] if chat else None, chat_id
@@ -166,23 +267,10 @@ class Messaging:
                     "will not accept messages to it",
                     details={"field": "to", "value": chat_id},
                 )
-        elif chat_id not in self._known_chats:
-            channel_q.ensure_chat_sync(
-                conn,
-                {
-                    "chat_id": chat_id,
-                    "kind": "person",
-                    "channel_id": channel["id"],
-                    "created_at": now,
-                },
-            )
         if request.template is not None:
             self._check_template(conn, channel["id"], request)
-        check_may_send_sync(
-            conn, channel, chat_id, is_template=request.template is not None, now=now
-        )
         content = request.content()
-        row = {
+        return channel, {
             "id": new_id("msg"),
             "channel_id": channel["id"],
             "chat_id": chat_id,
@@ -191,10 +279,10 @@ class Messaging:
             "content": content,
             "text": readable_text(content),
             "status": "queued",
-            "idempotency_key": scoped_key,
-            "request_hash": digest,
+            "idempotency_key": item.scoped_key,
+            "request_hash": item.digest,
             "reply_to": request.reply_to,
-            "sender_user_id": actor.user_id,
+            "sender_user_id": item.actor.user_id,
             "template_name": request.template.name if request.template else None,
             "ordering_key": f"{channel['id']}:{chat_id}",
             "priority": request.priority,
@@ -203,17 +291,6 @@ class Messaging:
             "created_at": now,
             "updated_at": now,
         }
-        stored = q.insert_message_sync(conn, row)
-        record_outbound_sync(
-            conn,
-            channel_id=channel["id"],
-            chat_id=chat_id,
-            message_id=row["id"],
-            kind=request.template.name if request.template else request.type,
-            text=row["text"],
-            now=now,
-        )
-        return Accepted(stored, created=True)
 
     def _resolve_channel(
         self,
@@ -232,7 +309,9 @@ class Messaging:
                 )
             channel_id = chat_channel_id
         if channel_id is not None:
-            channel = channel_q.get_channel_sync(conn, channel_id)
+            # The cached list (a second old at most) first; a channel added since is read.
+            cached = (c for c in self._channels(conn) if c["id"] == channel_id)
+            channel = next(cached, None) or channel_q.get_channel_sync(conn, channel_id)
             if channel is None:
                 raise ValidationError(
                     f"channel_id: unknown channel {channel_id!r}",

@@ -13,7 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Float,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import Connection as SyncConnection
 
 from wahub.domain.ids import new_id
@@ -296,6 +309,163 @@ def get_conversation_by_chat_sync(
     )
     row = conn.execute(stmt).first()
     return None if row is None else dict(row._mapping)
+
+
+def ensure_conversations_sync(
+    conn: SyncConnection, pairs: Sequence[tuple[str, str]], now: float
+) -> tuple[dict[tuple[str, str], dict[str, Any]], set[tuple[str, str]]]:
+    """``ensure_conversation_sync`` for many (channel, chat) pairs with two statements:
+    the conversations by pair, and the pairs this call created."""
+    unique = list(dict.fromkeys(pairs))
+    if not unique:
+        return {}, set()
+    stmt = insert_ignore(conn, conversations).returning(
+        conversations.c.channel_id, conversations.c.chat_id
+    )
+    rows = [
+        {
+            "id": new_id("conv"),
+            "channel_id": channel_id,
+            "chat_id": chat_id,
+            "unread_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for channel_id, chat_id in unique
+    ]
+    created = {(r.channel_id, r.chat_id) for r in conn.execute(stmt, rows)}
+    found = conn.execute(
+        select(conversations).where(
+            conversations.c.chat_id.in_({chat for _, chat in unique}),
+            conversations.c.channel_id.in_({channel for channel, _ in unique}),
+        )
+    )
+    wanted = set(unique)
+    by_pair = {
+        (r.channel_id, r.chat_id): dict(r._mapping)
+        for r in found
+        if (r.channel_id, r.chat_id) in wanted
+    }
+    return by_pair, created
+
+
+def get_conversations_by_chats_sync(
+    conn: SyncConnection, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The existing conversations of these (channel, chat) pairs, by pair."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    stmt = select(conversations).where(
+        conversations.c.chat_id.in_({chat for _, chat in wanted}),
+        conversations.c.channel_id.in_({channel for channel, _ in wanted}),
+    )
+    return {
+        (r.channel_id, r.chat_id): dict(r._mapping)
+        for r in conn.execute(stmt)
+        if (r.channel_id, r.chat_id) in wanted
+    }
+
+
+def get_contacts_by_phones_sync(
+    conn: SyncConnection, phones: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    if not phones:
+        return {}
+    stmt = select(contacts).where(contacts.c.phone.in_(set(phones)))
+    return {r.phone: dict(r._mapping) for r in conn.execute(stmt)}
+
+
+def get_leads_by_contacts_sync(
+    conn: SyncConnection, contact_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    if not contact_ids:
+        return {}
+    stmt = select(leads).where(leads.c.contact_id.in_(set(contact_ids)))
+    return {r.contact_id: dict(r._mapping) for r in conn.execute(stmt)}
+
+
+_at: BindParameter[float] = bindparam("b_at", type_=Float)
+_newer = or_(conversations.c.last_message_at.is_(None), conversations.c.last_message_at <= _at)
+# ``record_conversation_message_sync`` for an outbound message, as one statement with
+# parameters, so many messages take one executemany.
+_RECORD_OUTBOUND = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("b_id"))
+    .values(
+        last_message_id=case(
+            (_newer, bindparam("b_message_id", type_=String)), else_=conversations.c.last_message_id
+        ),
+        last_message_preview=case(
+            (_newer, bindparam("b_preview", type_=Text)), else_=conversations.c.last_message_preview
+        ),
+        last_message_direction=case((_newer, "out"), else_=conversations.c.last_message_direction),
+        last_message_at=case(
+            (
+                or_(
+                    conversations.c.last_message_at.is_(None), conversations.c.last_message_at < _at
+                ),
+                _at,
+            ),
+            else_=conversations.c.last_message_at,
+        ),
+        updated_at=bindparam("b_now", type_=Float),
+        contact_id=func.coalesce(
+            bindparam("b_contact_id", type_=String), conversations.c.contact_id
+        ),
+        lead_id=func.coalesce(bindparam("b_lead_id", type_=String), conversations.c.lead_id),
+    )
+)
+_MARK_LEAD_CONTACTED = (
+    update(leads)
+    .where(leads.c.id == bindparam("b_id"))
+    .values(
+        status=case((leads.c.status == "new", "contacted"), else_=leads.c.status),
+        last_message_at=case(
+            (or_(leads.c.last_message_at.is_(None), leads.c.last_message_at < _at), _at),
+            else_=leads.c.last_message_at,
+        ),
+        updated_at=_at,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFold:
+    """One queued message folded into its conversation (see ``fold_outbound_sync``)."""
+
+    conversation_id: str
+    summary: MessageSummary
+    contact_id: str | None
+    lead_id: str | None
+    now: float
+
+
+def fold_outbound_sync(conn: SyncConnection, folds: Sequence[OutboundFold]) -> None:
+    """``record_conversation_message_sync`` (outbound: not unread, no window) for many
+    messages with one statement, applied in the order given."""
+    if folds:
+        conn.execute(
+            _RECORD_OUTBOUND,
+            [
+                {
+                    "b_id": f.conversation_id,
+                    "b_at": f.summary.at,
+                    "b_message_id": f.summary.message_id,
+                    "b_preview": f.summary.preview,
+                    "b_now": f.now,
+                    "b_contact_id": f.contact_id,
+                    "b_lead_id": f.lead_id,
+                }
+                for f in folds
+            ],
+        )
+
+
+def mark_leads_contacted_sync(conn: SyncConnection, leads_at: Sequence[tuple[str, float]]) -> None:
+    """``mark_lead_contacted_sync`` for many (lead, at) with one statement."""
+    if leads_at:
+        conn.execute(_MARK_LEAD_CONTACTED, [{"b_id": lead, "b_at": at} for lead, at in leads_at])
 
 
 def get_conversation_sync(conn: SyncConnection, conversation_id: str) -> dict[str, Any] | None:

@@ -80,6 +80,24 @@ def insert_message_sync(conn: SyncConnection, row: dict[str, Any]) -> dict[str, 
     return dict(stored._mapping)
 
 
+def insert_messages_sync(
+    conn: SyncConnection, rows: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert new outbound messages and their ``queued`` events with one statement each
+    (multi-row INSERT); returns the stored rows in the order given."""
+    if not rows:
+        return []
+    stmt = messages.insert().returning(*messages.c, sort_by_parameter_order=True)
+    stored = [dict(r._mapping) for r in conn.execute(stmt, list(rows))]
+    # One statement for all the events too, each with its own message's time.
+    conn.execute(
+        insert_ignore(conn, message_events),
+        [_event_row(EventRecord(r["id"], Status.QUEUED, "api"), r["created_at"]) for r in rows],
+    )
+    notify_sync(conn, OUTBOX, EVENTS)
+    return stored
+
+
 def get_message_sync(conn: SyncConnection, message_id: str) -> dict[str, Any] | None:
     row = (conn.execute(select(messages).where(messages.c.id == message_id))).first()
     return None if row is None else dict(row._mapping)
