@@ -238,6 +238,23 @@ def _locked(stmt: Select[Any]) -> Select[Any]:
     return stmt.order_by(messages.c.id).with_for_update(of=messages)
 
 
+# A success: the lease is released, the provider id and the first send time are only
+# filled in (never overwritten), the status is the one computed from the locked row.
+_RECORD_SENT = (
+    update(messages)
+    .where(messages.c.id == bindparam("b_id"))
+    .values(
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("b_now"),
+        provider_message_id=func.coalesce(messages.c.provider_message_id, bindparam("b_pid")),
+        wa_id=bindparam("b_wa_id"),
+        status=bindparam("b_status"),
+        sent_at=func.coalesce(messages.c.sent_at, bindparam("b_now")),
+    )
+)
+
+
 def record_outcomes_sync(
     conn: SyncConnection, outcomes: Sequence[SendOutcome], *, owner: str, now: float
 ) -> list[StatusChange]:
@@ -266,6 +283,7 @@ def record_outcomes_sync(
     changes: list[StatusChange] = []
     events: list[EventRecord] = []
     sent_ids: list[str] = []
+    sent: list[dict[str, Any]] = []
     released = {"lease_owner": None, "lease_until": None, "updated_at": now}
     for o in outcomes:
         row = before.get(o.message_id)
@@ -278,19 +296,19 @@ def record_outcomes_sync(
         }
         if o.kind == "sent":
             new_status = advance(Status(row.status), Status.SENT).value
-            values: dict[str, Any] = {
-                **released,
-                "provider_message_id": func.coalesce(
-                    messages.c.provider_message_id, o.provider_message_id
-                ),
-                "wa_id": o.wa_id,
-                "status": new_status,
-                "sent_at": func.coalesce(messages.c.sent_at, now),
-            }
-            conn.execute(update(messages).where(messages.c.id == o.message_id).values(values))
+            sent.append(
+                {
+                    "b_id": o.message_id,
+                    "b_status": new_status,
+                    "b_pid": o.provider_message_id,
+                    "b_wa_id": o.wa_id,
+                    "b_now": now,
+                }
+            )
             sent_ids.append(o.message_id)
             events.append(EventRecord(o.message_id, Status.SENT, "worker", o.attempt))
         else:
+            values: dict[str, Any]
             if o.kind == "retry":
                 new_status, source = "queued", "retry"
                 values = {
@@ -347,6 +365,9 @@ def record_outcomes_sync(
                     row.status,
                 )
             )
+    if sent:
+        # Successes are most of a batch: one statement for all of them (executemany).
+        conn.execute(_RECORD_SENT, sent)
     record_events_sync(conn, events, now)
     if sent_ids:
         changes.extend(apply_parked_sync(conn, sent_ids, now))
