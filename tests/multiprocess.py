@@ -87,8 +87,9 @@ async def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 async def message_statuses(db: Database) -> Counter[str]:
+    """How many messages are in each status."""
     async with db.read() as conn:
-        return Counter((await message_q.statuses_by_id(conn)).values())
+        return Counter(await message_q.count_by_status(conn))
 
 
 async def interrupted_sends(db: Database) -> tuple[int, int]:
