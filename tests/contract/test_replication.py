@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from pgcluster import PostgresCluster, find_bindir
 from wahub.embedded import free_port
@@ -323,16 +323,24 @@ async def test_a_change_committed_after_a_later_one_is_not_skipped(env: Any) -> 
     )
     now = time.time()
     async with running(repl):
-        async with env.db.transaction() as slow:
+        async with contextlib.AsyncExitStack() as stack:
+            fast = await stack.enter_async_context(env.db.transaction())
+            # The fast transaction's id is the older one, so the slow one's id is above
+            # everything committed so far: no snapshot lists it as running.
+            await fast.execute(text("SELECT pg_current_xact_id()"))
+            slow_stack = contextlib.AsyncExitStack()
+            slow = await slow_stack.enter_async_context(env.db.transaction())
             await slow.execute(
                 insert(chats).values(chat_id=env.person_chat(1), kind="person", created_at=now)
             )  # draws the lower seq, commits last
-            async with env.db.transaction() as fast:
-                await fast.execute(
-                    insert(chats).values(chat_id=env.person_chat(2), kind="person", created_at=now)
-                )
+            await fast.execute(
+                insert(chats).values(chat_id=env.person_chat(2), kind="person", created_at=now)
+            )
+        try:
             await asyncio.sleep(0.5)  # the shipper polls meanwhile
             assert recorder.got == [], "nothing ships past a change still being written"
+        finally:
+            await slow_stack.aclose()
         await caught_up(repl, "recorder")
 
     keys = [c.key for c in recorder.got]

@@ -6,15 +6,18 @@ moved past 11 would never see 10. So shippers read only up to a horizon below wh
 every change is final (committed or rolled back):
 
 1. read L, the last seq any transaction has drawn (the sequence, not the table);
-2. then take a snapshot: xmax is the first transaction id not yet started. Every
-   transaction that drew a seq <= L did so before step 2, so its id is below xmax
-   (the capture trigger runs after the row write that assigned the id);
-3. once a later snapshot's xmin (the oldest transaction still running) reaches that
-   xmax, all of those transactions have finished: every seq <= L is final.
+2. then take a fresh transaction id X (a tiny transaction of our own). Ids are handed
+   out in order, and every transaction that drew a seq <= L had its id before that
+   (the capture trigger runs after the row write that assigns it), so its id is < X;
+3. once a later snapshot's xmin (the oldest transaction still running) reaches X,
+   all of those transactions have finished: every seq <= L is final.
 
-Each poll records (L, xmax) and advances the horizon to the newest L whose xmax the
-current xmin has passed, so under steady traffic the horizon trails by one poll. A
-transaction left open (on any database of the same server: transaction ids are
+(A snapshot's xmax is not enough for step 2: it is the newest *finished* id plus one,
+and a transaction that took its id later but is still running is below no xmax.)
+
+Each poll that finds new seqs records (L, X) and advances the horizon to the newest
+L whose X the current xmin has reached, so under steady traffic the horizon trails by
+one poll. A transaction left open (on any database of the same server: transaction ids are
 cluster-wide) holds the horizon back until it ends: that is a delay, never a loss.
 
 On SQLite there is one writer at a time, so seq order is commit order: no horizon.
@@ -31,7 +34,8 @@ MAX_CANDIDATES = 64
 class CommitHorizon:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._candidates: list[tuple[int, int]] = []  # (seq drawn, xmax after it)
+        self._candidates: list[tuple[int, int]] = []  # (seq drawn, an id taken after it)
+        self._last_drawn = 0
         self._safe = 0
 
     async def current(self) -> int | None:
@@ -39,16 +43,19 @@ class CommitHorizon:
         if self.db.is_sqlite:
             return None
         async with self.db.read() as conn:
-            # Two statements, so the snapshot (READ COMMITTED: one per statement) is
-            # taken after the sequence was read.
             drawn = await conn.run_sync(q.pg_sequence_position_sync)
-            xmin, xmax = await conn.run_sync(q.pg_snapshot_bounds_sync)
-        self._candidates.append((drawn, xmax))
-        final = [seq for seq, bound in self._candidates if bound <= xmin]
-        self._candidates = [(s, b) for s, b in self._candidates if b > xmin]
-        if len(self._candidates) > MAX_CANDIDATES:
-            # Fewer candidates only make the horizon more cautious, never wrong.
-            self._candidates = self._candidates[::2]
+            xmin = await conn.run_sync(q.pg_snapshot_xmin_sync)
+        final = [seq for seq, xid in self._candidates if xid <= xmin]
+        self._candidates = [(s, x) for s, x in self._candidates if x > xmin]
         if final:
             self._safe = max(self._safe, *final)
+        if drawn > self._last_drawn:
+            # Only when there are new seqs: an idle log costs no transaction ids.
+            async with self.db.transaction() as conn:
+                xid = await conn.run_sync(q.pg_new_xid_sync)
+            self._candidates.append((drawn, xid))
+            self._last_drawn = drawn
+            if len(self._candidates) > MAX_CANDIDATES:
+                # Fewer candidates only make the horizon more cautious, never wrong.
+                self._candidates = self._candidates[1::2]
         return self._safe

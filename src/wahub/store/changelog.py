@@ -274,16 +274,19 @@ def pg_sequence_position_sync(conn: SyncConnection) -> int:
     return 0 if value is None else int(value)
 
 
-def pg_snapshot_bounds_sync(conn: SyncConnection) -> tuple[int, int]:
-    """(xmin, xmax) of a fresh snapshot: every transaction id below xmin has finished;
-    every id at or above xmax had not started."""
-    row = conn.execute(
-        sql_text(
-            "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
-            "FROM pg_current_snapshot() AS s"
-        )
-    ).one()
-    return int(row[0]), int(row[1])
+def pg_snapshot_xmin_sync(conn: SyncConnection) -> int:
+    """The oldest transaction id still running (a fresh snapshot's xmin): every id
+    below it has finished."""
+    return int(
+        conn.execute(
+            sql_text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        ).scalar_one()
+    )
+
+
+def pg_new_xid_sync(conn: SyncConnection) -> int:
+    """This transaction's id, assigned now: above every id handed out before."""
+    return int(conn.execute(sql_text("SELECT pg_current_xact_id()::text::bigint")).scalar_one())
 
 
 def oldest_unshipped_sync(conn: SyncConnection, after: int) -> tuple[int, float] | None:
