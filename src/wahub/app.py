@@ -26,6 +26,7 @@ from wahub.api import (
     messages,
     metrics,
     realtime,
+    replication,
     search,
     webhooks,
 )
@@ -98,6 +99,6 @@ def create_app(
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     routers = (health, metrics, search, messages, conversations, admin, groups, campaigns, compat)
-    for module in (*routers, chat_names, webhooks, realtime):
+    for module in (*routers, replication, chat_names, webhooks, realtime):
         app.include_router(module.router)
     return app

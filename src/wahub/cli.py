@@ -860,6 +860,149 @@ def bench_ingest(
     _print(result, as_json)
 
 
+replicate_app = typer.Typer(
+    help="Replication to sinks (WAHUB_REPLICATION_SINKS): status, pause, replay, backfill.",
+    no_args_is_help=True,
+)
+app.add_typer(replicate_app, name="replicate")
+SinkOpt = Annotated[str, typer.Option("--sink", "-s", help="The sink's name.")]
+
+
+@replicate_app.command("status")
+def replicate_status(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Every sink's cursor, backlog, lag, dead letters and last error."""
+    status = _run(lambda: _with_hub(_settings(database), lambda hub: hub.replication.status()))
+    if as_json:
+        print(json.dumps(status))
+        return
+    from rich.table import Table
+
+    table = Table("sink", "kind", "state", "cursor", "pending", "lag s", "dead", "last error")
+    for sink in status["sinks"]:
+        state = "paused" if sink["paused"] else ("shipping" if sink["shipper"] else "idle")
+        if not sink["configured"]:
+            state = "not configured"
+        table.add_row(
+            sink["name"],
+            sink["kind"] or "-",
+            state,
+            str(sink["last_seq"]),
+            str(sink["pending"]),
+            f"{sink['lag_seconds']:.1f}",
+            str(sink["dead_letters"]),
+            sink["last_error"] or "",
+        )
+    console.print(table)
+    console.print(f"log head: {status['head_seq']}; status: {status['status']}")
+    for error in status["config_errors"]:
+        console.print(f"[red]config error[/red] {error}")
+
+
+@replicate_app.command("pause")
+def replicate_pause(sink: SinkOpt, database: DatabaseOpt = None) -> None:
+    """Stop shipping to a sink (within a few seconds, in every process)."""
+    _run(lambda: _with_hub(_settings(database), lambda h: h.replication.set_paused(sink, True)))
+    console.print(f"sink {sink} paused")
+
+
+@replicate_app.command("resume")
+def replicate_resume(sink: SinkOpt, database: DatabaseOpt = None) -> None:
+    """Ship to a paused sink again, from its cursor."""
+    _run(lambda: _with_hub(_settings(database), lambda h: h.replication.set_paused(sink, False)))
+    console.print(f"sink {sink} resumed")
+
+
+@replicate_app.command("dead-letters")
+def replicate_dead_letters(
+    sink: Annotated[str | None, typer.Option("--sink", "-s", help="Only this sink.")] = None,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Changes a sink refused or kept failing, with the reason."""
+    letters = _run(
+        lambda: _with_hub(_settings(database), lambda hub: hub.replication.dead_letters(sink))
+    )
+    if as_json:
+        print(json.dumps(letters, default=str))
+        return
+    for d in letters:
+        console.print(f"{d['sink']} #{d['seq']} {d['table_name']} {d['row_key']}: {d['error']}")
+    console.print(f"{len(letters)} dead letter(s)")
+
+
+@replicate_app.command("replay")
+def replicate_replay(sink: SinkOpt, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Send a sink's dead letters again, oldest first."""
+    result = _run(lambda: _with_hub(_settings(database), lambda h: h.replication.replay(sink)))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"{result['replayed']} replayed, {result['failed']} still failing")
+
+
+@replicate_app.command("backfill")
+def replicate_backfill(
+    sink: SinkOpt, database: DatabaseOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Copy every existing row to a sink, then let it follow the log from there."""
+    from rich.progress import Progress
+
+    async def go(hub: Any) -> dict[str, Any]:
+        with Progress(console=err, disable=as_json) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(table: str, done: int, total: int) -> None:
+                if table not in tasks:
+                    tasks[table] = bar.add_task(table, total=total)
+                bar.update(tasks[table], completed=done, total=total)
+
+            result: dict[str, Any] = await hub.replication.backfill(sink, progress=progress)
+            return result
+
+    result = _run(lambda: _with_hub(_settings(database), go))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        rows = ", ".join(f"{n} {t}" for t, n in result["rows"].items())
+        console.print(f"backfilled {sink} at log position {result['position']}: {rows}")
+
+
+@replicate_app.command("forget")
+def replicate_forget(sink: SinkOpt, database: DatabaseOpt = None) -> None:
+    """Drop the cursor of a sink no longer configured (it holds back log pruning)."""
+    found = _run(lambda: _with_hub(_settings(database), lambda h: h.replication.forget(sink)))
+    console.print(f"sink {sink} forgotten" if found else f"no cursor for sink {sink}")
+
+
+@bench_app.command("replicate")
+def bench_replicate(
+    database: DatabaseOpt = None,
+    agent_database: Annotated[
+        str | None,
+        typer.Option(
+            "--agent-database",
+            help="The agent database (default: a throwaway SQLite file). A PostgreSQL "
+            "URL names a server: a throwaway database is created on it and dropped.",
+        ),
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Changes offered per second.")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="How long to offer them.")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lag of the agent-database sink at a steady offered rate, and a row-for-row check."""
+    from wahub.bench.replicate import run_replicate_bench
+
+    result = _run(
+        lambda: run_replicate_bench(
+            database=database, agent_database=agent_database, rate=rate, seconds=seconds
+        )
+    )
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print_json(json.dumps(result))
+
+
 def main() -> None:
     app()
 

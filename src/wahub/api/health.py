@@ -41,4 +41,28 @@ async def healthz(hub: HubDep) -> Response:
             },
             status_code=503,
         )
+    # A lagging sink degrades the hub but does not make it unready: it still takes
+    # and sends messages, and the log keeps every change until the sink catches up.
+    try:
+        replication = await hub.replication.status()
+    except WahubError as exc:
+        log.warning("replication status unavailable: %s", exc.message)
+        replication = {"status": "unknown", "lagging": []}
+    if replication["status"] == "degraded":
+        log.warning(
+            "health degraded: replication lagging (%s) or misconfigured (%s)",
+            ", ".join(replication["lagging"]) or "no sink",
+            "; ".join(replication.get("config_errors", [])) or "no error",
+        )
+        return JsonResponse(
+            {
+                "status": "degraded",
+                "database": "ok",
+                "replication": {
+                    "status": "degraded",
+                    "lagging": replication["lagging"],
+                    "config_errors": replication.get("config_errors", []),
+                },
+            }
+        )
     return JsonResponse({"status": "ok", "database": "ok"})

@@ -71,6 +71,25 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        # Replication, per sink, as GET /v1/replication/status reports it.
+        self.replication_lag = Gauge(
+            "wahub_replication_lag_seconds",
+            "Age of the oldest change a sink has not shipped (0: caught up).",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.replication_pending = Gauge(
+            "wahub_replication_pending_changes",
+            "Changes in the log a sink has not shipped yet.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.replication_dead_letters = Gauge(
+            "wahub_replication_dead_letters",
+            "Changes a sink refused or kept failing, waiting for replay.",
+            ["sink"],
+            registry=self.registry,
+        )
         # The group member cache, as GET /v1/groups/health reports it.
         self.group_cache = {
             figure: Gauge(f"wahub_{name}", help_text, registry=self.registry)
@@ -119,4 +138,9 @@ async def metrics(request: Request, hub: HubDep) -> Response:
     figures = await hub.groups.health()
     for figure, gauge in app_metrics.group_cache.items():
         gauge.set(figures[figure] or 0)
+    replication = await hub.replication.status()
+    for sink in replication["sinks"]:
+        app_metrics.replication_lag.labels(sink["name"]).set(sink["lag_seconds"])
+        app_metrics.replication_pending.labels(sink["name"]).set(sink["pending"])
+        app_metrics.replication_dead_letters.labels(sink["name"]).set(sink["dead_letters"])
     return Response(generate_latest(app_metrics.registry), media_type=CONTENT_TYPE_LATEST)
