@@ -61,6 +61,25 @@ def _settings(database: str | None = None, **extra: Any) -> Settings:
     return Settings(**overrides)
 
 
+class PipelineDied(WahubError):
+    """A pipeline loop died of an unexpected error (logged with its traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a pipeline loop died (see the log above); exiting so a supervisor restarts us"
+        )
+
+
+async def _until_stopped_or_failed(stop: asyncio.Event, failed: asyncio.Event) -> None:
+    """Wait for a stop signal, or for the hub's pipeline to die."""
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(failed.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; a WahubError becomes one readable line and exit code 1."""
     from wahub.logs import configure_logging
@@ -142,8 +161,10 @@ def serve(
                     await add_sandbox_channel(stack.hub, stack.sandbox_url)
                 console.print(f"sandbox provider on {stack.sandbox_url}")
             console.print(f"wahub serving on {stack.url} (docs at {stack.url}/docs)")
-            await stop.wait()
+            await _until_stopped_or_failed(stop, stack.hub.failed)
             console.print("shutting down: finishing in-flight sends")
+        if stack.hub.failed.is_set():
+            raise PipelineDied()
 
     _run(go)
 
@@ -174,9 +195,11 @@ def worker(
         await hub.start(workers=True, realtime=False)
         log.info("worker %s started", hub.outbox.worker_id if hub.outbox else "?")
         try:
-            await stop.wait()
+            await _until_stopped_or_failed(stop, hub.failed)
         finally:
             await hub.stop()
+        if hub.failed.is_set():
+            raise PipelineDied()
 
     _run(go)
 

@@ -62,6 +62,10 @@ class Hub:
     scheduler: Scheduler | None = None
     _scheduler_task: asyncio.Task[None] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Set when a pipeline loop died of an unexpected error: the process keeps serving
+    # but no longer sends, so ``wahub worker``/``serve`` exit non-zero and let their
+    # supervisor restart them, instead of idling as a zombie.
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
     chat_names: ChatNames = field(init=False)
     _warm_task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -186,6 +190,8 @@ class Hub:
                 asyncio.create_task(self.inbox.run(), name="inbox"),
                 asyncio.create_task(self.dispatcher.run(), name="campaigns"),
             ]
+            for task in self._tasks:
+                task.add_done_callback(self._pipeline_task_done)
             # One shipper per sink runs across all processes (the sink's cursor is
             # leased); a sink that is down or misconfigured is reported, never fatal.
             await self.replication.start()
@@ -203,6 +209,16 @@ class Hub:
             report.success_count,
             report.fail_count,
         )
+
+    def _pipeline_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical(
+            "pipeline loop %r died; this process no longer sends",
+            task.get_name(),
+            exc_info=task.exception(),
+        )
+        self.failed.set()
 
     def _inbox_changed(self) -> None:
         # A status applied by a webhook can free a chat (sent) for its next message;
@@ -229,7 +245,8 @@ class Hub:
             self._scheduler_task = None
         await self.group_sync.close()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A loop that died was logged when it died; stopping must still finish.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
         if self.listener is not None:
