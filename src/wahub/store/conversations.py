@@ -40,7 +40,7 @@ from wahub.store.schema import (
     messages,
     notifications,
 )
-from wahub.store.sql import insert_ignore
+from wahub.store.sql import insert_ignore, one_of
 
 SERVICE_WINDOW_SECONDS = 24 * 3600
 
@@ -336,8 +336,8 @@ def ensure_conversations_sync(
     created = {(r.channel_id, r.chat_id) for r in conn.execute(stmt, rows)}
     found = conn.execute(
         select(conversations).where(
-            conversations.c.chat_id.in_({chat for _, chat in unique}),
-            conversations.c.channel_id.in_({channel for channel, _ in unique}),
+            one_of(conn, conversations.c.chat_id, {chat for _, chat in unique}),
+            one_of(conn, conversations.c.channel_id, {channel for channel, _ in unique}),
         )
     )
     wanted = set(unique)
@@ -357,8 +357,8 @@ def get_conversations_by_chats_sync(
     if not wanted:
         return {}
     stmt = select(conversations).where(
-        conversations.c.chat_id.in_({chat for _, chat in wanted}),
-        conversations.c.channel_id.in_({channel for channel, _ in wanted}),
+        one_of(conn, conversations.c.chat_id, {chat for _, chat in wanted}),
+        one_of(conn, conversations.c.channel_id, {channel for channel, _ in wanted}),
     )
     return {
         (r.channel_id, r.chat_id): dict(r._mapping)
@@ -372,7 +372,7 @@ def get_contacts_by_phones_sync(
 ) -> dict[str, dict[str, Any]]:
     if not phones:
         return {}
-    stmt = select(contacts).where(contacts.c.phone.in_(set(phones)))
+    stmt = select(contacts).where(one_of(conn, contacts.c.phone, set(phones)))
     return {r.phone: dict(r._mapping) for r in conn.execute(stmt)}
 
 
@@ -381,7 +381,7 @@ def get_leads_by_contacts_sync(
 ) -> dict[str, dict[str, Any]]:
     if not contact_ids:
         return {}
-    stmt = select(leads).where(leads.c.contact_id.in_(set(contact_ids)))
+    stmt = select(leads).where(one_of(conn, leads.c.contact_id, set(contact_ids)))
     return {r.contact_id: dict(r._mapping) for r in conn.execute(stmt)}
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from wahub.store.database import in_one_hop
 from wahub.store.notify import INBOX, notify_sync
 from wahub.store.schema import inbox
-from wahub.store.sql import insert_ignore
+from wahub.store.sql import insert_ignore, one_of
 
 
 def store_delivery_sync(
@@ -102,7 +102,7 @@ def mark_processed_sync(conn: SyncConnection, ids: list[int], now: float) -> Non
     if ids:
         conn.execute(
             update(inbox)
-            .where(inbox.c.id.in_(ids))
+            .where(one_of(conn, inbox.c.id, ids))
             .values(status="processed", processed_at=now, attempts=inbox.c.attempts + 1)
         )
 

@@ -18,7 +18,7 @@ from wahub.domain.status import Status, advance
 from wahub.store.database import in_one_hop
 from wahub.store.notify import EVENTS, OUTBOX, notify_sync
 from wahub.store.schema import message_events, messages, parked_statuses
-from wahub.store.sql import insert_ignore
+from wahub.store.sql import insert_ignore, one_of
 
 ACTIVE = ("queued", "sending", "uncertain")
 
@@ -276,7 +276,7 @@ def record_outcomes_sync(
                     messages.c.chat_id,
                     messages.c.channel_id,
                     messages.c.sender_user_id,
-                ).where(messages.c.id.in_(ids))
+                ).where(one_of(conn, messages.c.id, ids))
             )
         )
     }
@@ -444,8 +444,8 @@ def apply_statuses_sync(
             _locked(
                 select(*cols).where(
                     or_(
-                        messages.c.id.in_(tracking),
-                        messages.c.provider_message_id.in_(provider_ids),
+                        one_of(conn, messages.c.id, tracking),
+                        one_of(conn, messages.c.provider_message_id, provider_ids),
                     ),
                     messages.c.direction == "out",
                 )
@@ -537,7 +537,8 @@ def apply_parked_sync(
     rows = list(
         conn.execute(
             select(messages.c.id, messages.c.provider_message_id).where(
-                messages.c.id.in_(list(message_ids)), messages.c.provider_message_id.is_not(None)
+                one_of(conn, messages.c.id, message_ids),
+                messages.c.provider_message_id.is_not(None),
             )
         )
     )
@@ -547,13 +548,15 @@ def apply_parked_sync(
     parked = list(
         conn.execute(
             select(parked_statuses)
-            .where(parked_statuses.c.provider_message_id.in_(provider_ids))
+            .where(one_of(conn, parked_statuses.c.provider_message_id, provider_ids))
             .order_by(parked_statuses.c.id)
         )
     )
     if not parked:
         return []
-    conn.execute(parked_statuses.delete().where(parked_statuses.c.id.in_([p.id for p in parked])))
+    conn.execute(
+        parked_statuses.delete().where(one_of(conn, parked_statuses.c.id, [p.id for p in parked]))
+    )
     return apply_statuses_sync(
         conn,
         [
