@@ -437,6 +437,7 @@ def apply_statuses_sync(
         messages.c.channel_id,
         messages.c.sender_user_id,
         messages.c.lease_owner,
+        *(messages.c[column] for column in _STATUS_TIME_COLUMN.values()),
     )
     # Only our outbound messages have a delivery status; an inbound one never matches.
     rows = list(
@@ -502,7 +503,14 @@ def apply_statuses_sync(
                     row.status,
                 )
             )
-        stamps = times.get(message_id, {})
+        # A time already stored is kept (the update would only COALESCE it back), so a
+        # status that changes nothing, like the ``sent`` webhook after our own send
+        # result, costs no UPDATE: each one is a new row version and index entries.
+        stamps = {
+            column: at
+            for column, at in times.get(message_id, {}).items()
+            if getattr(row, column) is None
+        }
         if not (changed or message_id in learned_provider_id or message_id in errors or stamps):
             continue
         error_code, error_title = errors.get(message_id, (None, None))
