@@ -124,3 +124,21 @@ async def test_a_cancelled_read_closes_its_connection_only_after_the_running_sta
     async with db.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(users))).scalar() == 0
     assert outcome == [0], "the work in flight finished on its own, still open connection"
+
+
+async def test_read_one_runs_a_whole_read_and_reports_errors(db: Database) -> None:
+    def two_queries(conn: SyncConnection) -> tuple[int, int]:
+        a = conn.execute(text("SELECT 1")).scalar_one()
+        b = conn.execute(text("SELECT 2")).scalar_one()
+        return int(a), int(b)
+
+    assert await db.read_one(two_queries) == (1, 2)
+
+    def broken(conn: SyncConnection) -> None:
+        conn.execute(text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(Exception, match="no_such_table"):
+        await db.read_one(broken)
+    # Many at once (more than there are read connections): none waits forever.
+    results = await asyncio.gather(*(db.read_one(two_queries) for _ in range(50)))
+    assert results == [(1, 2)] * 50

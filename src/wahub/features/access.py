@@ -8,11 +8,14 @@ every request must be checked fast.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection as SyncConnection
 
 from wahub.domain.actors import Actor, Role
 from wahub.domain.errors import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
@@ -83,11 +86,11 @@ class AccessControl:
             raise AuthenticationFailed(
                 "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             )
-        async with self.db.read() as conn:
-            row = await q.find_active_key(conn, hash_key(key.strip()))
-            if row is None:
-                raise AuthenticationFailed("invalid or revoked API key")
-            user = await q.get_user(conn, row["user_id"])
+        row, user = await self.db.read_one(
+            functools.partial(_key_and_user_sync, key_hash=hash_key(key.strip()))
+        )
+        if row is None:
+            raise AuthenticationFailed("invalid or revoked API key")
         return Actor(
             user_id=row["user_id"],
             user_name=user["name"] if user is not None else "",
@@ -149,3 +152,13 @@ class AccessControl:
             group = await q.ensure_employee_group(conn, group_name, now)
             user = await q.ensure_user(conn, user_name, now)
             await q.add_group_member(conn, group["id"], user["id"])
+
+
+def _key_and_user_sync(
+    conn: SyncConnection, key_hash: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    # Every API request runs this: one hop for both queries (Database.read_one).
+    row = q.find_active_key_sync(conn, key_hash)
+    if row is None:
+        return None, None
+    return row, q.get_user_sync(conn, row["user_id"])

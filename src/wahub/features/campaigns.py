@@ -13,6 +13,7 @@ only moves the state once.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -245,10 +246,11 @@ class Campaigns:
     async def stats(self, campaign_id: str) -> dict[str, Any]:
         """The funnel per template plus totals and rates: one primary-key range read of
         the counter rows, whatever the campaign's size or age. Raises NotFound."""
-        async with self.db.read() as conn:
-            rows = await q.stats(conn, campaign_id)
-            if not rows and await q.count_campaigns(conn, campaign_id) == 0:
-                raise NotFound(f"no campaign {campaign_id}")
+        rows, exists = await self.db.read_one(
+            functools.partial(_stats_sync, campaign_id=campaign_id)
+        )
+        if not exists:
+            raise NotFound(f"no campaign {campaign_id}")
         return stats_view(campaign_id, rows)
 
     async def verify(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
@@ -477,3 +479,9 @@ def _message_row(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _stats_sync(conn: SyncConnection, campaign_id: str) -> tuple[list[dict[str, Any]], bool]:
+    # The funnel read: one hop (Database.read_one); the existence check only when empty.
+    rows = q.stats_sync(conn, campaign_id)
+    return rows, bool(rows) or q.count_campaigns_sync(conn, campaign_id) > 0

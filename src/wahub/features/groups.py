@@ -509,8 +509,9 @@ class GroupCache:
         """Accounts whose groups have ``phone`` as a member (any form it may be stored
         under, or a linked id resolved to it). Raises ValidationError naming ``field``."""
         forms = phone_lookup_forms(phone, default_region=self.default_region, field=field)
-        async with self.db.read() as conn:
-            matches = await q.lookup_by_phone(conn, forms.forms)
+        matches = await self.db.read_one(
+            functools.partial(q.lookup_by_phone_sync, forms=forms.forms)
+        )
         return LookupResult(forms, matches)
 
     async def members(self, actor: Actor, raw_chat_id: str) -> tuple[dict[str, Any], list[Any]]:
