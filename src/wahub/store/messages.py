@@ -11,7 +11,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from wahub.domain.status import Status, advance
@@ -150,6 +164,61 @@ def list_messages_sync(
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+_CLAIM: dict[str, Any] = {}
+
+
+def _claim_statement(dialect: str) -> Any:
+    """The claim, built once per dialect with parameters (b_channels, b_now, b_owner,
+    b_lease_until, b_limit): workers claim after every batch of results, and building
+    this statement anew each time cost more Python than running it."""
+    stmt = _CLAIM.get(dialect)
+    if stmt is not None:
+        return stmt
+    now = bindparam("b_now", type_=Float)
+    if dialect == "postgresql":
+        channels = bindparam("b_channels", type_=postgresql.ARRAY(String))
+        on_channels = messages.c.channel_id == any_(channels)
+    else:
+        on_channels = messages.c.channel_id.in_(bindparam("b_channels", expanding=True))
+    heads = (
+        select(messages.c.ordering_key, func.min(messages.c.seq).label("head_seq"))
+        .where(messages.c.status.in_(ACTIVE), on_channels)
+        .group_by(messages.c.channel_id, messages.c.ordering_key)
+        .subquery()
+    )
+    due = (
+        select(messages.c.seq)
+        .join(heads, messages.c.seq == heads.c.head_seq)
+        .where(messages.c.status == "queued", messages.c.next_attempt_at <= now)
+        .order_by(messages.c.priority.desc(), messages.c.seq)
+        .limit(bindparam("b_limit", type_=Integer))
+    )
+    if dialect == "postgresql":
+        # Lock the due rows in a CTE, evaluated exactly once. As a plain IN (subquery),
+        # PostgreSQL may evaluate the LIMIT ... FOR UPDATE SKIP LOCKED subquery more than
+        # once and claim more rows than asked (seen in the contract tests).
+        locked = due.with_for_update(skip_locked=True, of=messages).cte("due")
+        target = messages.c.seq.in_(select(locked.c.seq))
+    else:
+        # SQLite has one writer at a time: the subquery sees a stable database.
+        target = messages.c.seq.in_(due.scalar_subquery())
+    stmt = (
+        update(messages)
+        .where(target, messages.c.status == "queued")
+        .values(
+            status="sending",
+            lease_owner=bindparam("b_owner", type_=String),
+            lease_until=bindparam("b_lease_until", type_=Float),
+            attempts=messages.c.attempts + 1,
+            sending_at=now,
+            updated_at=now,
+        )
+        .returning(*messages.c)
+    )
+    _CLAIM[dialect] = stmt
+    return stmt
+
+
 def claim_due_messages_sync(
     conn: SyncConnection,
     *,
@@ -167,42 +236,15 @@ def claim_due_messages_sync(
     """
     if not channel_ids or limit <= 0:
         return []
-    heads = (
-        select(messages.c.ordering_key, func.min(messages.c.seq).label("head_seq"))
-        .where(messages.c.status.in_(ACTIVE), messages.c.channel_id.in_(channel_ids))
-        .group_by(messages.c.channel_id, messages.c.ordering_key)
-        .subquery()
-    )
-    due = (
-        select(messages.c.seq)
-        .join(heads, messages.c.seq == heads.c.head_seq)
-        .where(messages.c.status == "queued", messages.c.next_attempt_at <= now)
-        .order_by(messages.c.priority.desc(), messages.c.seq)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        # Lock the due rows in a CTE, evaluated exactly once. As a plain IN (subquery),
-        # PostgreSQL may evaluate the LIMIT ... FOR UPDATE SKIP LOCKED subquery more than
-        # once and claim more rows than asked (seen in the contract tests).
-        locked = due.with_for_update(skip_locked=True, of=messages).cte("due")
-        target = messages.c.seq.in_(select(locked.c.seq))
-    else:
-        # SQLite has one writer at a time: the subquery sees a stable database.
-        target = messages.c.seq.in_(due.scalar_subquery())
-    stmt = (
-        update(messages)
-        .where(target, messages.c.status == "queued")
-        .values(
-            status="sending",
-            lease_owner=owner,
-            lease_until=now + lease_seconds,
-            attempts=messages.c.attempts + 1,
-            sending_at=now,
-            updated_at=now,
-        )
-        .returning(*messages.c)
-    )
-    rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    stmt = _claim_statement(conn.dialect.name)
+    params = {
+        "b_channels": list(channel_ids),
+        "b_now": now,
+        "b_owner": owner,
+        "b_lease_until": now + lease_seconds,
+        "b_limit": limit,
+    }
+    rows = [dict(r._mapping) for r in conn.execute(stmt, params)]
     rows.sort(key=lambda r: r["seq"])
     record_events_sync(
         conn, [EventRecord(r["id"], Status.SENDING, "worker", r["attempts"]) for r in rows], now
