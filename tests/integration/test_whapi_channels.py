@@ -74,7 +74,8 @@ async def test_admin_adds_a_whapi_channel_by_api(
     [
         ({"kind": "whapi", "phone_number": "+14155550100"}, "access_token"),
         ({"kind": "whapi", "access_token": "t", "phone_number": "12"}, "phone_number"),
-        ({"kind": "periskope", "access_token": "t"}, "kind"),
+        ({"kind": "telegram", "access_token": "t"}, "kind"),
+        ({"kind": "periskope", "access_token": "t"}, "phone_number"),
         ({"kind": "cloudapi", "access_token": "t"}, "phone_number_id"),
     ],
 )
