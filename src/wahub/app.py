@@ -100,9 +100,10 @@ def create_app(
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     # The hot routes first: FastAPI tries the routes in order, and with some sixty routes
     # matching a path cost more than a webhook's own work (1.2-1.4 -> 0.8-1.0 ms CPU per
-    # webhook request once webhooks came first). No other route shares their paths.
-    hot = (webhooks, messages)
-    routers = (health, metrics, search, conversations, admin, groups, campaigns, compat)
+    # webhook request once webhooks came first). Search must precede messages: its
+    # /v1/messages/search would otherwise match /v1/messages/{message_id}.
+    hot = (webhooks, search, messages)
+    routers = (health, metrics, conversations, admin, groups, campaigns, compat)
     for module in (*hot, *routers, replication, chat_names, realtime):
         app.include_router(module.router)
     return app
