@@ -324,7 +324,7 @@ def record_outcomes_sync(
     }
     changes: list[StatusChange] = []
     events: list[EventRecord] = []
-    sent_ids: list[str] = []
+    sent_pids: list[str] = []
     sent: list[dict[str, Any]] = []
     released = {"lease_owner": None, "lease_until": None, "updated_at": now}
     for o in outcomes:
@@ -347,7 +347,8 @@ def record_outcomes_sync(
                     "b_now": now,
                 }
             )
-            sent_ids.append(o.message_id)
+            if o.provider_message_id is not None:
+                sent_pids.append(o.provider_message_id)
             events.append(EventRecord(o.message_id, Status.SENT, "worker", o.attempt))
         else:
             values: dict[str, Any]
@@ -411,8 +412,10 @@ def record_outcomes_sync(
         # Successes are most of a batch: one statement for all of them (executemany).
         conn.execute(_RECORD_SENT, sent)
     record_events_sync(conn, events, now)
-    if sent_ids:
-        changes.extend(apply_parked_sync(conn, sent_ids, now))
+    if sent_pids:
+        # The provider ids just recorded may have statuses waiting under them (a webhook
+        # faster than our send result that carried no id of ours).
+        changes.extend(apply_parked_for_sync(conn, sent_pids, now))
     return changes
 
 
@@ -576,7 +579,7 @@ def apply_statuses_sync(
         conn.execute(parked_statuses.insert(), parked)
     if learned_provider_id:
         # The provider id we just learned may have statuses waiting under it.
-        changes.extend(apply_parked_sync(conn, learned_provider_id.keys(), now))
+        changes.extend(apply_parked_for_sync(conn, learned_provider_id.values(), now))
     return changes
 
 
@@ -592,7 +595,14 @@ def apply_parked_sync(
             )
         )
     )
-    provider_ids = [r.provider_message_id for r in rows]
+    return apply_parked_for_sync(conn, [r.provider_message_id for r in rows], now)
+
+
+def apply_parked_for_sync(
+    conn: SyncConnection, provider_ids: Iterable[str], now: float
+) -> list[StatusChange]:
+    """Apply statuses parked under these provider ids (ones our messages now carry)."""
+    provider_ids = list(provider_ids)
     if not provider_ids:
         return []
     parked = list(
