@@ -142,6 +142,10 @@ class InboxProcessor:
         self, conn: SyncConnection, now: float
     ) -> tuple[int, list[tuple[int, int, str]]]:
         rows = inbox_q.lock_pending_sync(conn, now=now, limit=BATCH)
+        if not rows:
+            # Nothing due (often: another processor took them). Every processor is woken
+            # by every stored delivery, so an empty pass must cost only the one select.
+            return 0, []
         parsed: list[tuple[dict[str, Any], PreparedDelivery]] = []
         crashed: list[tuple[dict[str, Any], Exception]] = []
         for row in rows:
