@@ -2,7 +2,8 @@
 
 ``CloudApiProvider`` implements the provider port (``wahub.providers.base.Provider``).
 Error classification lives in ``cloudapi_errors`` and webhook handling in
-``cloudapi_webhooks``; both are re-exported here so callers import one module.
+``cloudapi_webhooks``; both are re-exported here, with ``http.parse_retry_after``, so
+callers import one module.
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
-from wahub.domain.errors import (
-    PermanentProviderError,
-    ProviderOutcomeUnknown,
-    RetryableProviderError,
-)
+from wahub.domain.errors import PermanentProviderError, ProviderOutcomeUnknown
 from wahub.providers.base import OutboundMessage, SendResult
-from wahub.providers.cloudapi_errors import classify_error, parse_retry_after
+from wahub.providers.cloudapi_errors import classify_error
 from wahub.providers.cloudapi_webhooks import (
     SIGNATURE_HEADER,
     parse_statuses,
     verify_handshake,
     verify_signature,
 )
+from wahub.providers.http import ProviderHttp, parse_retry_after, snippet
 
 __all__ = [
     "MAX_TRACKING_ID_CHARS",
@@ -62,12 +59,6 @@ SUPPORTED_TYPES: Final = frozenset(
         "video",
     }
 )
-
-# Share of the time budget allowed for getting a connection. It must be strictly less
-# than the whole budget: aiohttp reports a connect-phase timeout as
-# ConnectionTimeoutError (nothing sent: retryable) only when the connect timeout fires
-# before the total one, which otherwise surfaces as a bare TimeoutError (ambiguous).
-_CONNECT_SHARE: Final = 0.5
 
 
 def build_send_body(message: OutboundMessage) -> dict[str, Any]:
@@ -146,27 +137,20 @@ class CloudApiProvider:
             raise ValueError("phone_number_id must not be empty")
         if not access_token:
             raise ValueError("access_token must not be empty")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
-        base = URL(base_url.rstrip("/"))
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
-        version = api_version.removeprefix("v")
-        self._session = session
-        self._messages_url = (
-            f"{base_url.rstrip('/')}/v{version}/{quote(phone_number_id, safe='')}/messages"
+        self._http = ProviderHttp(
+            "Cloud API", session, base_url, token=access_token, timeout_s=timeout_s
         )
-        self._headers = {"Authorization": f"Bearer {access_token}"}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s * _CONNECT_SHARE)
+        version = api_version.removeprefix("v")
+        self._messages_path = f"/v{version}/{quote(phone_number_id, safe='')}/messages"
 
     def __repr__(self) -> str:
         # Spelled out so the access token can never end up in a log line.
-        return f"CloudApiProvider(messages_url={self._messages_url!r})"
+        return f"CloudApiProvider(messages_url={self.messages_url!r})"
 
     @property
     def messages_url(self) -> str:
         """The URL sends are POSTed to."""
-        return self._messages_url
+        return self._http.base_url + self._messages_path
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """POST ``message`` to the Cloud API; the accepted message's wamid and wa_id.
@@ -182,48 +166,12 @@ class CloudApiProvider:
                 message id). Resending at once could duplicate the message.
         """
         body = build_send_body(message)
-        try:
-            async with self._session.post(
-                self._messages_url,
-                json=body,
-                headers=self._headers,
-                timeout=self._timeout,
-                # A redirect from the Graph API is unexpected; following one would POST
-                # the message (and the token) somewhere else.
-                allow_redirects=False,
-            ) as response:
-                return await _read_send_response(response)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Raised before a connection existed, so not a byte of the request was sent.
-            raise RetryableProviderError(
-                f"Cloud API not reached, message not sent: {_describe(exc)}"
-            ) from exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ProviderOutcomeUnknown(
-                f"Cloud API call failed after the request was sent, "
-                f"the message may have been accepted: {_describe(exc)}"
-            ) from exc
+        return await self._http.send(
+            self._messages_path, body, classify=classify_error, accepted=_parse_send_success
+        )
 
     async def close(self) -> None:
         """Release what the provider owns: nothing, the session is the caller's."""
-
-
-async def _read_send_response(response: aiohttp.ClientResponse) -> SendResult:
-    status = response.status
-    try:
-        raw = await response.read()
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        if 200 <= status < 300:
-            raise ProviderOutcomeUnknown(
-                f"Cloud API answered HTTP {status} but its body was lost: {_describe(exc)}",
-                http_status=status,
-            ) from exc
-        # The Graph API does not accept a message and then answer an error status, so
-        # the status alone says the message was refused.
-        raise classify_error(status, None, response.headers) from exc
-    if 200 <= status < 300:
-        return _parse_send_success(status, raw)
-    raise classify_error(status, raw, response.headers)
 
 
 def _parse_send_success(status: int, raw: bytes) -> SendResult:
@@ -240,7 +188,7 @@ def _parse_send_success(status: int, raw: bytes) -> SendResult:
     if provider_message_id is None:
         raise ProviderOutcomeUnknown(
             f"Cloud API answered HTTP {status} without messages[0].id: "
-            f"{raw[:200].decode('utf-8', errors='replace')!r}",
+            f"{snippet(raw.decode('utf-8', errors='replace'))}",
             http_status=status,
         )
     return SendResult(
@@ -257,9 +205,3 @@ def _first_item_field(payload: Any, list_key: str, field: str) -> str | None:
         return None
     value = items[0].get(field)
     return value if isinstance(value, str) and value else None
-
-
-def _describe(exc: BaseException) -> str:
-    # TimeoutError() has an empty message; the class name is the useful part.
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -9,14 +9,9 @@ proxy or load balancer).
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 from wahub.domain.errors import (
@@ -24,8 +19,16 @@ from wahub.domain.errors import (
     ProviderError,
     RetryableProviderError,
 )
+from wahub.providers.http import (
+    describe_body,
+    error_code,
+    error_for_status,
+    error_object,
+    first_text,
+    retry_after,
+)
 
-__all__ = ["classify_error", "parse_retry_after"]
+__all__ = ["classify_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +99,6 @@ _PERMISSION_RULE: Final = _Rule(retryable=False, hint="The app lacks the permiss
 # Graph API messages often start with the code again: "(#130429) Rate limit hit".
 _CODE_PREFIX: Final = re.compile(r"^\(#\d+\)\s*")
 
-_SNIPPET_CHARS: Final = 200
-
 
 def classify_error(
     http_status: int,
@@ -120,97 +121,29 @@ def classify_error(
     ``details`` (``fbtrace_id``, ``error_subcode``, ``type``, ``error_details`` when
     present). ``now`` (unix seconds) is the clock used for an HTTP-date ``Retry-After``.
     """
-    retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
-    error = _graph_error(body)
+    delay = retry_after(headers, now=now)
+    error = error_object(body)
     if error is None:
-        return _by_http_status(
+        return error_for_status(
             http_status,
-            f"Cloud API HTTP {http_status} {_describe_body(body)}",
-            retry_after=retry_after,
+            f"Cloud API HTTP {http_status} {describe_body(body)}",
+            retry_after=delay,
         )
 
-    code = _error_code(error.get("code"))
+    code = error_code(error.get("code"))
     rule = _rule_for(code)
     message = _error_message(code, error, rule)
     details = _error_details(error)
     if rule is None:
-        return _by_http_status(
-            http_status, message, code=code, retry_after=retry_after, details=details
-        )
+        return error_for_status(http_status, message, code=code, retry_after=delay, details=details)
     error_class = RetryableProviderError if rule.retryable else PermanentProviderError
     return error_class(
         message,
         provider_code=code,
         http_status=http_status,
-        retry_after=retry_after if retry_after is not None else rule.default_retry_after,
+        retry_after=delay if delay is not None else rule.default_retry_after,
         details=details,
     )
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait according to a ``Retry-After`` header value, or ``None``.
-
-    Accepts delay-seconds (``"120"``, also ``"1.5"``) and an HTTP date (a date in the
-    past gives ``0.0``). ``None``, empty, negative or unparsable values give ``None``:
-    a malformed header must not turn into a made-up delay.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        return _seconds_until_http_date(text, now=now)
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
-
-
-def _seconds_until_http_date(text: str, *, now: float | None) -> float | None:
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    # A date without a zone is naive: HTTP dates are GMT by definition.
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, moment.timestamp() - current)
-
-
-def _header(headers: Mapping[str, str] | None, lowercase_name: str) -> str | None:
-    # A linear scan so plain dicts behave like aiohttp's case-insensitive headers.
-    if headers is None:
-        return None
-    for key, value in headers.items():
-        if key.lower() == lowercase_name:
-            return value
-    return None
-
-
-def _graph_error(body: bytes | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """The ``error`` object of a Graph API error body, if the body is one."""
-    decoded: Any = body
-    if isinstance(body, bytes | bytearray):
-        try:
-            decoded = json.loads(body)
-        except ValueError:
-            return None
-    if not isinstance(decoded, Mapping):
-        return None
-    error = decoded.get("error")
-    return error if isinstance(error, Mapping) else None
-
-
-def _error_code(raw: Any) -> int | str | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and raw.strip():
-        text = raw.strip()
-        return int(text) if text.isdigit() else text
-    return None
 
 
 def _rule_for(code: int | str | None) -> _Rule | None:
@@ -223,7 +156,7 @@ def _rule_for(code: int | str | None) -> _Rule | None:
 
 def _error_message(code: int | str | None, error: Mapping[str, Any], rule: _Rule | None) -> str:
     """E.g. ``Cloud API error 131026: Message undeliverable (details: ...)``."""
-    text = _first_text(error, "message", "error_user_title", "title", "type")
+    text = first_text(error, "message", "error_user_title", "title", "type")
     text = _CODE_PREFIX.sub("", text) if text else "no message"
     message = f"Cloud API error {code if code is not None else '(no code)'}: {text}"
     details = _error_data_details(error)
@@ -255,51 +188,3 @@ def _error_data_details(error: Mapping[str, Any]) -> str | None:
         if isinstance(details, str) and details.strip():
             return details.strip()
     return None
-
-
-def _first_text(mapping: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = mapping.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
-
-
-def _by_http_status(
-    http_status: int,
-    message: str,
-    *,
-    code: int | str | None = None,
-    retry_after: float | None,
-    details: dict[str, Any] | None = None,
-) -> ProviderError:
-    # 408: the server gave up before reading the whole request, so it did not act on it.
-    retryable = http_status >= 500 or http_status in (408, 429)
-    error_class = RetryableProviderError if retryable else PermanentProviderError
-    return error_class(
-        message,
-        provider_code=code,
-        http_status=http_status,
-        retry_after=retry_after,
-        details=details,
-    )
-
-
-def _describe_body(body: bytes | Mapping[str, Any] | None) -> str:
-    if body is None or body == b"":
-        return "with no body"
-    if isinstance(body, Mapping):
-        return f"without an error object: {_snippet(json.dumps(body, default=str))}"
-    text = bytes(body).decode("utf-8", errors="replace")
-    try:
-        json.loads(text)
-    except ValueError:
-        return f"with a non-JSON body: {_snippet(text)}"
-    return f"without an error object: {_snippet(text)}"
-
-
-def _snippet(text: str) -> str:
-    collapsed = " ".join(text.split())
-    if len(collapsed) > _SNIPPET_CHARS:
-        collapsed = collapsed[:_SNIPPET_CHARS] + "..."
-    return repr(collapsed)

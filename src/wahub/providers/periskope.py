@@ -5,11 +5,12 @@
 ``Authorization: Bearer <API key>`` and ``x-phone: <org phone digits>`` (the header picks
 which of the organisation's connected phones answers).
 
-It speaks HTTP like the other adapters: a shared ``aiohttp`` session owned by the caller,
-one time budget per call, and every failure turned into a wahub error whose class says
-what the caller may do next. Periskope documents no error body or code table, so the HTTP
-status decides: 408, 429 and 5xx (and timeouts, resets, unreadable answers) are
-retryable, 404 on a single chat is ``NotFound``, everything else is permanent.
+Its HTTP goes through ``http.ProviderHttp`` like the other adapters': a shared
+``aiohttp`` session owned by the caller, one time budget per call, and every failure
+turned into a wahub error whose class says what the caller may do next. Periskope
+documents no error body or code table, so the HTTP status decides: 408, 425, 429 and 5xx
+(and timeouts, resets, unreadable answers) are retryable, 404 on a single chat is
+``NotFound``, everything else is permanent.
 
 Periskope ids are whatsapp-web.js style (``919876543210@c.us`` for people,
 ``120363...@g.us`` for groups); ours are canonical (``<digits>@s.whatsapp.net``), so ids
@@ -25,17 +26,15 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
 from wahub.domain.errors import (
-    NotFound,
     PermanentProviderError,
     RetryableProviderError,
     ValidationError,
 )
 from wahub.domain.phones import GROUP_SUFFIX, PERSON_SUFFIX, canonical_chat_id
 from wahub.providers.base import ChatInfo, ChatPage
-from wahub.providers.cloudapi_errors import parse_retry_after
+from wahub.providers.http import SNIPPET_CHARS, ProviderHttp, retry_after, retryable_status
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -55,11 +54,6 @@ PERISKOPE_PERSON_SUFFIX: Final = "@c.us"
 
 # chat_type values for a group; "user", "business", "individual" and "chat" are people.
 _GROUP_TYPES: Final = frozenset({"group"})
-
-# Share of the time budget allowed for getting a connection (see CloudApiProvider).
-_CONNECT_SHARE: Final = 0.5
-_SNIPPET_CHARS: Final = 200
-_RETRYABLE_STATUSES: Final = frozenset({408, 425, 429})
 
 
 class PeriskopeChatDirectory:
@@ -90,21 +84,23 @@ class PeriskopeChatDirectory:
         digits = re.sub(r"\D", "", org_phone or "")
         if not digits:
             raise ValueError(f"org_phone has no digits: {org_phone!r}")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
-        base = URL(base_url.rstrip("/"))
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
-        self._session = session
-        self._base_url = base_url.rstrip("/")
+        self._http = ProviderHttp(
+            "Periskope",
+            session,
+            base_url,
+            token=api_key,
+            timeout_s=timeout_s,
+            headers={"x-phone": digits},
+        )
         self._org_phone = digits
         self._region = default_region
-        self._headers = {"Authorization": f"Bearer {api_key}", "x-phone": digits}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s * _CONNECT_SHARE)
 
     def __repr__(self) -> str:
         # Spelled out so the API key can never end up in a log line.
-        return f"PeriskopeChatDirectory(base_url={self._base_url!r}, org_phone={self._org_phone!r})"
+        return (
+            f"PeriskopeChatDirectory(base_url={self._http.base_url!r}, "
+            f"org_phone={self._org_phone!r})"
+        )
 
     @property
     def org_phone(self) -> str:
@@ -121,15 +117,16 @@ class PeriskopeChatDirectory:
         """
         provider_id = periskope_chat_id(chat_id, default_region=self._region)
         what = "GET /chats/{chat_id}"
-        payload = await self._get_json(
+        payload = await self._http.get_json(
             f"/chats/{quote(provider_id, safe='@.')}",
             what=what,
+            classify=classify_error,
             not_found=f"Periskope has no chat {provider_id}",
         )
         try:
             return parse_chat(payload, default_region=self._region)
         except ValueError as exc:
-            raise _unexpected_body(what, payload) from exc
+            raise self._http.unexpected_body(what, payload) from exc
 
     async def list_chats(self, *, offset: int = 0, limit: int = 100) -> ChatPage:
         """One page of the directory (``GET /chats?offset=&limit=``).
@@ -149,12 +146,15 @@ class PeriskopeChatDirectory:
         if offset < 0:
             raise ValidationError(f"offset must be >= 0, got {offset}", details={"field": "offset"})
         what = "GET /chats"
-        payload = await self._get_json(
-            "/chats", params={"offset": str(offset), "limit": str(limit)}, what=what
+        payload = await self._http.get_json(
+            "/chats",
+            params={"offset": str(offset), "limit": str(limit)},
+            what=what,
+            classify=classify_error,
         )
         raw_chats = payload.get("chats") if isinstance(payload, dict) else None
         if not isinstance(raw_chats, list):
-            raise _unexpected_body(what, payload)
+            raise self._http.unexpected_body(what, payload)
         chats: list[ChatInfo] = []
         for raw in raw_chats:
             try:
@@ -174,38 +174,6 @@ class PeriskopeChatDirectory:
 
     async def close(self) -> None:
         """Release what the adapter owns: nothing, the session is the caller's."""
-
-    async def _get_json(
-        self,
-        path: str,
-        *,
-        what: str,
-        params: Mapping[str, str] | None = None,
-        not_found: str | None = None,
-    ) -> Any:
-        # Reads change nothing at Periskope, so any transport failure is retryable.
-        try:
-            async with self._session.get(
-                f"{self._base_url}{path}",
-                params=params,
-                headers=self._headers,
-                timeout=self._timeout,
-                # A redirect would carry the API key to another host.
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                headers = response.headers
-                raw = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise RetryableProviderError(f"Periskope {what} failed: {_describe(exc)}") from exc
-        if 200 <= status < 300:
-            try:
-                return json.loads(raw)
-            except ValueError:
-                raise _unexpected_body(what, raw) from None
-        if status == 404 and not_found is not None:
-            raise NotFound(not_found, details={"http_status": 404})
-        raise classify_error(status, raw, headers, what=what)
 
 
 def periskope_chat_id(chat_id: str, *, default_region: str | None = None) -> str:
@@ -245,11 +213,11 @@ def classify_error(
 ) -> RetryableProviderError | PermanentProviderError:
     """The error for a non-2xx answer: 408/425/429/5xx retryable (with ``retry_after``
     from ``Retry-After``), anything else permanent."""
-    retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
     detail = _describe_body(body)
     message = f"Periskope {what} answered HTTP {status}" + (f": {detail}" if detail else "")
-    if status in _RETRYABLE_STATUSES or status >= 500:
-        return RetryableProviderError(message, http_status=status, retry_after=retry_after)
+    # 425 Too Early: the server would not risk acting on a request that may be replayed.
+    if status == 425 or retryable_status(status):
+        return RetryableProviderError(message, http_status=status, retry_after=retry_after(headers))
     return PermanentProviderError(message, http_status=status)
 
 
@@ -259,27 +227,12 @@ def _describe_body(body: bytes | None) -> str:
     try:
         payload = json.loads(body)
     except ValueError:
-        return body[:_SNIPPET_CHARS].decode("utf-8", errors="replace")
+        return body[:SNIPPET_CHARS].decode("utf-8", errors="replace")
     if isinstance(payload, dict):
         for key in ("message", "error", "detail"):
             value = payload.get(key)
             if isinstance(value, str) and value:
-                return value[:_SNIPPET_CHARS]
+                return value[:SNIPPET_CHARS]
             if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return str(value["message"])[:_SNIPPET_CHARS]
-    return json.dumps(payload)[:_SNIPPET_CHARS]
-
-
-def _unexpected_body(what: str, payload: Any) -> RetryableProviderError:
-    # A body we cannot read is most likely a proxy or an outage page: worth a retry.
-    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else repr(payload)
-    return RetryableProviderError(
-        f"Periskope {what} answered something that is not the documented shape: "
-        f"{text[:_SNIPPET_CHARS]}"
-    )
-
-
-def _describe(exc: BaseException) -> str:
-    # TimeoutError() has an empty message; the class name is the useful part.
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+                return str(value["message"])[:SNIPPET_CHARS]
+    return json.dumps(payload)[:SNIPPET_CHARS]

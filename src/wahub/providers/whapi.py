@@ -2,9 +2,9 @@
 
 ``WhapiProvider`` implements the send port (``base.Provider``) and the group directory
 port (``base.GroupDirectory``) for one WHAPI channel (one linked WhatsApp number, one
-token). It speaks HTTP like ``CloudApiProvider``: a shared ``aiohttp`` session owned by
-the caller, one time budget per call, and every failure turned into a wahub
-``ProviderError`` whose class says what the caller may do next.
+token). Its HTTP goes through ``http.ProviderHttp`` like the other adapters': a shared
+``aiohttp`` session owned by the caller, one time budget per call, and every failure
+turned into a wahub ``ProviderError`` whose class says what the caller may do next.
 
 WHAPI facts this module relies on, and what it assumes where the docs are silent:
 
@@ -27,14 +27,11 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-from yarl import URL
 
 from wahub.domain.errors import (
-    NotFound,
     PermanentProviderError,
     ProviderError,
     ProviderOutcomeUnknown,
-    RetryableProviderError,
     ValidationError,
 )
 from wahub.providers.base import (
@@ -44,7 +41,16 @@ from wahub.providers.base import (
     OutboundMessage,
     SendResult,
 )
-from wahub.providers.cloudapi_errors import parse_retry_after
+from wahub.providers.http import (
+    ProviderHttp,
+    describe_body,
+    error_code,
+    error_for_status,
+    error_object,
+    first_text,
+    retry_after,
+    snippet,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -77,12 +83,6 @@ _RANK_ALIASES: Final = {"superadmin": "creator", "owner": "creator"}
 _MIN_PHONE_DIGITS: Final = 7
 _MAX_PHONE_DIGITS: Final = 15
 
-# Share of the time budget allowed for getting a connection; see CloudApiProvider for
-# why it must stay below the whole budget (connect-phase timeouts are then recognisable).
-_CONNECT_SHARE: Final = 0.5
-
-_SNIPPET_CHARS: Final = 200
-
 
 class WhapiProvider:
     """Sends text and reads groups through one WHAPI channel.
@@ -110,29 +110,21 @@ class WhapiProvider:
         configuration mistakes that would otherwise fail every call."""
         if not token:
             raise ValueError("token must not be empty")
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
-        base = URL(base_url.rstrip("/"))
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ValueError(f"base_url must be an absolute http(s) URL, got {base_url!r}")
+        self._http = ProviderHttp("WHAPI", session, base_url, token=token, timeout_s=timeout_s)
         own_digits: str | None = None
         if own_phone is not None and own_phone.strip():
             own_digits = re.sub(r"\D", "", own_phone)
             if not own_digits:
                 raise ValueError(f"own_phone has no digits: {own_phone!r}")
-        self._session = session
-        self._base_url = base_url.rstrip("/")
         self._own_digits = own_digits
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s * _CONNECT_SHARE)
 
     def __repr__(self) -> str:
         # Spelled out so the token can never end up in a log line.
-        return f"WhapiProvider(base_url={self._base_url!r}, own_phone={self.own_phone!r})"
+        return f"WhapiProvider(base_url={self.base_url!r}, own_phone={self.own_phone!r})"
 
     @property
     def base_url(self) -> str:
-        return self._base_url
+        return self._http.base_url
 
     @property
     def own_phone(self) -> str | None:
@@ -156,38 +148,9 @@ class WhapiProvider:
                 message id or with ``sent: false``). Resending at once could duplicate.
         """
         body = build_text_body(message)
-        try:
-            async with self._session.post(
-                f"{self._base_url}/messages/text",
-                json=body,
-                headers=self._headers,
-                timeout=self._timeout,
-                # Following a redirect would POST the message (and the token) elsewhere.
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                try:
-                    raw = await response.read()
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    if 200 <= status < 300:
-                        raise ProviderOutcomeUnknown(
-                            f"WHAPI answered HTTP {status} but its body was lost: {_describe(exc)}",
-                            http_status=status,
-                        ) from exc
-                    raise classify_error(status, None, response.headers) from exc
-                if 200 <= status < 300:
-                    return _parse_sent_message(status, raw)
-                raise classify_error(status, raw, response.headers)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Raised before a connection existed, so not a byte of the request was sent.
-            raise RetryableProviderError(
-                f"WHAPI not reached, message not sent: {_describe(exc)}"
-            ) from exc
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ProviderOutcomeUnknown(
-                f"WHAPI call failed after the request was sent, "
-                f"the message may have been accepted: {_describe(exc)}"
-            ) from exc
+        return await self._http.send(
+            "/messages/text", body, classify=classify_error, accepted=_parse_sent_message
+        )
 
     # -- group directory -----------------------------------------------------------------
 
@@ -208,11 +171,15 @@ class WhapiProvider:
             )
         if offset < 0:
             raise ValidationError(f"offset must be >= 0, got {offset}", details={"field": "offset"})
-        payload = await self._get_json(
-            "/groups", params={"count": str(count), "offset": str(offset)}, what="GET /groups"
+        what = "GET /groups"
+        payload = await self._http.get_json(
+            "/groups",
+            params={"count": str(count), "offset": str(offset)},
+            what=what,
+            classify=classify_error,
         )
         if not isinstance(payload, dict) or not isinstance(payload.get("groups", []), list):
-            raise _unexpected_body("GET /groups", payload)
+            raise self._http.unexpected_body(what, payload)
         groups: list[GroupInfo] = []
         for raw_group in payload.get("groups", []):
             try:
@@ -241,15 +208,16 @@ class WhapiProvider:
         if "@" not in group_id:
             group_id += GROUP_SUFFIX
         what = "GET /groups/{GroupID}"
-        payload = await self._get_json(
+        payload = await self._http.get_json(
             f"/groups/{quote(group_id, safe='@')}",
             what=what,
+            classify=classify_error,
             not_found=f"WHAPI has no group {group_id}",
         )
         try:
             return parse_group(payload, own_phone=self._own_digits)
         except ValueError as exc:
-            raise _unexpected_body(what, payload) from exc
+            raise self._http.unexpected_body(what, payload) from exc
 
     async def lids_for(self, phones: Sequence[str]) -> dict[str, str]:
         """The linked ids (``…@lid``) of ``phones`` (``GET /contacts/lids``).
@@ -269,13 +237,15 @@ class WhapiProvider:
             by_digits.setdefault(digits, phone)
         if not by_digits:
             return {}
-        payload = await self._get_json(
+        what = "GET /contacts/lids"
+        payload = await self._http.get_json(
             "/contacts/lids",
             params={"ContactIDList": ",".join(by_digits)},
-            what="GET /contacts/lids",
+            what=what,
+            classify=classify_error,
         )
         if not isinstance(payload, dict):
-            raise _unexpected_body("GET /contacts/lids", payload)
+            raise self._http.unexpected_body(what, payload)
         found: dict[str, str] = {}
         for key, value in payload.items():
             lid = value.get("lid") if isinstance(value, dict) else None
@@ -286,42 +256,6 @@ class WhapiProvider:
 
     async def close(self) -> None:
         """Release what the provider owns: nothing, the session is the caller's."""
-
-    async def _get_json(
-        self,
-        path: str,
-        *,
-        what: str,
-        params: Mapping[str, str] | None = None,
-        not_found: str | None = None,
-    ) -> Any:
-        """GET ``path`` and decode the JSON answer, or raise the matching error.
-
-        Reads change nothing at WHAPI, so a timeout or a reset at any point is simply
-        retryable (unlike a send, where it leaves the outcome unknown).
-        """
-        try:
-            async with self._session.get(
-                f"{self._base_url}{path}",
-                params=params,
-                headers=self._headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                headers = response.headers
-                raw = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise RetryableProviderError(f"WHAPI {what} failed: {_describe(exc)}") from exc
-        if 200 <= status < 300:
-            try:
-                return json.loads(raw)
-            except ValueError:
-                raise _unexpected_body(what, raw) from None
-        if status == 404 and not_found is not None:
-            error = classify_error(status, raw, headers)
-            raise NotFound(not_found, details={"http_status": 404, **error.details})
-        raise classify_error(status, raw, headers, what=what)
 
 
 def build_text_body(message: OutboundMessage) -> dict[str, Any]:
@@ -427,16 +361,15 @@ def classify_error(
     and ``details`` carries ``error.details``, ``href`` and ``support`` when the body is a
     WHAPI error object; other bodies (an HTML page from a proxy) are quoted briefly.
     """
-    retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
-    error = _whapi_error(body)
+    error = error_object(body)
     details: dict[str, Any] = {}
     code: int | str | None = None
     if error is None:
-        text = f"HTTP {http_status} {_describe_body(body)}"
+        text = f"HTTP {http_status} {describe_body(body)}"
     else:
-        code = _error_code(error.get("code"))
-        text = _first_text(error, "message") or f"HTTP {http_status}"
-        extra = _first_text(error, "details")
+        code = error_code(error.get("code"))
+        text = first_text(error, "message") or f"HTTP {http_status}"
+        extra = first_text(error, "details")
         if extra and extra != text:
             text += f" ({extra})"
         for key in ("details", "href", "support"):
@@ -446,13 +379,11 @@ def classify_error(
     hint = _HINTS.get(http_status)
     if hint:
         message += f". {hint}"
-    retryable = http_status >= 500 or http_status in (408, 429)
-    error_class = RetryableProviderError if retryable else PermanentProviderError
-    return error_class(
+    return error_for_status(
+        http_status,
         message,
-        provider_code=code,
-        http_status=http_status,
-        retry_after=retry_after,
+        code=code,
+        retry_after=retry_after(headers, now=now),
         details=details or None,
     )
 
@@ -485,7 +416,7 @@ def _parse_sent_message(status: int, raw: bytes) -> SendResult:
     ):
         raise ProviderOutcomeUnknown(
             f"WHAPI answered HTTP {status} without a sent message id: "
-            f"{_snippet(raw.decode('utf-8', errors='replace'))}",
+            f"{snippet(raw.decode('utf-8', errors='replace'))}",
             http_status=status,
         )
     assert isinstance(message, dict)  # implied by message_id being a string
@@ -526,81 +457,6 @@ def _non_negative_int(raw: Any) -> int | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
     return int(raw) if raw >= 0 else None
-
-
-def _unexpected_body(what: str, payload: Any) -> RetryableProviderError:
-    # A 2xx we cannot read is most likely a proxy or a half-deployed WHAPI: nothing was
-    # changed by a read, so trying again later is safe.
-    if isinstance(payload, bytes | bytearray):
-        text = bytes(payload).decode("utf-8", errors="replace")
-    else:
-        text = json.dumps(payload, default=str)
-    return RetryableProviderError(
-        f"WHAPI {what} answered with an unexpected body: {_snippet(text)}"
-    )
-
-
-def _whapi_error(body: bytes | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    decoded: Any = body
-    if isinstance(body, bytes | bytearray):
-        try:
-            decoded = json.loads(body)
-        except ValueError:
-            return None
-    if not isinstance(decoded, Mapping):
-        return None
-    error = decoded.get("error")
-    return error if isinstance(error, Mapping) else None
-
-
-def _error_code(raw: Any) -> int | str | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and raw.strip():
-        text = raw.strip()
-        return int(text) if text.isdigit() else text
-    return None
-
-
-def _first_text(mapping: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = mapping.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
-
-
-def _header(headers: Mapping[str, str] | None, lowercase_name: str) -> str | None:
-    # A linear scan so plain dicts behave like aiohttp's case-insensitive headers.
-    if headers is None:
-        return None
-    for key, value in headers.items():
-        if key.lower() == lowercase_name:
-            return value
-    return None
-
-
-def _describe_body(body: bytes | Mapping[str, Any] | None) -> str:
-    if body is None or body == b"":
-        return "with no body"
-    if isinstance(body, Mapping):
-        return f"without an error object: {_snippet(json.dumps(body, default=str))}"
-    return f"without an error object: {_snippet(bytes(body).decode('utf-8', errors='replace'))}"
-
-
-def _snippet(text: str) -> str:
-    collapsed = " ".join(text.split())
-    if len(collapsed) > _SNIPPET_CHARS:
-        collapsed = collapsed[:_SNIPPET_CHARS] + "..."
-    return repr(collapsed)
-
-
-def _describe(exc: BaseException) -> str:
-    # TimeoutError() has an empty message; the class name is the useful part.
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def own_number_in(participants: Iterable[GroupParticipant], own_phone: str) -> bool:
