@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
 
 
@@ -101,6 +102,19 @@ class GroupPage:
     groups: tuple[GroupInfo, ...]
     total: int
     offset: int
+
+
+def check_page(offset: int, size: int, *, size_field: str, max_size: int) -> None:
+    """Raises ``ValidationError`` unless ``size`` is in 1..``max_size`` and ``offset`` is
+    not negative; ``size_field`` names the size argument (``count``, ``limit``)."""
+    # Checked before any request: the provider would refuse the page anyway, and the
+    # caller's mistake should read as ours, not as a provider error.
+    if not 1 <= size <= max_size:
+        raise ValidationError(
+            f"{size_field} must be in 1..{max_size}, got {size}", details={"field": size_field}
+        )
+    if offset < 0:
+        raise ValidationError(f"offset must be >= 0, got {offset}", details={"field": "offset"})
 
 
 class GroupDirectory(Protocol):

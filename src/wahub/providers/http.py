@@ -124,15 +124,18 @@ class ProviderHttp:
         *,
         what: str,
         classify: ReadClassifier,
+        parse: Callable[[Any], T],
         params: Mapping[str, str] | None = None,
         not_found: str | None = None,
-    ) -> Any:
-        """GET ``path`` and decode the JSON answer, or raise the matching error.
+    ) -> T:
+        """GET ``path``; ``parse`` of the decoded JSON answer, or the matching error.
 
+        ``parse`` raises ``ValueError`` when the answer is not the documented shape.
         Reads change nothing at the provider, so a timeout or a reset at any point is
         simply retryable (unlike a send, where it leaves the outcome unknown), and so is
-        a 2xx that is not JSON. A 404 raises ``NotFound(not_found)`` when ``not_found``
-        is given; every other error status is ``classify``'s.
+        a 2xx that is not JSON or not the documented shape. A 404 raises
+        ``NotFound(not_found)`` when ``not_found`` is given; every other error status is
+        ``classify``'s.
         """
         try:
             async with self._request("GET", path, params=params) as response:
@@ -145,26 +148,18 @@ class ProviderHttp:
             ) from exc
         if 200 <= status < 300:
             try:
-                return json.loads(raw)
-            except ValueError:
-                raise self.unexpected_body(what, raw) from None
+                return parse(json.loads(raw))
+            except ValueError as exc:
+                # Most likely a proxy or a half-deployed provider: a read changed
+                # nothing, so trying again later is safe.
+                raise RetryableProviderError(
+                    f"{self._provider} {what} answered with an unexpected body: "
+                    f"{snippet(raw.decode('utf-8', errors='replace'))}"
+                ) from exc
         if status == 404 and not_found is not None:
             error = classify(status, raw, headers, what=what)
             raise NotFound(not_found, details={"http_status": 404, **error.details})
         raise classify(status, raw, headers, what=what)
-
-    def unexpected_body(self, what: str, payload: Any) -> RetryableProviderError:
-        """The error for a 2xx answer to the read ``what`` that is not the documented
-        shape; ``payload`` is the raw body or the decoded JSON."""
-        # Most likely a proxy or a half-deployed provider: a read changed nothing, so
-        # trying again later is safe.
-        if isinstance(payload, bytes | bytearray):
-            text = bytes(payload).decode("utf-8", errors="replace")
-        else:
-            text = json.dumps(payload, default=str)
-        return RetryableProviderError(
-            f"{self._provider} {what} answered with an unexpected body: {snippet(text)}"
-        )
 
     async def send(
         self,

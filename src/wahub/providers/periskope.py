@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -33,7 +34,7 @@ from wahub.domain.errors import (
     ValidationError,
 )
 from wahub.domain.phones import GROUP_SUFFIX, PERSON_SUFFIX, canonical_chat_id
-from wahub.providers.base import ChatInfo, ChatPage
+from wahub.providers.base import ChatInfo, ChatPage, check_page
 from wahub.providers.http import SNIPPET_CHARS, ProviderHttp, retry_after, retryable_status
 
 __all__ = [
@@ -116,17 +117,13 @@ class PeriskopeChatDirectory:
         ``PermanentProviderError`` for other refusals (401, 403, 400).
         """
         provider_id = periskope_chat_id(chat_id, default_region=self._region)
-        what = "GET /chats/{chat_id}"
-        payload = await self._http.get_json(
+        return await self._http.get_json(
             f"/chats/{quote(provider_id, safe='@.')}",
-            what=what,
+            what="GET /chats/{chat_id}",
             classify=classify_error,
+            parse=partial(parse_chat, default_region=self._region),
             not_found=f"Periskope has no chat {provider_id}",
         )
-        try:
-            return parse_chat(payload, default_region=self._region)
-        except ValueError as exc:
-            raise self._http.unexpected_body(what, payload) from exc
 
     async def list_chats(self, *, offset: int = 0, limit: int = 100) -> ChatPage:
         """One page of the directory (``GET /chats?offset=&limit=``).
@@ -139,38 +136,14 @@ class PeriskopeChatDirectory:
         Raises ``ValidationError`` for a limit outside 1..2000 or a negative offset;
         otherwise as ``get_chat``.
         """
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise ValidationError(
-                f"limit must be in 1..{MAX_PAGE_SIZE}, got {limit}", details={"field": "limit"}
-            )
-        if offset < 0:
-            raise ValidationError(f"offset must be >= 0, got {offset}", details={"field": "offset"})
-        what = "GET /chats"
-        payload = await self._http.get_json(
+        check_page(offset, limit, size_field="limit", max_size=MAX_PAGE_SIZE)
+        return await self._http.get_json(
             "/chats",
             params={"offset": str(offset), "limit": str(limit)},
-            what=what,
+            what="GET /chats",
             classify=classify_error,
+            parse=partial(_chat_page, offset=offset, limit=limit, default_region=self._region),
         )
-        raw_chats = payload.get("chats") if isinstance(payload, dict) else None
-        if not isinstance(raw_chats, list):
-            raise self._http.unexpected_body(what, payload)
-        chats: list[ChatInfo] = []
-        for raw in raw_chats:
-            try:
-                chats.append(parse_chat(raw, default_region=self._region))
-            except ValueError:
-                continue
-        count = payload.get("count")
-        returned = len(raw_chats)
-        total: int | None
-        if isinstance(count, int) and not isinstance(count, bool) and count > offset + returned:
-            total = count
-        elif returned >= limit:
-            total = None
-        else:
-            total = offset + returned
-        return ChatPage(chats=tuple(chats), total=total, offset=offset)
 
     async def close(self) -> None:
         """Release what the adapter owns: nothing, the session is the caller's."""
@@ -202,6 +175,30 @@ def parse_chat(raw: Any, *, default_region: str | None = None) -> ChatInfo:
     name = raw.get("chat_name")
     clean = name.strip() if isinstance(name, str) else ""
     return ChatInfo(chat_id=chat_id, name=clean or None, kind="group" if is_group else "person")
+
+
+def _chat_page(payload: Any, *, offset: int, limit: int, default_region: str | None) -> ChatPage:
+    """The ``ChatPage`` of a ``GET /chats`` answer; ``ValueError`` when it has no
+    ``chats`` list. See ``PeriskopeChatDirectory.list_chats`` for ``total``."""
+    raw_chats = payload.get("chats") if isinstance(payload, dict) else None
+    if not isinstance(raw_chats, list):
+        raise ValueError("a page of chats must be an object with a chats list")
+    chats: list[ChatInfo] = []
+    for raw in raw_chats:
+        try:
+            chats.append(parse_chat(raw, default_region=default_region))
+        except ValueError:
+            continue
+    count = payload.get("count")
+    returned = len(raw_chats)
+    total: int | None
+    if isinstance(count, int) and not isinstance(count, bool) and count > offset + returned:
+        total = count
+    elif returned >= limit:
+        total = None
+    else:
+        total = offset + returned
+    return ChatPage(chats=tuple(chats), total=total, offset=offset)
 
 
 def classify_error(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -40,6 +41,7 @@ from wahub.providers.base import (
     GroupParticipant,
     OutboundMessage,
     SendResult,
+    check_page,
 )
 from wahub.providers.http import (
     ProviderHttp,
@@ -165,36 +167,13 @@ class WhapiProvider:
         ``RetryableProviderError`` for 429, 5xx, timeouts, connection failures and
         unreadable answers, ``PermanentProviderError`` for other refusals (401, 403...).
         """
-        if not 1 <= count <= MAX_PAGE_SIZE:
-            raise ValidationError(
-                f"count must be in 1..{MAX_PAGE_SIZE}, got {count}", details={"field": "count"}
-            )
-        if offset < 0:
-            raise ValidationError(f"offset must be >= 0, got {offset}", details={"field": "offset"})
-        what = "GET /groups"
-        payload = await self._http.get_json(
+        check_page(offset, count, size_field="count", max_size=MAX_PAGE_SIZE)
+        return await self._http.get_json(
             "/groups",
             params={"count": str(count), "offset": str(offset)},
-            what=what,
+            what="GET /groups",
             classify=classify_error,
-        )
-        if not isinstance(payload, dict) or not isinstance(payload.get("groups", []), list):
-            raise self._http.unexpected_body(what, payload)
-        groups: list[GroupInfo] = []
-        for raw_group in payload.get("groups", []):
-            try:
-                groups.append(parse_group(raw_group, own_phone=self._own_digits))
-            except ValueError:
-                continue
-        total = _non_negative_int(payload.get("total"))
-        if total is None:
-            returned = len(payload.get("groups", []))
-            total = offset + returned + (1 if returned >= count else 0)
-        page_offset = _non_negative_int(payload.get("offset"))
-        return GroupPage(
-            groups=tuple(groups),
-            total=total,
-            offset=offset if page_offset is None else page_offset,
+            parse=partial(_group_page, offset=offset, count=count, own_phone=self._own_digits),
         )
 
     async def get_group(self, chat_id: str) -> GroupInfo:
@@ -207,17 +186,13 @@ class WhapiProvider:
         group_id = chat_id.strip()
         if "@" not in group_id:
             group_id += GROUP_SUFFIX
-        what = "GET /groups/{GroupID}"
-        payload = await self._http.get_json(
+        return await self._http.get_json(
             f"/groups/{quote(group_id, safe='@')}",
-            what=what,
+            what="GET /groups/{GroupID}",
             classify=classify_error,
+            parse=partial(parse_group, own_phone=self._own_digits),
             not_found=f"WHAPI has no group {group_id}",
         )
-        try:
-            return parse_group(payload, own_phone=self._own_digits)
-        except ValueError as exc:
-            raise self._http.unexpected_body(what, payload) from exc
 
     async def lids_for(self, phones: Sequence[str]) -> dict[str, str]:
         """The linked ids (``…@lid``) of ``phones`` (``GET /contacts/lids``).
@@ -237,22 +212,13 @@ class WhapiProvider:
             by_digits.setdefault(digits, phone)
         if not by_digits:
             return {}
-        what = "GET /contacts/lids"
-        payload = await self._http.get_json(
+        return await self._http.get_json(
             "/contacts/lids",
             params={"ContactIDList": ",".join(by_digits)},
-            what=what,
+            what="GET /contacts/lids",
             classify=classify_error,
+            parse=partial(_lids, by_digits=by_digits),
         )
-        if not isinstance(payload, dict):
-            raise self._http.unexpected_body(what, payload)
-        found: dict[str, str] = {}
-        for key, value in payload.items():
-            lid = value.get("lid") if isinstance(value, dict) else None
-            asked = by_digits.get(re.sub(r"\D", "", str(key)))
-            if asked is not None and isinstance(lid, str) and lid:
-                found[asked] = lid if lid.endswith(LID_SUFFIX) else lid + LID_SUFFIX
-        return found
 
     async def close(self) -> None:
         """Release what the provider owns: nothing, the session is the caller's."""
@@ -426,6 +392,43 @@ def _parse_sent_message(status: int, raw: bytes) -> SendResult:
     if isinstance(chat_id, str) and chat_id.endswith("@s.whatsapp.net"):
         wa_id = chat_id[: -len("@s.whatsapp.net")] or None
     return SendResult(provider_message_id=message_id, wa_id=wa_id)
+
+
+def _group_page(payload: Any, *, offset: int, count: int, own_phone: str | None) -> GroupPage:
+    """The ``GroupPage`` of a ``GET /groups`` answer; ``ValueError`` when it has no
+    ``groups`` list. See ``WhapiProvider.list_groups`` for ``total``."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("groups", []), list):
+        raise ValueError("a page of groups must be an object with a groups list")
+    groups: list[GroupInfo] = []
+    for raw_group in payload.get("groups", []):
+        try:
+            groups.append(parse_group(raw_group, own_phone=own_phone))
+        except ValueError:
+            continue
+    total = _non_negative_int(payload.get("total"))
+    if total is None:
+        returned = len(payload.get("groups", []))
+        total = offset + returned + (1 if returned >= count else 0)
+    page_offset = _non_negative_int(payload.get("offset"))
+    return GroupPage(
+        groups=tuple(groups),
+        total=total,
+        offset=offset if page_offset is None else page_offset,
+    )
+
+
+def _lids(payload: Any, *, by_digits: Mapping[str, str]) -> dict[str, str]:
+    """The phones of ``by_digits`` (digits -> phone as asked) that a ``GET /contacts/lids``
+    answer has a LID for, mapped to it; ``ValueError`` when the answer is not an object."""
+    if not isinstance(payload, dict):
+        raise ValueError("the lids answer must be an object")
+    found: dict[str, str] = {}
+    for key, value in payload.items():
+        lid = value.get("lid") if isinstance(value, dict) else None
+        asked = by_digits.get(re.sub(r"\D", "", str(key)))
+        if asked is not None and isinstance(lid, str) and lid:
+            found[asked] = lid if lid.endswith(LID_SUFFIX) else lid + LID_SUFFIX
+    return found
 
 
 def _participants(raw: Any) -> tuple[GroupParticipant, ...]:
