@@ -141,12 +141,6 @@ async def meta() -> AsyncIterator[FakeMeta]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def provider(
     session: aiohttp.ClientSession, base_url: str, phone_number_id: str, timeout_s: float = 5.0
 ) -> CloudApiProvider:
@@ -160,9 +154,9 @@ def provider(
 
 
 async def test_success_returns_the_wamid_and_wa_id(
-    meta: FakeMeta, session: aiohttp.ClientSession
+    meta: FakeMeta, http: aiohttp.ClientSession
 ) -> None:
-    result = await provider(session, meta.base_url, "ok").send(MESSAGE)
+    result = await provider(http, meta.base_url, "ok").send(MESSAGE)
 
     assert result == SendResult(
         provider_message_id=SUCCESS["messages"][0]["id"],  # type: ignore[index]
@@ -171,9 +165,9 @@ async def test_success_returns_the_wamid_and_wa_id(
 
 
 async def test_request_has_the_path_auth_header_and_body(
-    meta: FakeMeta, session: aiohttp.ClientSession
+    meta: FakeMeta, http: aiohttp.ClientSession
 ) -> None:
-    await provider(session, meta.base_url, "ok").send(MESSAGE)
+    await provider(http, meta.base_url, "ok").send(MESSAGE)
 
     [(path, headers, body)] = meta.requests
     assert path == "/v21.0/ok/messages"
@@ -191,68 +185,68 @@ async def test_request_has_the_path_auth_header_and_body(
 
 
 async def test_throughput_limit_with_http_400_is_retryable(
-    meta: FakeMeta, session: aiohttp.ClientSession
+    meta: FakeMeta, http: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(RetryableProviderError) as raised:
-        await provider(session, meta.base_url, "throttled").send(MESSAGE)
+        await provider(http, meta.base_url, "throttled").send(MESSAGE)
 
     assert raised.value.provider_code == 130429
     assert raised.value.http_status == 400
     assert raised.value.details["fbtrace_id"] == "Az8or2yhqkZfEZ-_4Qn_Bam"
 
 
-async def test_undeliverable_is_permanent(meta: FakeMeta, session: aiohttp.ClientSession) -> None:
+async def test_undeliverable_is_permanent(meta: FakeMeta, http: aiohttp.ClientSession) -> None:
     with pytest.raises(PermanentProviderError) as raised:
-        await provider(session, meta.base_url, "undeliverable").send(MESSAGE)
+        await provider(http, meta.base_url, "undeliverable").send(MESSAGE)
 
     assert raised.value.message.startswith("Cloud API error 131026: Message undeliverable")
 
 
-async def test_429_honours_retry_after(meta: FakeMeta, session: aiohttp.ClientSession) -> None:
+async def test_429_honours_retry_after(meta: FakeMeta, http: aiohttp.ClientSession) -> None:
     with pytest.raises(RetryableProviderError) as raised:
-        await provider(session, meta.base_url, "busy").send(MESSAGE)
+        await provider(http, meta.base_url, "busy").send(MESSAGE)
 
     assert raised.value.retry_after == 7.0
     assert raised.value.provider_code == 4
 
 
-async def test_500_is_retryable(meta: FakeMeta, session: aiohttp.ClientSession) -> None:
+async def test_500_is_retryable(meta: FakeMeta, http: aiohttp.ClientSession) -> None:
     with pytest.raises(RetryableProviderError) as raised:
-        await provider(session, meta.base_url, "boom").send(MESSAGE)
+        await provider(http, meta.base_url, "boom").send(MESSAGE)
 
     assert raised.value.http_status == 500
 
 
 async def test_non_json_502_is_retryable_with_a_readable_message(
-    meta: FakeMeta, session: aiohttp.ClientSession
+    meta: FakeMeta, http: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(RetryableProviderError) as raised:
-        await provider(session, meta.base_url, "html").send(MESSAGE)
+        await provider(http, meta.base_url, "html").send(MESSAGE)
 
     assert "HTTP 502 with a non-JSON body" in raised.value.message
     assert "Bad Gateway" in raised.value.message
 
 
 async def test_success_without_message_id_is_outcome_unknown(
-    meta: FakeMeta, session: aiohttp.ClientSession
+    meta: FakeMeta, http: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(ProviderOutcomeUnknown, match=r"messages\[0\]\.id"):
-        await provider(session, meta.base_url, "no_id").send(MESSAGE)
+        await provider(http, meta.base_url, "no_id").send(MESSAGE)
 
 
-async def test_redirect_is_not_followed(meta: FakeMeta, session: aiohttp.ClientSession) -> None:
+async def test_redirect_is_not_followed(meta: FakeMeta, http: aiohttp.ClientSession) -> None:
     with pytest.raises(PermanentProviderError) as raised:
-        await provider(session, meta.base_url, "redirect").send(MESSAGE)
+        await provider(http, meta.base_url, "redirect").send(MESSAGE)
 
     assert raised.value.http_status == 307
     assert len(meta.requests) == 1
 
 
 async def test_timeout_after_sending_is_outcome_unknown(
-    meta: FakeMeta, session: aiohttp.ClientSession
+    meta: FakeMeta, http: aiohttp.ClientSession
 ) -> None:
     with pytest.raises(ProviderOutcomeUnknown):
-        await provider(session, meta.base_url, "slow", timeout_s=0.3).send(MESSAGE)
+        await provider(http, meta.base_url, "slow", timeout_s=0.3).send(MESSAGE)
 
     assert len(meta.requests) == 1, "the request did reach the server"
 
@@ -273,13 +267,13 @@ async def test_no_free_connection_in_time_is_retryable(meta: FakeMeta) -> None:
     assert [path for path, _, _ in meta.requests] == ["/v21.0/slow/messages"]
 
 
-async def test_connection_refused_is_retryable(session: aiohttp.ClientSession) -> None:
+async def test_connection_refused_is_retryable(http: aiohttp.ClientSession) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
 
     with pytest.raises(RetryableProviderError, match="not sent"):
-        await provider(session, f"http://127.0.0.1:{closed_port}", "ok").send(MESSAGE)
+        await provider(http, f"http://127.0.0.1:{closed_port}", "ok").send(MESSAGE)
 
 
 class FailingResolver(AbstractResolver):
@@ -300,7 +294,7 @@ async def test_dns_failure_is_retryable() -> None:
 
 
 async def test_connection_closed_after_the_request_is_outcome_unknown(
-    session: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
 ) -> None:
     received = asyncio.Event()
 
@@ -313,15 +307,15 @@ async def test_connection_closed_after_the_request_is_outcome_unknown(
     port = server.sockets[0].getsockname()[1]
     async with server:
         with pytest.raises(ProviderOutcomeUnknown):
-            await provider(session, f"http://127.0.0.1:{port}", "ok").send(MESSAGE)
+            await provider(http, f"http://127.0.0.1:{port}", "ok").send(MESSAGE)
 
     assert received.is_set()
 
 
-async def test_close_leaves_the_callers_session_open(session: aiohttp.ClientSession) -> None:
-    await provider(session, "http://127.0.0.1:1", "ok").close()
+async def test_close_leaves_the_callers_session_open(http: aiohttp.ClientSession) -> None:
+    await provider(http, "http://127.0.0.1:1", "ok").close()
 
-    assert not session.closed
+    assert not http.closed
 
 
 @pytest.mark.parametrize(
@@ -335,12 +329,12 @@ async def test_close_leaves_the_callers_session_open(session: aiohttp.ClientSess
     ids=["empty-id", "empty-token", "relative-url", "zero-timeout"],
 )
 async def test_bad_configuration_is_refused_at_construction(
-    session: aiohttp.ClientSession, kwargs: dict[str, Any]
+    http: aiohttp.ClientSession, kwargs: dict[str, Any]
 ) -> None:
     config: dict[str, Any] = {
         "phone_number_id": "1",
         "access_token": TOKEN,
-        "session": session,
+        "session": http,
         **kwargs,
     }
 
@@ -348,5 +342,5 @@ async def test_bad_configuration_is_refused_at_construction(
         CloudApiProvider(**config)
 
 
-async def test_repr_does_not_leak_the_token(session: aiohttp.ClientSession) -> None:
-    assert TOKEN not in repr(provider(session, "http://127.0.0.1:1", "ok"))
+async def test_repr_does_not_leak_the_token(http: aiohttp.ClientSession) -> None:
+    assert TOKEN not in repr(provider(http, "http://127.0.0.1:1", "ok"))

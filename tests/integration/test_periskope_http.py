@@ -3,12 +3,13 @@ single chats, id translation, and every error class the port promises."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
+from paging import every_item
 from wahub.domain.errors import NotFound, PermanentProviderError, RetryableProviderError
 from wahub.providers.base import ChatInfo
 from wahub.providers.periskope import PeriskopeChatDirectory
@@ -22,25 +23,18 @@ from wahub.providers.sandbox import (
 API_KEY = SandboxConfig().periskope_api_key
 ORG_PHONE = SandboxConfig().periskope_org_phone
 
+StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 Start = Callable[..., Awaitable[tuple[Sandbox, PeriskopeChatDirectory]]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def start(http: aiohttp.ClientSession) -> AsyncIterator[Start]:
-    started: list[Sandbox] = []
+def start(http: aiohttp.ClientSession, start_sandbox: StartSandbox) -> Start:
+    """Start a sandbox with the given knobs and a directory for its Periskope phone."""
 
     async def go(
         *, api_key: str | None = API_KEY, org_phone: str = ORG_PHONE, **knobs: Any
     ) -> tuple[Sandbox, PeriskopeChatDirectory]:
-        sandbox = Sandbox(SandboxConfig(**knobs))
-        url = await sandbox.start()
-        started.append(sandbox)
+        sandbox, url = await start_sandbox(**knobs)
         directory = PeriskopeChatDirectory(
             api_key=api_key or "unused",
             org_phone=org_phone,
@@ -50,21 +44,13 @@ async def start(http: aiohttp.ClientSession) -> AsyncIterator[Start]:
         )
         return sandbox, directory
 
-    yield go
-    for sandbox in started:
-        await sandbox.stop()
+    return go
 
 
 async def every_chat(directory: PeriskopeChatDirectory, limit: int) -> list[ChatInfo]:
-    chats: list[ChatInfo] = []
-    offset = 0
-    while True:
-        page = await directory.list_chats(offset=offset, limit=limit)
-        assert page.offset == offset
-        chats.extend(page.chats)
-        offset += len(page.chats)
-        if not page.chats or (page.total is not None and offset >= page.total):
-            return chats
+    return await every_item(
+        lambda offset: directory.list_chats(offset=offset, limit=limit), lambda page: page.chats
+    )
 
 
 @pytest.mark.parametrize("limit", [1000, 100, 7])

@@ -91,28 +91,6 @@ StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def start_sandbox() -> AsyncIterator[StartSandbox]:
-    """Start a sandbox with the given knobs; every one started is stopped afterwards."""
-    started: list[Sandbox] = []
-
-    async def start(**knobs: Any) -> tuple[Sandbox, str]:
-        sandbox = Sandbox(SandboxConfig(**knobs))
-        url = await sandbox.start()
-        started.append(sandbox)
-        return sandbox, url
-
-    yield start
-    for sandbox in started:
-        await sandbox.stop()
-
-
-@pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     hub = WebhookReceiver()
     yield hub

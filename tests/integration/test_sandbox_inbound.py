@@ -77,12 +77,6 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def sandbox(receiver: Receiver) -> AsyncIterator[tuple[Sandbox, str]]:
     hook = await receiver.start()
     config = SandboxConfig(

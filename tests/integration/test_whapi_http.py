@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
+from paging import every_item
 from wahub.domain.errors import (
     NotFound,
     PermanentProviderError,
@@ -31,19 +32,13 @@ from wahub.providers.whapi import WhapiProvider
 TOKEN = SandboxConfig().whapi_token
 OWN_PHONE = "+" + SandboxConfig().whapi_own_phone
 
+StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 Start = Callable[..., Awaitable[tuple[Sandbox, WhapiProvider]]]
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def start(http: aiohttp.ClientSession) -> AsyncIterator[Start]:
+def start(http: aiohttp.ClientSession, start_sandbox: StartSandbox) -> Start:
     """Start a sandbox with the given knobs and a provider for its WHAPI channel."""
-    started: list[Sandbox] = []
 
     async def go(
         *,
@@ -52,9 +47,7 @@ async def start(http: aiohttp.ClientSession) -> AsyncIterator[Start]:
         timeout_s: float = 10.0,
         **knobs: Any,
     ) -> tuple[Sandbox, WhapiProvider]:
-        sandbox = Sandbox(SandboxConfig(**knobs))
-        url = await sandbox.start()
-        started.append(sandbox)
+        sandbox, url = await start_sandbox(**knobs)
         provider = WhapiProvider(
             token=token or "unused",
             session=http,
@@ -64,21 +57,13 @@ async def start(http: aiohttp.ClientSession) -> AsyncIterator[Start]:
         )
         return sandbox, provider
 
-    yield go
-    for sandbox in started:
-        await sandbox.stop()
+    return go
 
 
 async def all_groups(provider: WhapiProvider, count: int) -> list[GroupInfo]:
-    groups: list[GroupInfo] = []
-    offset = 0
-    while True:
-        page = await provider.list_groups(offset=offset, count=count)
-        assert page.offset == offset
-        groups.extend(page.groups)
-        offset += len(page.groups)
-        if not page.groups or offset >= page.total:
-            return groups
+    return await every_item(
+        lambda offset: provider.list_groups(offset=offset, count=count), lambda page: page.groups
+    )
 
 
 def text(body: str, recipient: str, **fields: Any) -> OutboundMessage:

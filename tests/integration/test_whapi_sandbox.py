@@ -4,7 +4,7 @@ rate limit, failure injection, and the control routes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -15,28 +15,7 @@ from wahub.providers.sandbox import DEFAULT_GROUP_COUNT, Sandbox, SandboxConfig,
 TOKEN = SandboxConfig().whapi_token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-StartSandbox = Callable[..., Awaitable[Sandbox]]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def start_sandbox() -> AsyncIterator[StartSandbox]:
-    started: list[Sandbox] = []
-
-    async def start(**knobs: Any) -> Sandbox:
-        sandbox = Sandbox(SandboxConfig(**knobs))
-        await sandbox.start()
-        started.append(sandbox)
-        return sandbox
-
-    yield start
-    for sandbox in started:
-        await sandbox.stop()
+StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 
 
 async def call(
@@ -63,7 +42,7 @@ def assert_whapi_error(payload: Any, status: int) -> str:
 async def test_groups_list_defaults_and_shape(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(http, "GET", f"{sandbox.url}/whapi/groups")
     assert status == 200
     assert payload["count"] == 100
@@ -102,7 +81,7 @@ async def test_groups_list_defaults_and_shape(
 async def test_bad_page_parameters_are_400(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox, params: dict[str, str], field: str
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(http, "GET", f"{sandbox.url}/whapi/groups", params=params)
     assert status == 400
     assert field in assert_whapi_error(payload, 400)
@@ -116,7 +95,7 @@ async def test_bad_page_parameters_are_400(
 async def test_malformed_group_id_is_400(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox, group_id: str
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(http, "GET", f"{sandbox.url}/whapi/groups/{group_id}")
     assert status == 400
     assert "GroupID" in assert_whapi_error(payload, 400)
@@ -125,7 +104,7 @@ async def test_malformed_group_id_is_400(
 async def test_group_by_id_and_unknown_group(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     old_style = next(g for g in sandbox.whapi.groups if "-" in g["id"])
     status, payload, _ = await call(http, "GET", f"{sandbox.url}/whapi/groups/{old_style['id']}")
     assert (status, payload) == (200, old_style)
@@ -139,7 +118,7 @@ async def test_group_by_id_and_unknown_group(
 async def test_token_by_header_or_query_and_401_otherwise(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     url = f"{sandbox.url}/whapi/groups"
     assert (await call(http, "GET", url, headers=None))[0] == 401
     assert (await call(http, "GET", url, headers={"Authorization": "Bearer nope"}))[0] == 401
@@ -157,7 +136,7 @@ async def test_token_by_header_or_query_and_401_otherwise(
 async def test_send_text_is_answered_and_recorded(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     own = sandbox.config.whapi_own_phone
     body = {"to": "4915112345678", "body": "hello", "quoted": "Q-1", "typing_time": 0}
     status, payload, _ = await call(http, "POST", f"{sandbox.url}/whapi/messages/text", json=body)
@@ -198,7 +177,7 @@ async def test_send_text_is_answered_and_recorded(
 async def test_invalid_send_is_400_and_not_recorded(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox, body: Any, field: str
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(http, "POST", f"{sandbox.url}/whapi/messages/text", json=body)
     assert status == 400
     assert field in assert_whapi_error(payload, 400)
@@ -208,7 +187,7 @@ async def test_invalid_send_is_400_and_not_recorded(
 async def test_send_body_that_is_not_json_is_400(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(
         http, "POST", f"{sandbox.url}/whapi/messages/text", data=b"{nope"
     )
@@ -219,7 +198,7 @@ async def test_send_body_that_is_not_json_is_400(
 async def test_send_to_unknown_group_is_403(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(
         http,
         "POST",
@@ -233,7 +212,7 @@ async def test_send_to_unknown_group_is_403(
 async def test_rate_limit_answers_429_with_retry_after_until_the_window_ends(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox(whapi_rate_limit=3, whapi_rate_window_s=0.3)
+    sandbox, _ = await start_sandbox(whapi_rate_limit=3, whapi_rate_window_s=0.3)
     url = f"{sandbox.url}/whapi/groups"
     statuses = [(await call(http, "GET", url, params={"count": "1"}))[0] for _ in range(3)]
     assert statuses == [200, 200, 200]
@@ -253,7 +232,7 @@ async def test_rate_limit_answers_429_with_retry_after_until_the_window_ends(
 async def test_injected_failures_through_the_config_endpoint(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     failing = sandbox.whapi.groups[2]["id"]
     async with http.post(
         f"{sandbox.url}/_sandbox/config",
@@ -273,7 +252,7 @@ async def test_injected_failures_through_the_config_endpoint(
 
 
 async def test_lids_endpoints(http: aiohttp.ClientSession, start_sandbox: StartSandbox) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     status, payload, _ = await call(
         http,
         "GET",
@@ -298,7 +277,7 @@ async def test_lids_endpoints(http: aiohttp.ClientSession, start_sandbox: StartS
 async def test_control_routes_replace_inspect_and_reset_the_directory(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     default_ids = [g["id"] for g in sandbox.whapi.groups]
     status, payload, _ = await call(
         http, "GET", f"{sandbox.url}/_sandbox/whapi/groups", headers=None
@@ -338,7 +317,7 @@ async def test_control_routes_replace_inspect_and_reset_the_directory(
 async def test_cloud_api_sends_and_whapi_sends_share_the_log(
     http: aiohttp.ClientSession, start_sandbox: StartSandbox
 ) -> None:
-    sandbox = await start_sandbox()
+    sandbox, _ = await start_sandbox()
     cloud = {
         "messaging_product": "whatsapp",
         "to": "4915112345678",
