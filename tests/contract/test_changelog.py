@@ -43,6 +43,21 @@ async def write(env: Any, *statements: Any) -> None:
             await conn.execute(statement)
 
 
+def a_campaign(env: Any, now: float) -> Any:
+    """The campaign ``cp_1`` that the counter rows below belong to."""
+    return insert(campaigns).values(
+        id="cp_1",
+        name="c",
+        channel_id=env.channel_id,
+        status="scheduled",
+        templates=[],
+        audience_source="csv",
+        reply_window_seconds=60.0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def rows_for_every_table(env: Any, now: float) -> list[tuple[str, Any]]:
     """(table, INSERT) of one row for each replicated table, in dependency order."""
     return [
@@ -81,20 +96,7 @@ def rows_for_every_table(env: Any, now: float) -> list[tuple[str, Any]]:
 async def test_every_replicated_table_logs_its_insert_in_the_same_transaction(env: Any) -> None:
     before = await head(env)
     now = time.time()
-    await write(
-        env,
-        insert(campaigns).values(
-            id="cp_1",
-            name="c",
-            channel_id=env.channel_id,
-            status="scheduled",
-            templates=[],
-            audience_source="csv",
-            reply_window_seconds=60.0,
-            created_at=now,
-            updated_at=now,
-        ),
-    )
+    await write(env, a_campaign(env, now))
     statements = rows_for_every_table(env, now)
     await write(env, *(s for _, s in statements))
     message = await env.insert_queued(GROUP)
@@ -198,3 +200,31 @@ async def test_logged_rows_carry_exact_values(env: Any) -> None:
     assert logged_chat["readonly"] is True
     assert logged_chat["is_active"] is True
     assert logged_chat["created_at"] == now
+
+
+async def test_a_counter_row_moved_many_times_in_one_transaction_logs_its_last_state(
+    env: Any,
+) -> None:
+    """A webhook batch moves a campaign's counter row once per status. The states in
+    between were never visible outside the transaction: on PostgreSQL the log carries
+    the row once, as committed; on SQLite (no deferred triggers) every move, the last
+    one as committed. Either way a replica that keeps the newest ends equal."""
+    now = time.time()
+    await write(env, a_campaign(env, now), rows_for_every_table(env, now)[4][1])
+    before = await head(env)
+    stats = campaign_stats.c
+
+    def bump(sent: int) -> Any:
+        key = (stats.campaign_id == "cp_1") & (stats.template_name == "hello")
+        return update(campaign_stats).where(key).values(sent=sent)
+
+    await write(env, *(bump(n) for n in range(1, 6)))
+    await write(env, bump(7), delete(campaign_stats).where(stats.campaign_id == "cp_1"))
+
+    logged = [(c.op, c.data["sent"]) for c in await log_after(env, before)]
+    if env.db.is_sqlite:
+        assert logged == [*(("update", n) for n in range(1, 6)), ("update", 7), ("delete", 7)]
+    else:
+        # The update that a delete followed in its transaction is not logged: the
+        # delete carries the row it removed.
+        assert logged == [("update", 5), ("delete", 7)]
