@@ -49,11 +49,13 @@ DIRECTORY = [
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """Our own pacing well above the sandbox's rate limit, so tests that set a limit
-    meet the provider's 429 instead of being paced below it."""
+    meet the provider's 429 instead of being paced below it. A test may add settings
+    of its own by parametrizing ``settings`` indirectly."""
+    own: dict[str, Any] = getattr(request, "param", {})
     return settings.model_copy(
-        update={"group_sync_rate_per_second": 1000.0, "group_sync_burst": 1000.0}
+        update={"group_sync_rate_per_second": 1000.0, "group_sync_burst": 1000.0, **own}
     )
 
 
@@ -196,6 +198,10 @@ async def test_a_bad_account_is_422_naming_the_field(
 # --- sync ------------------------------------------------------------------------------
 
 
+# Two attempts, not five: the failing group would otherwise wait 1+2+4+8 s to give up.
+@pytest.mark.parametrize(
+    "settings", [{"group_sync_max_attempts": 2}], ids=["two_attempts"], indirect=True
+)
 @pytest.mark.usefixtures("whapi_channel")
 async def test_compat_sync_answers_the_seed_shape_and_a_failing_group_keeps_its_members(
     client: httpx.AsyncClient, headers_for: Headers, sandbox: Sandbox, hub: Hub
