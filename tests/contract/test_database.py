@@ -142,3 +142,15 @@ async def test_read_one_runs_a_whole_read_and_reports_errors(db: Database) -> No
     # Many at once (more than there are read connections): none waits forever.
     results = await asyncio.gather(*(db.read_one(two_queries) for _ in range(50)))
     assert results == [(1, 2)] * 50
+
+
+async def test_transactions_still_roll_back_on_connections_read_one_used(db: Database) -> None:
+    """``read_one`` runs outside a transaction on PostgreSQL; the pooled connection it
+    used must come back transactional, or a failed unit's insert would stay."""
+    for _ in range(20):  # more than the pool holds: every connection has served read_one
+        await asyncio.gather(
+            *(db.read_one(lambda conn: conn.execute(text("SELECT 1")).scalar()) for _ in range(25))
+        )
+        with pytest.raises(RuntimeError):
+            await db.write(failing_after_insert)
+    assert "doomed" not in await user_names(db)

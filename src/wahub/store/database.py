@@ -303,16 +303,22 @@ class Database:
             yield conn
 
     async def read_one(self, fn: Callable[[SyncConnection], T]) -> T:
-        """Run ``fn(connection)`` in a read-only snapshot, in one go.
+        """Run ``fn(connection)``, a short read, in one go.
 
         ``read()`` costs a thread hop to open, one per statement and one to close; for a
         request that is one short query (API key check, lookup by phone, a funnel read)
         those hops are most of its latency on SQLite. Here connect, BEGIN, ``fn`` and
         close run in one hop on a reader thread.
+
+        On PostgreSQL ``fn`` runs outside a transaction: BEGIN and the ROLLBACK that
+        returns the connection to the pool were two of its three round trips (funnel
+        read p50 1.18 -> 0.78 ms, p99 2.8 -> 1.5 ms). Each statement then sees its own
+        snapshot: use ``read()`` when two statements must agree.
         """
         if self._async_engine is not None:
             async with _translate_errors(self.url), self._async_engine.connect() as conn:
-                return await conn.run_sync(fn)
+                alone = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await alone.run_sync(fn)
         loop = asyncio.get_running_loop()
         await self._read_slots.acquire()
         # The slot is given back when the thread is done with the connection, not when
