@@ -5,68 +5,21 @@ rules answer through ``POST /v1/messages``; ``/v1/auto-replies`` is admin-only."
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import httpx
-import orjson
 import pytest
 
-from wahub.features.conversations import InboundPolicy
-from wahub.pipeline.inbox import InboxProcessor
-from wahub.pipeline.wakeup import Wakeup
+from inbound import SENDER, inbound_body, post_and_process
 from wahub.runtime import Hub
 
 Headers = Callable[[str], dict[str, str]]
 
-APP_SECRET = "test-app-secret"  # conftest's settings
-PNID = "106540352242922"  # conftest's channel
-SENDER = "4915110000001"
 TIMEOUT = 10.0
 
 pytestmark = pytest.mark.usefixtures("channel")
-
-
-def inbound_body(wamid: str, body: str, *, name: str = "Kerry") -> bytes:
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550001234", "phone_number_id": PNID},
-        "contacts": [{"profile": {"name": name}, "wa_id": SENDER}],
-        "messages": [
-            {
-                "from": SENDER,
-                "id": wamid,
-                "timestamp": str(int(time.time())),
-                "type": "text",
-                "text": {"body": body},
-            }
-        ],
-    }
-    return orjson.dumps(
-        {
-            "object": "whatsapp_business_account",
-            "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": value}]}],
-        }
-    )
-
-
-async def post_and_process(client: httpx.AsyncClient, hub: Hub, body: bytes) -> None:
-    """Deliver as Meta does (signed), then run the inbox processor once (no workers run
-    in these tests) and wake the realtime fan-out."""
-    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    response = await client.post(
-        "/v1/webhooks/cloudapi",
-        content=body,
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
-    )
-    assert response.status_code == 200, response.text
-    processor = InboxProcessor(hub.db, Wakeup(), policy=InboundPolicy.from_settings(hub.settings))
-    assert await processor.process_batch() == 1
-    hub.realtime.poke()
 
 
 async def test_an_inbound_message_is_a_conversation_admins_list_read_and_mark_read(
