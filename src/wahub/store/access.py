@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from wahub.domain.ids import new_id
 from wahub.store.database import in_one_hop
@@ -84,18 +84,22 @@ def assign_chat_sync(conn: SyncConnection, group_id: str, chat_id: str, now: flo
     )
 
 
-def assigned_chat_ids_sync(conn: SyncConnection, user_id: str) -> list[str]:
-    """Every chat assigned to any employee group the user belongs to."""
-    stmt = (
+def assigned_chats(user_id: str) -> Select[tuple[str]]:
+    """The chats assigned to any employee group the user belongs to, as a statement other
+    queries embed (``chat_id IN (...)``), so every reader applies the same rule."""
+    return (
         select(group_assignments.c.chat_id)
         .join(
             employee_group_members,
             employee_group_members.c.employee_group_id == group_assignments.c.employee_group_id,
         )
         .where(employee_group_members.c.user_id == user_id)
-        .distinct()
     )
-    return [r.chat_id for r in conn.execute(stmt)]
+
+
+def assigned_chat_ids_sync(conn: SyncConnection, user_id: str) -> list[str]:
+    """Every chat assigned to any employee group the user belongs to."""
+    return [r.chat_id for r in conn.execute(assigned_chats(user_id).distinct())]
 
 
 def is_chat_assigned_to_user_sync(conn: SyncConnection, user_id: str, chat_id: str) -> bool:

@@ -414,6 +414,16 @@ notifications = Table(
     Column("read_at", Float),
     Index("ix_notifications_conversation", "conversation_id", "id"),
     Index("ix_notifications_user", "user_id", "id"),
+    # Unread ones only (0010): the unread count /v1/notifications answers with every page
+    # (from the index alone for admins and viewers), the unread filter (newest first, in
+    # the index's order) and read-all touch the few unread rows, not every notification.
+    Index(
+        "ix_notifications_unread",
+        "id",
+        "user_id",
+        sqlite_where=text("read_at IS NULL"),
+        postgresql_where=text("read_at IS NULL"),
+    ),
 )
 
 auto_reply_rules = Table(
