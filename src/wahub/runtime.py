@@ -23,6 +23,7 @@ from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
+from wahub.features.notifications import Notifications
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.intake import WebhookIntake
@@ -81,6 +82,10 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def notifications(self) -> Notifications:
+        return Notifications(self.db)
 
     @cached_property
     def auto_replies(self) -> AutoReplies:

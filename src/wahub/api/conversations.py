@@ -1,8 +1,10 @@
-"""``/v1/conversations`` (the inbox a UI lists) and ``/v1/auto-replies`` (admin rules).
+"""``/v1/conversations`` (the inbox a UI lists), ``/v1/notifications`` (what inbound
+messages told the caller) and ``/v1/auto-replies`` (admin rules).
 
-Conversations are read by every role; agents see the conversations of chats assigned to
-their employee groups and those assigned to them, others get 404. Marking one read
-needs a writer. Auto-reply rules are admin-only.
+Conversations and notifications are read by every role; agents see the conversations
+of chats assigned to their employee groups and those assigned to them, and only those
+conversations' notifications; others get 404. Marking read needs a writer. Auto-reply
+rules are admin-only.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from starlette.responses import Response
 from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
-from wahub.api.serializers import auto_reply_out, conversation_out
+from wahub.api.serializers import auto_reply_out, conversation_out, notification_out
 from wahub.features.conversations import MAX_PAGE
+from wahub.features.notifications import MAX_ID
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -61,6 +64,55 @@ async def get_conversation(
 )
 async def mark_conversation_read(conversation_id: str, hub: HubDep, actor: WriterDep) -> Response:
     return JsonResponse(conversation_out(await hub.conversations.mark_read(actor, conversation_id)))
+
+
+@router.get(
+    "/notifications",
+    tags=["notifications"],
+    summary="The caller's notifications, newest first, and how many are unread",
+)
+async def list_notifications(
+    hub: HubDep,
+    actor: ActorDep,
+    unread: Annotated[bool, Query(description="Only unread notifications.")] = False,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="next_before of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> Response:
+    page = await hub.notifications.list_page(actor, unread_only=unread, before=before, limit=limit)
+    return JsonResponse(
+        {
+            "data": [notification_out(r) for r in page.rows],
+            "next_before": page.next_before,
+            "unread_count": page.unread_count,
+        }
+    )
+
+
+@router.post(
+    "/notifications/read-all",
+    tags=["notifications"],
+    summary="Mark every notification the caller sees read (of one conversation, if given)",
+)
+async def mark_all_notifications_read(
+    hub: HubDep,
+    actor: WriterDep,
+    conversation_id: Annotated[
+        str | None, Query(description="Only this conversation's notifications.")
+    ] = None,
+) -> Response:
+    marked = await hub.notifications.mark_all_read(actor, conversation_id=conversation_id)
+    return JsonResponse({"marked": marked})
+
+
+@router.post(
+    "/notifications/{notification_id}/read",
+    tags=["notifications"],
+    summary="Mark a notification read (a second time keeps the first read_at)",
+)
+async def mark_notification_read(notification_id: int, hub: HubDep, actor: WriterDep) -> Response:
+    return JsonResponse(notification_out(await hub.notifications.mark_read(actor, notification_id)))
 
 
 class _Body(BaseModel):

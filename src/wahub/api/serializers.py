@@ -355,6 +355,21 @@ def conversation_out(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def notification_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A notification; ``user_id`` None means everyone who sees the conversation."""
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "conversation_id": row["conversation_id"],
+        "message_id": row["message_id"],
+        "user_id": row["user_id"],
+        "title": row["title"],
+        "body": row["body"],
+        "created_at": iso(row["created_at"]),
+        "read_at": iso(row["read_at"]),
+    }
+
+
 def auto_reply_out(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
