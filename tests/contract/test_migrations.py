@@ -169,3 +169,82 @@ async def test_an_unreachable_postgresql_host_is_one_line_naming_the_host() -> N
     message = caught.value.message
     assert "127.0.0.1" in message, message
     assert "\n" not in message, "one line, no traceback"
+
+
+async def test_messages_stored_before_search_existed_are_found_after_upgrading(
+    database_url: str,
+) -> None:
+    """Revision 0005 indexes the messages an older wahub stored, with their chat's name:
+    without its backfill an upgraded installation would search only new messages."""
+    from sqlalchemy import JSON, column, insert, table
+
+    from wahub.features.access import AccessControl
+    from wahub.features.search import MessageSearch, SearchQuery
+
+    # Tables as revision 0004 left them, with only the columns this test fills.
+    channels_0004 = table(
+        "channels",
+        *(column(c) for c in ("id", "kind", "name", "base_url", "created_at")),
+        column("credentials", JSON),
+    )
+    chats_0004 = table("chats", *(column(c) for c in ("chat_id", "kind", "name", "created_at")))
+    messages_0004 = table(
+        "messages",
+        *(
+            column(c)
+            for c in (
+                "id", "channel_id", "chat_id", "direction", "type", "status", "text",
+                "template_name", "ordering_key", "next_attempt_at", "created_at", "updated_at",
+            )
+        ),
+        column("content", JSON),
+    )  # fmt: skip
+    group = "120363000000000777@g.us"
+    db = Database(database_url)
+    try:
+        await upgrade(db, to="0004")
+        async with db.transaction() as conn:
+            await conn.execute(
+                insert(channels_0004).values(
+                    id="ch_old", kind="cloudapi", name="old", base_url="http://127.0.0.1:1",
+                    created_at=1.0, credentials={},
+                )
+            )  # fmt: skip
+            await conn.execute(
+                insert(chats_0004).values(
+                    chat_id=group, kind="group", name="Claims Desk", created_at=1.0
+                )
+            )
+            for n, (text_, template) in enumerate(
+                [("the invoice for March", None), (None, "policy_renewal"), ("hello", None)]
+            ):
+                await conn.execute(
+                    insert(messages_0004).values(
+                        id=f"msg_old{n}", channel_id="ch_old", chat_id=group, direction="in",
+                        type="text" if template is None else "template", status="received",
+                        text=text_, template_name=template, ordering_key=f"old:{n}",
+                        next_attempt_at=1.0, created_at=1.0 + n, updated_at=1.0 + n,
+                        content={"type": "text"},
+                    )
+                )  # fmt: skip
+
+        result = await upgrade(db)
+
+        assert result == {"from": "0004", "to": head_revision()}
+        access = AccessControl(db)
+        admin = await access.authenticate(
+            (await access.create_key(user_name="root", role="admin")).key
+        )
+        search = MessageSearch(db, access)
+
+        async def found(words: str) -> list[str]:
+            hits = await search.search(admin, SearchQuery(q=words))
+            return sorted(str(h.message["id"]) for h in hits)
+
+        assert await found("invoice march") == ["msg_old0"], "old texts are indexed"
+        assert await found("renewal") == ["msg_old1"], "old template names are indexed"
+        assert await found("claims desk") == ["msg_old0", "msg_old1", "msg_old2"], (
+            "old messages carry their chat's name"
+        )
+    finally:
+        await db.dispose()

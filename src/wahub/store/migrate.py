@@ -51,7 +51,7 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
     return any(r.revision == revision for r in script.walk_revisions())
 
 
-def _upgrade(conn: Connection) -> str | None:
+def _upgrade(conn: Connection, to: str = "head") -> str | None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     current = _current_revision(conn)
@@ -64,12 +64,14 @@ def _upgrade(conn: Connection) -> str | None:
         )
     cfg = _config()
     cfg.attributes["connection"] = conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, to)
     return current
 
 
-async def upgrade(db: Database) -> dict[str, Any]:
-    """Bring the schema to head. Returns ``{"from": rev|None, "to": head}``."""
+async def upgrade(db: Database, *, to: str = "head") -> dict[str, Any]:
+    """Bring the schema to head, or to the revision ``to`` (tests build a database as an
+    older wahub left it this way, to check that upgrading it keeps and indexes its rows).
+    Returns ``{"from": rev|None, "to": rev}``."""
     async with db.transaction() as conn:
-        previous = await conn.run_sync(_upgrade)
-    return {"from": previous, "to": head_revision()}
+        previous = await conn.run_sync(_upgrade, to)
+    return {"from": previous, "to": head_revision() if to == "head" else to}
