@@ -1,4 +1,5 @@
-"""The main job, `wahub demo`, at a small size: it must pass its own end-state check."""
+"""The main job, `wahub demo`, at a small size: it must pass its own end-state check,
+outbound messages and the campaign act (CSV with a bad line, replies, exact funnel)."""
 
 from __future__ import annotations
 
@@ -18,5 +19,14 @@ async def test_the_demo_reaches_a_checked_final_state() -> None:
     assert result.sandbox_received == 120, "the sandbox received each message"
     assert result.duplicates == 0
     assert result.lost == 0
+    campaign = result.campaign
+    assert campaign is not None
+    assert campaign.status == "completed"
+    assert (campaign.recipients, campaign.rejected_lines) == (12, 1), "the bad CSV line"
+    assert campaign.totals["queued"] == 12, campaign.totals
+    assert campaign.replies_emitted == 6
+    assert campaign.replies_stored == 6, "each reply stored once, duplicated webhooks or not"
+    assert campaign.totals["replied"] == campaign.repliers == 6, campaign.totals
+    assert campaign.differences == 0, "the funnel equals a recount"
     assert result.ok
     assert "OK" in console.file.getvalue(), "the summary says so"  # type: ignore[attr-defined]
