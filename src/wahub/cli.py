@@ -872,22 +872,53 @@ def bench_stats(
 
 @bench_app.command("ingest")
 def bench_ingest(
-    messages: Annotated[int, typer.Option(min=1, help="Messages per side.")] = 20_000,
-    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds.")] = 3,
+    events: Annotated[
+        int, typer.Option(min=2, help="Status events posted (two per message), duplicates aside.")
+    ] = 20_000,
+    duplicates: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events posted a second time.")
+    ] = 0.2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 32,
+    counters: Annotated[
+        bool,
+        typer.Option(
+            "--counters",
+            help="Instead: status-apply throughput on campaign messages (counters kept) vs "
+            "messages of no campaign, interleaved (--messages, --rounds).",
+        ),
+    ] = False,
+    messages: Annotated[
+        int, typer.Option(min=1, help="With --counters: messages per side.")
+    ] = 20_000,
+    rounds: Annotated[int, typer.Option(min=1, help="With --counters: interleaved rounds.")] = 3,
     database: Annotated[
         str | None,
         typer.Option("--database", "-d", help="As for bench stats."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Status-apply throughput on campaign messages (counters kept) vs messages of no
-    campaign (no counters), interleaved."""
-    from wahub.bench.stats import run_ingest_bench
+    """Signed Cloud API status webhooks over HTTP (one status per request, shuffled, some
+    posted twice) until every event is applied, against a do-nothing endpoint on the same
+    server stack and one-row inserts into the same database. Exits 1 if an event was lost
+    or applied twice."""
+    if counters:
+        from wahub.bench.stats import run_ingest_bench
+
+        result = _run(
+            lambda: run_ingest_bench(messages_count=messages, rounds=rounds, database=database)
+        )
+        _print(result, as_json)
+        return
+    from wahub.bench.webhooks import run_webhook_ingest_bench
 
     result = _run(
-        lambda: run_ingest_bench(messages_count=messages, rounds=rounds, database=database)
+        lambda: run_webhook_ingest_bench(
+            events=events, duplicates=duplicates, concurrency=concurrency, database=database
+        )
     )
     _print(result, as_json)
+    if result["lost"] or result["duplicates_applied"]:
+        raise typer.Exit(1)
 
 
 replicate_app = typer.Typer(

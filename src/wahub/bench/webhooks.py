@@ -1,0 +1,312 @@
+"""``wahub bench ingest``: signed Cloud API status webhooks over HTTP, as Meta sends them.
+
+One status per request (``delivered`` and ``read`` for each of ``events / 2`` messages
+that wait in ``sent``), a share of them posted twice, all in shuffled order, to a
+``wahub serve`` process of its own. The clock stops when every event is processed (the
+inbox drained and each status applied), not merely stored. Two baselines are measured
+in the same run, because this machine's speed drifts:
+
+- ``raw_http_per_s``: the same requests (same bodies, same client, same concurrency)
+  against a do-nothing route served by the same server stack (uvicorn + FastAPI, started
+  the way ``wahub serve`` starts it), in a process of its own: the ceiling of HTTP here;
+- ``raw_insert_per_s``: the same deliveries inserted into the same database's inbox one
+  per transaction with the product's own insert, then removed before the real run.
+
+``ratio = events_per_s / raw_http_per_s``. ``lost`` counts events never applied,
+``duplicates_applied`` events applied more than once, ``duplicates_stored`` repeated
+deliveries that got past the door (each must be refused there by its dedupe key; one
+that slipped through would still be caught by the status history's unique key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from sqlalchemy import Connection as SyncConnection
+from sqlalchemy import delete, distinct, func, insert, select, tuple_
+
+from wahub.embedded import free_port
+from wahub.providers.sandbox.shapes import Account, signature_header, status_webhook_body
+from wahub.store import inbox as inbox_q
+from wahub.store.database import Database
+from wahub.store.migrate import upgrade
+from wahub.store.schema import channels, inbox, message_events, messages
+
+SECRET: Final = "bench-app-secret"
+ACCOUNT: Final = Account(
+    waba_id="102290129340398", display_phone_number="15550009999", phone_number_id="109999"
+)
+STATUSES: Final = ("delivered", "read")
+CHANNEL: Final = "ch_bench_ingest"
+PREFIX: Final = "bi_"
+SLICE: Final = 5_000
+RAW_INSERT_SAMPLE: Final = 3_000
+START_SECONDS: Final = 60.0
+
+
+def _wamid(i: int) -> str:
+    return f"wamid.bench.ingest.{i:09d}"
+
+
+def _phone(i: int) -> str:
+    return f"{49_152_000_000_000 + i}"
+
+
+def _seed(conn: SyncConnection, count: int, now: float) -> None:
+    conn.execute(
+        insert(channels).values(
+            id=CHANNEL,
+            kind="cloudapi",
+            name="bench ingest",
+            phone_number_id=ACCOUNT.phone_number_id,
+            base_url="http://127.0.0.1:9",
+            credentials={},
+            created_at=now,
+        )
+    )
+    for start in range(0, count, SLICE):
+        conn.execute(
+            insert(messages),
+            [
+                {
+                    "id": f"{PREFIX}{i}",
+                    "channel_id": CHANNEL,
+                    "chat_id": f"{_phone(i)}@s.whatsapp.net",
+                    "direction": "out",
+                    "type": "text",
+                    "content": {"type": "text", "text": {"body": "bench"}},
+                    "text": "bench",
+                    "status": "sent",
+                    "provider_message_id": _wamid(i),
+                    "ordering_key": f"{CHANNEL}:{i}",
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    "sent_at": now,
+                }
+                for i in range(start, min(count, start + SLICE))
+            ],
+        )
+
+
+def _requests(count: int, duplicates: float, now: float, seed: int) -> list[tuple[bytes, str]]:
+    """(body, signature) for every event, a share of them twice, shuffled."""
+    events = [
+        status_webhook_body(
+            ACCOUNT,
+            wamid=_wamid(i),
+            status=status,
+            timestamp=int(now) + 1 + n,
+            recipient_id=_phone(i),
+            callback_data=None,
+        )
+        for i in range(count)
+        for n, status in enumerate(STATUSES)
+    ]
+    rng = random.Random(seed)
+    posted = events + rng.sample(events, round(len(events) * duplicates))
+    rng.shuffle(posted)
+    return [(body, signature_header(SECRET, body)) for body in posted]
+
+
+async def _drive(url: str, requests: list[tuple[bytes, str]], concurrency: int) -> float:
+    """POST every request with ``concurrency`` in flight; requests per second. Any answer
+    but 200 stops the bench: an ingest rate that counts refusals means nothing."""
+    queue = iter(requests)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def client() -> None:
+            for body, signature in queue:
+                headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature}
+                async with http.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"POST {url} answered {response.status}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return len(requests) / (time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def _process(args: list[str], url: str, env: dict[str, str]) -> AsyncIterator[str]:
+    """A Python child process serving HTTP at ``url`` (ready once ``/healthz`` is 200)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + START_SECONDS
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(args)} did not start")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _raw_inserts(db: Database, requests: list[tuple[bytes, str]]) -> float:
+    """Inbox inserts per second, one delivery per transaction, then removed again."""
+    sample = requests[:RAW_INSERT_SAMPLE]
+    started = time.perf_counter()
+    for n, (body, signature) in enumerate(sample):
+        async with db.transaction() as conn:
+            await conn.run_sync(
+                lambda sync, body=body, signature=signature, n=n: inbox_q.store_delivery_sync(
+                    sync,
+                    provider="cloudapi",
+                    dedupe_key=f"raw:{n}",
+                    headers={"x-hub-signature-256": signature},
+                    body=body,
+                    now=time.time(),
+                )
+            )
+    rate = len(sample) / (time.perf_counter() - started)
+    async with db.transaction() as conn:
+        await conn.execute(delete(inbox).where(inbox.c.dedupe_key.like("raw:%")))
+    return rate
+
+
+def _progress(conn: SyncConnection) -> tuple[int, int]:
+    """(deliveries stored, deliveries not yet processed)."""
+    stored = conn.execute(select(func.count()).select_from(inbox)).scalar_one()
+    waiting = conn.execute(
+        select(func.count()).select_from(inbox).where(inbox.c.status != "processed")
+    ).scalar_one()
+    return int(stored), int(waiting)
+
+
+def _applied(conn: SyncConnection) -> tuple[int, int, int]:
+    """(status events applied, distinct (message, status) among them, messages read)."""
+    webhook = message_events.c.source == "webhook"
+    rows = conn.execute(select(func.count()).select_from(message_events).where(webhook))
+    distinct_events = conn.execute(
+        select(
+            func.count(distinct(tuple_(message_events.c.message_id, message_events.c.status)))
+        ).where(webhook)
+        if conn.dialect.name == "postgresql"
+        else select(func.count()).select_from(
+            select(message_events.c.message_id, message_events.c.status)
+            .where(webhook)
+            .distinct()
+            .subquery()
+        )
+    )
+    read = conn.execute(
+        select(func.count()).select_from(messages).where(messages.c.status == "read")
+    )
+    return int(rows.scalar_one()), int(distinct_events.scalar_one()), int(read.scalar_one())
+
+
+async def _until_processed(db: Database, events: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        async with db.read() as conn:
+            stored, waiting = await conn.run_sync(_progress)
+        if stored >= events and waiting == 0:
+            return
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def _database(database: str | None) -> AsyncIterator[str]:
+    if database is None:
+        with tempfile.TemporaryDirectory(prefix="wahub-bench-ingest-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'ingest.db'}"
+        return
+    from wahub.bench.send import throwaway_database
+
+    async with throwaway_database(database) as url:
+        yield url
+
+
+async def run_webhook_ingest_bench(
+    *,
+    events: int = 20_000,
+    duplicates: float = 0.2,
+    concurrency: int = 32,
+    database: str | None = None,
+    within: float = 600.0,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """Run the bench; the JSON ``wahub bench ingest --json`` prints."""
+    count = max(1, events // len(STATUSES))
+    now = time.time()
+    requests = _requests(count, duplicates, now, seed)
+    async with _database(database) as url:
+        db = Database(url)
+        try:
+            await upgrade(db)
+            await db.write(lambda conn: _seed(conn, count, now))
+            raw_insert_per_s = await _raw_inserts(db, requests)
+
+            port = free_port()
+            async with _process(
+                ["-m", "wahub.bench.noop_server", "--port", str(port)],
+                f"http://127.0.0.1:{port}",
+                {},
+            ) as noop:
+                raw_http_per_s = await _drive(f"{noop}/noop", requests, concurrency)
+
+            port = free_port()
+            serve = ["-m", "wahub", "serve", "--database", url, "--port", str(port)]
+            env = {"WAHUB_CLOUDAPI_APP_SECRET": SECRET, "WAHUB_GROUP_SYNC_CRON": ""}
+            async with _process(serve, f"http://127.0.0.1:{port}", env) as hub_url:
+                started = time.perf_counter()
+                intake_per_s = await _drive(
+                    f"{hub_url}/v1/webhooks/cloudapi", requests, concurrency
+                )
+                await _until_processed(db, count * len(STATUSES), within)
+                seconds = time.perf_counter() - started
+            async with db.read() as conn:
+                applied, distinct_applied, read = await conn.run_sync(_applied)
+                stored, _waiting = await conn.run_sync(_progress)
+            backend = "sqlite" if db.is_sqlite else "postgresql"
+        finally:
+            await db.dispose()
+    expected = count * len(STATUSES)
+    events_per_s = expected / seconds
+    return {
+        "events": expected,
+        "requests": len(requests),
+        "duplicates_posted": len(requests) - expected,
+        "concurrency": concurrency,
+        "backend": backend,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events_per_s, 1),
+        "intake_per_s": round(intake_per_s, 1),
+        "raw_http_per_s": round(raw_http_per_s, 1),
+        "raw_insert_per_s": round(raw_insert_per_s, 1),
+        "ratio": round(events_per_s / raw_http_per_s, 3),
+        "lost": expected - distinct_applied,
+        "duplicates_applied": applied - distinct_applied,
+        "duplicates_stored": stored - expected,
+        "messages_read": read,
+    }
