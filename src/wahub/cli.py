@@ -530,6 +530,64 @@ def bench_lookup(
         console.print_json(json.dumps(result))
 
 
+@bench_app.command("chatnames")
+def bench_chatnames(
+    messages: Annotated[int, typer.Option(help="Incoming messages whose chat is named.")] = 2000,
+    distinct_chats: Annotated[
+        int,
+        typer.Option(help="Chats they belong to (each at least once, a few hot), at most 250."),
+    ] = 200,
+    concurrency: Annotated[int, typer.Option(help="Name lookups in flight.")] = 16,
+    hit_lookups: Annotated[
+        int, typer.Option(help="Lookups of cached chats, one at a time (the hit latency).")
+    ] = 1000,
+    provider_latency_ms: Annotated[
+        float, typer.Option(help="The sandbox's delay on every Periskope request.")
+    ] = 50.0,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            help="A PostgreSQL server (postgresql://user@host/db): the bench creates and "
+            "drops a database of its own there. Default: SQLite in a temp dir.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Chat names for a stream of messages over HTTP: Periskope calls (sandbox-counted)
+    vs distinct chats, hit latency vs a bare route, and one call per message as baseline.
+    Exits 1 unless provider_calls == distinct_chats and every name is right."""
+    from wahub.bench.chatnames import run_chatnames_bench
+    from wahub.providers.sandbox import DEFAULT_CHAT_COUNT
+
+    if not 1 <= distinct_chats <= DEFAULT_CHAT_COUNT:
+        err.print(
+            f"error: --distinct-chats must be 1..{DEFAULT_CHAT_COUNT} "
+            "(the sandbox's Periskope directory holds that many chats)"
+        )
+        raise typer.Exit(2)
+    if messages < distinct_chats or concurrency < 1 or hit_lookups < 1 or provider_latency_ms < 0:
+        err.print(
+            "error: --messages must be at least --distinct-chats, --concurrency and "
+            "--hit-lookups positive, --provider-latency-ms not negative"
+        )
+        raise typer.Exit(2)
+    result = _run(
+        lambda: run_chatnames_bench(
+            messages=messages,
+            distinct_chats=distinct_chats,
+            concurrency=concurrency,
+            hit_lookups=hit_lookups,
+            provider_latency_ms=provider_latency_ms,
+            database=database,
+        )
+    )
+    _print(result, as_json)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("clients")
 def bench_clients(
     requests: Annotated[int, typer.Option(help="Requests per client.")] = 3000,

@@ -22,15 +22,10 @@ Measured, in one run on the same machine:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +33,7 @@ import aiohttp
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import select
 
+from wahub.bench.serving import serve_process
 from wahub.config import Settings
 from wahub.domain.phones import phone_lookup_forms
 from wahub.embedded import add_sandbox_whapi_channel, free_port
@@ -127,47 +123,6 @@ def _populate(conn: SyncConnection, *, groups: int, per_group: int, people: int,
         if len(batch) >= CHUNK or index == groups - 1:
             conn.execute(group_members.insert(), batch)
             batch = []
-
-
-@contextlib.asynccontextmanager
-async def _server(database_url: str, port: int) -> AsyncIterator[str]:
-    """``wahub serve --no-workers`` in a process of its own; yields its base URL."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wahub",
-        "serve",
-        "--database",
-        database_url,
-        "--port",
-        str(port),
-        "--no-workers",
-        # National spellings ("0151 ...") need the region, as in the bench's own queries.
-        env={**os.environ, "WAHUB_DEFAULT_REGION": "DE", "WAHUB_GROUP_SYNC_CRON": ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{url}/healthz") as response:
-                        if response.status == 200:
-                            break
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError("wahub serve did not start for the lookup bench")
-                await asyncio.sleep(0.1)
-        yield url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def _http_lookups(
@@ -290,7 +245,9 @@ async def run_lookup_bench(
             key = (await hub.access.create_key(user_name="bench", role="viewer")).key
             phones = [spelling(person(rng.randrange(people)), rng) for _ in range(lookups)]
             direct = await _direct_queries(hub, phones[: min(lookups, 1000)], "DE")
-            async with _server(database_url, free_port()) as url:
+            # National spellings ("0151 ...") need the region, as in the bench's own queries.
+            region = {"WAHUB_DEFAULT_REGION": "DE", "WAHUB_GROUP_SYNC_CRON": ""}
+            async with serve_process(database_url, free_port(), env=region, what="lookup") as url:
                 # Latency with one client (nothing queued behind anything), then
                 # throughput with ``concurrency`` clients.
                 latencies, _, found = await _http_lookups(url, key, phones, 1)
