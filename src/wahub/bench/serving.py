@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import aiohttp
 
@@ -20,28 +20,20 @@ START_SECONDS = 60.0
 
 
 @contextlib.asynccontextmanager
-async def serve_process(
-    database_url: str, port: int, *, env: Mapping[str, str] | None = None, what: str = "bench"
+async def http_process(
+    args: Sequence[str], url: str, *, env: Mapping[str, str] | None = None, what: str
 ) -> AsyncIterator[str]:
-    """``wahub serve --no-workers`` on ``database_url`` (already migrated) at ``port``,
-    with ``env`` added to this process's environment; yields its base URL once
-    ``/healthz`` answers 200. Raises ``RuntimeError`` naming ``what`` if it does not
-    start within a minute; stops it (SIGTERM, then SIGKILL after 10 s) on exit."""
+    """``python args...`` serving HTTP at ``url``, with ``env`` added to this process's
+    environment; yields ``url`` once ``/healthz`` answers 200. Raises ``RuntimeError``
+    naming ``what`` if it does not start within a minute; stops it (SIGTERM, then SIGKILL
+    after 10 s) on exit."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "wahub",
-        "serve",
-        "--database",
-        database_url,
-        "--port",
-        str(port),
-        "--no-workers",
+        *args,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + START_SECONDS
@@ -51,7 +43,7 @@ async def serve_process(
                         if response.status == 200:
                             break
                 if proc.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"wahub serve did not start for the {what} bench")
+                    raise RuntimeError(f"{what} did not start")
                 await asyncio.sleep(0.1)
         yield url
     finally:
@@ -62,3 +54,24 @@ async def serve_process(
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    database_url: str,
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    what: str = "bench",
+    workers: bool = False,
+) -> AsyncIterator[str]:
+    """``wahub serve`` (``--no-workers`` unless ``workers``) on ``database_url`` (already
+    migrated) at ``port``; as ``http_process``."""
+    args = ["-m", "wahub", "serve", "--database", database_url, "--port", str(port)]
+    async with http_process(
+        [*args, "--workers" if workers else "--no-workers"],
+        f"http://127.0.0.1:{port}",
+        env=env,
+        what=f"wahub serve for the {what} bench",
+    ) as url:
+        yield url

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -36,6 +33,7 @@ import aiohttp
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import delete, distinct, func, insert, select, tuple_
 
+from wahub.bench.serving import http_process, serve_process
 from wahub.embedded import free_port
 from wahub.providers.sandbox.shapes import Account, signature_header, status_webhook_body
 from wahub.store import inbox as inbox_q
@@ -52,7 +50,6 @@ CHANNEL: Final = "ch_bench_ingest"
 PREFIX: Final = "bi_"
 SLICE: Final = 5_000
 RAW_INSERT_SAMPLE: Final = 3_000
-START_SECONDS: Final = 60.0
 
 
 def _wamid(i: int) -> str:
@@ -138,38 +135,6 @@ async def _drive(url: str, requests: list[tuple[bytes, str]], concurrency: int) 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         return len(requests) / (time.perf_counter() - started)
-
-
-@contextlib.asynccontextmanager
-async def _process(args: list[str], url: str, env: dict[str, str]) -> AsyncIterator[str]:
-    """A Python child process serving HTTP at ``url`` (ready once ``/healthz`` is 200)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *args,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + START_SECONDS
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{url}/healthz") as response:
-                        if response.status == 200:
-                            break
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{' '.join(args)} did not start")
-                await asyncio.sleep(0.1)
-        yield url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def _raw_inserts(db: Database, requests: list[tuple[bytes, str]]) -> float:
@@ -268,17 +233,17 @@ async def run_webhook_ingest_bench(
             raw_insert_per_s = await _raw_inserts(db, requests)
 
             port = free_port()
-            async with _process(
+            async with http_process(
                 ["-m", "wahub.bench.noop_server", "--port", str(port)],
                 f"http://127.0.0.1:{port}",
-                {},
+                what="the do-nothing server",
             ) as noop:
                 raw_http_per_s = await _drive(f"{noop}/noop", requests, concurrency)
 
-            port = free_port()
-            serve = ["-m", "wahub", "serve", "--database", url, "--port", str(port)]
             env = {"WAHUB_CLOUDAPI_APP_SECRET": SECRET, "WAHUB_GROUP_SYNC_CRON": ""}
-            async with _process(serve, f"http://127.0.0.1:{port}", env) as hub_url:
+            async with serve_process(
+                url, free_port(), env=env, what="ingest", workers=True
+            ) as hub_url:
                 started = time.perf_counter()
                 intake_per_s = await _drive(
                     f"{hub_url}/v1/webhooks/cloudapi", requests, concurrency
