@@ -28,7 +28,6 @@ from wahub.domain.errors import NotFound
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.chat_names import RefreshFailed
 from wahub.runtime import Hub
-from wahub.store import chat_names as q
 
 router = APIRouter(tags=["chats"], responses=ERROR_RESPONSES)
 
@@ -101,15 +100,13 @@ async def chat_name(
         visible = await hub.access.visible_chat_ids(actor)
         if visible is not None and canonical not in visible:
             raise NotFound(f"no chat {canonical}")
-    name = await hub.chat_names.name_of(canonical)
-    async with hub.db.read() as conn:
-        row = await q.get_chat_name(conn, canonical)
+    entry = await hub.chat_names.entry(canonical)
     return JsonResponse(
         {
             "chat_id": canonical,
-            "name": name,
-            "name_source": row["name_source"] if row is not None and name else None,
-            "name_updated_at": row["name_updated_at"] if row is not None and name else None,
+            "name": None if entry is None else entry["name"],
+            "name_source": None if entry is None else entry["name_source"],
+            "name_updated_at": None if entry is None else entry["name_updated_at"],
         }
     )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -110,7 +111,7 @@ class ChatNames:
         self.max_refresh_wait_s = MAX_REFRESH_WAIT_S
         self.stats = ChatNameStats()
         self._clock = clock
-        self._inflight: dict[str, asyncio.Task[str | None]] = {}
+        self._inflight: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
         self._negative: dict[str, float] = {}  # chat id -> clock() until which we do not ask
         self._channel_paused: dict[str, float] = {}  # channel id -> clock() of its Retry-After
 
@@ -119,12 +120,19 @@ class ChatNames:
     async def name_of(self, chat_id: str, channel_id: str | None = None) -> str | None:
         """The chat's name, or ``None`` when nobody knows it (yet). Raises
         ``ValidationError`` for something that is not a chat id or phone number."""
+        entry = await self.entry(chat_id, channel_id)
+        return None if entry is None else str(entry["name"])
+
+    async def entry(self, chat_id: str, channel_id: str | None = None) -> dict[str, Any] | None:
+        """The chat's stored row (``chat_id, name, name_source, name_updated_at,
+        channel_id, kind``) once it has a name, else ``None``; a miss asks the provider
+        as ``name_of`` says. A hit is one short read (one hop), the whole cost of a
+        cached answer besides the request itself."""
         chat_id = canonical_chat_id(chat_id, default_region=self.default_region, field="chat_id")
-        async with self.db.read() as conn:
-            row = await q.get_chat_name(conn, chat_id)
+        row = await self.db.read_one(functools.partial(q.get_chat_name_sync, chat_id=chat_id))
         if row is not None and row["name"]:
             self.stats.hits += 1
-            return str(row["name"])
+            return row
         self.stats.misses += 1
         task = self._inflight.get(chat_id)
         if task is None:
@@ -159,14 +167,14 @@ class ChatNames:
             now = self._clock()
             self._negative = {k: v for k, v in self._negative.items() if v > now}
 
-    async def _resolve(self, chat_id: str, channel_id: str | None) -> str | None:
+    async def _resolve(self, chat_id: str, channel_id: str | None) -> dict[str, Any] | None:
         # Read again inside the single flight: a lookup that finished a moment ago has
         # stored the name, and this one must not ask the provider a second time.
         async with self.db.read() as conn:
             row = await q.get_chat_name(conn, chat_id)
             channel = await self._pick_channel(conn, chat_id, channel_id)
         if row is not None and row["name"]:
-            return str(row["name"])
+            return row
         if self._negative_cached(chat_id):
             self.stats.negative_hits += 1
             return None
@@ -203,10 +211,18 @@ class ChatNames:
         if not info.name:
             self._remember_failure(chat_id)
             return None
-        async with self.db.read() as conn:
-            stored = await q.get_chat_name(conn, chat_id)
+        stored = await self.db.read_one(functools.partial(q.get_chat_name_sync, chat_id=chat_id))
         # A higher-ranked source may have named the chat while we asked: theirs wins.
-        return str(stored["name"]) if stored is not None and stored["name"] else info.name
+        if stored is not None and stored["name"]:
+            return stored
+        return {
+            "chat_id": chat_id,
+            "name": info.name,
+            "name_source": "provider",
+            "name_updated_at": now,
+            "channel_id": channel["id"],
+            "kind": info.kind,
+        }
 
     async def _pick_channel(
         self, conn: Connection, chat_id: str, channel_id: str | None
