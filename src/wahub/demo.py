@@ -211,6 +211,7 @@ async def run_demo(
                         console.print(f"[red]timed out after {timeout_s:g} s[/red]")
                         break
                     await asyncio.sleep(0.2)
+            _after_live(console)
             await poster
             seconds = time.monotonic() - started
             await stack.sandbox.wait_webhooks_idle(10)
@@ -247,6 +248,13 @@ async def run_demo(
     else:
         console.print("[red]FAILED[/red]: see the counts above.")
     return result
+
+
+def _after_live(console: Console) -> None:
+    # Off a terminal, Live prints its last table without ending the line: what is printed
+    # next would start beside the table's bottom border.
+    if not console.is_terminal:
+        console.line()
 
 
 FUNNEL = ("total", "queued", "sent", "delivered", "read", "replied", "failed")
@@ -308,8 +316,9 @@ async def _campaign_act(
                     if done(stats["totals"]) or elapsed > timeout_s:
                         if elapsed > timeout_s:
                             console.print(f"[red]timed out waiting for {what}[/red]")
-                        return
+                        break
                     await asyncio.sleep(0.2)
+            _after_live(console)
 
         recipients = int(created["accepted"])
         await watch(
