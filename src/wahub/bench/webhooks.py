@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import aiohttp
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import delete, distinct, func, insert, select, tuple_
+from sqlalchemy import delete, func, insert, select
 
 from wahub.bench.serving import http_process, serve_process
 from wahub.embedded import free_port
@@ -173,11 +173,7 @@ def _applied(conn: SyncConnection) -> tuple[int, int, int]:
     webhook = message_events.c.source == "webhook"
     rows = conn.execute(select(func.count()).select_from(message_events).where(webhook))
     distinct_events = conn.execute(
-        select(
-            func.count(distinct(tuple_(message_events.c.message_id, message_events.c.status)))
-        ).where(webhook)
-        if conn.dialect.name == "postgresql"
-        else select(func.count()).select_from(
+        select(func.count()).select_from(
             select(message_events.c.message_id, message_events.c.status)
             .where(webhook)
             .distinct()
