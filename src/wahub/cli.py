@@ -52,6 +52,15 @@ DatabaseOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+BenchDatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        help="A PostgreSQL server (postgresql://user@host/db): the bench creates and "
+        "drops a database of its own there. Default: SQLite in a temp dir.",
+    ),
+]
 
 
 def _settings(database: str | None = None, **extra: Any) -> Settings:
@@ -544,15 +553,7 @@ def bench_chatnames(
     provider_latency_ms: Annotated[
         float, typer.Option(help="The sandbox's delay on every Periskope request.")
     ] = 50.0,
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database",
-            "-d",
-            help="A PostgreSQL server (postgresql://user@host/db): the bench creates and "
-            "drops a database of its own there. Default: SQLite in a temp dir.",
-        ),
-    ] = None,
+    database: BenchDatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Chat names for a stream of messages over HTTP: Periskope calls (sandbox-counted)
@@ -907,15 +908,7 @@ def stats_verify(
 def bench_stats(
     recipients: Annotated[int, typer.Option(min=1, help="Campaign recipients.")] = 100_000,
     reads: Annotated[int, typer.Option(min=1, help="Funnel reads timed.")] = 2000,
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database",
-            "-d",
-            help="A PostgreSQL server (postgresql://user@host/db): the bench creates and "
-            "drops a database of its own there. Default: SQLite in a temp dir.",
-        ),
-    ] = None,
+    database: BenchDatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Funnel read (counter rows) vs the best single-query recount, on one database.
@@ -949,10 +942,7 @@ def bench_ingest(
         int, typer.Option(min=1, help="With --counters: messages per side.")
     ] = 20_000,
     rounds: Annotated[int, typer.Option(min=1, help="With --counters: interleaved rounds.")] = 3,
-    database: Annotated[
-        str | None,
-        typer.Option("--database", "-d", help="As for bench stats."),
-    ] = None,
+    database: BenchDatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Signed Cloud API status webhooks over HTTP (one status per request, shuffled, some
