@@ -273,6 +273,39 @@ async def test_a_reply_links_to_the_message_it_quotes_and_a_reaction_to_its_targ
     assert (await conversation(env, CHAT))["unread_count"] == 1, "a reaction is not unread"
 
 
+async def test_a_reply_delivered_before_the_message_it_quotes_is_linked_when_it_arrives(
+    env: ContractEnv,
+) -> None:
+    quoting = text("wamid.second", "yes, that one", context={"from": "x", "id": "wamid.first"})
+    await deliver(env, inbound_webhook(quoting))
+    (early,) = await rows(env, messages, messages.c.provider_message_id == "wamid.second")
+    assert (early["reply_to"], early["quoted_message_id"]) == ("wamid.first", None)
+
+    await deliver(env, inbound_webhook(text("wamid.first", "which plan is cheaper?")))
+
+    (first,) = await rows(env, messages, messages.c.provider_message_id == "wamid.first")
+    (linked,) = await rows(env, messages, messages.c.provider_message_id == "wamid.second")
+    assert linked["quoted_message_id"] == first["id"]
+
+
+async def test_a_reply_is_linked_when_our_message_learns_its_provider_id_later(
+    env: ContractEnv,
+) -> None:
+    ours = await send(env, "+4915110000001", "Shall we call tomorrow?")
+    await env.claim()
+    reply = text("wamid.r2", "Sure", context={"from": "15550783881", "id": "wamid.late"})
+    await deliver(env, inbound_webhook(reply))
+    (waiting,) = await rows(env, messages, messages.c.provider_message_id == "wamid.r2")
+    assert waiting["quoted_message_id"] is None, "our send's result is not recorded yet"
+
+    await env.mark_sent(ours["id"], "wamid.late")
+
+    (linked,) = await rows(env, messages, messages.c.provider_message_id == "wamid.r2")
+    assert linked["quoted_message_id"] == ours["id"]
+    (untouched,) = await rows(env, messages, messages.c.id == ours["id"])
+    assert untouched["quoted_message_id"] is None
+
+
 async def test_an_unknown_type_is_stored_as_given(env: ContractEnv) -> None:
     odd = {
         "from": "4915110000001",

@@ -205,6 +205,14 @@ messages = Table(
         sqlite_where=text("campaign_id IS NOT NULL"),
         postgresql_where=text("campaign_id IS NOT NULL"),
     ),
+    # Replies whose quoted message is not here yet (0011): a trigger links them when a
+    # message gets the provider id they name.
+    Index(
+        "ix_messages_waiting_reply",
+        "reply_to",
+        sqlite_where=text("reply_to IS NOT NULL AND quoted_message_id IS NULL"),
+        postgresql_where=text("reply_to IS NOT NULL AND quoted_message_id IS NULL"),
+    ),
 )
 
 message_events = Table(
