@@ -248,3 +248,63 @@ async def test_messages_stored_before_search_existed_are_found_after_upgrading(
         )
     finally:
         await db.dispose()
+
+
+async def test_replies_stored_before_0011_are_linked_to_messages_already_here(
+    database_url: str,
+) -> None:
+    from sqlalchemy import JSON, column, insert, select, table
+
+    from wahub.store.schema import messages
+
+    channels_0010 = table(
+        "channels",
+        *(column(c) for c in ("id", "kind", "name", "base_url", "created_at")),
+        column("credentials", JSON),
+    )
+    messages_0010 = table(
+        "messages",
+        *(
+            column(c)
+            for c in (
+                "id", "channel_id", "chat_id", "direction", "type", "status",
+                "provider_message_id", "reply_to", "ordering_key", "next_attempt_at",
+                "created_at", "updated_at",
+            )
+        ),
+        column("content", JSON),
+    )  # fmt: skip
+    db = Database(database_url)
+    try:
+        await upgrade(db, to="0010")
+        async with db.transaction() as conn:
+            await conn.execute(
+                insert(channels_0010).values(
+                    id="ch_old", kind="cloudapi", name="old", base_url="http://127.0.0.1:1",
+                    created_at=1.0, credentials={},
+                )
+            )  # fmt: skip
+            for id_, pid, reply_to in [
+                ("msg_q", "wamid.q", None),  # the quoted message, stored after its reply
+                ("msg_r", "wamid.r", "wamid.q"),  # left unlinked by the older wahub
+                ("msg_o", "wamid.o", "wamid.never"),  # quotes a message we never had
+            ]:
+                await conn.execute(
+                    insert(messages_0010).values(
+                        id=id_, channel_id="ch_old", chat_id="4915110000001@s.whatsapp.net",
+                        direction="in", type="text", status="received",
+                        provider_message_id=pid, reply_to=reply_to, ordering_key=id_,
+                        next_attempt_at=1.0, created_at=1.0, updated_at=1.0,
+                        content={"type": "text"},
+                    )
+                )  # fmt: skip
+
+        await upgrade(db)
+
+        async with db.read() as conn:
+            linked = dict(
+                (await conn.execute(select(messages.c.id, messages.c.quoted_message_id))).all()
+            )
+        assert linked == {"msg_q": None, "msg_r": "msg_q", "msg_o": None}
+    finally:
+        await db.dispose()
