@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql.expression import TableClause
 
 from wahub.domain.errors import StoreUnavailable
 from wahub.store.database import Database
@@ -171,45 +172,59 @@ async def test_an_unreachable_postgresql_host_is_one_line_naming_the_host() -> N
     assert "\n" not in message, "one line, no traceback"
 
 
+async def old_database(database_url: str, revision: str) -> Database:
+    """A database at ``revision`` (as an older wahub left it) with one channel, ch_old."""
+    from sqlalchemy import JSON, column, insert, table
+
+    channels_then = table(
+        "channels",
+        *(column(c) for c in ("id", "kind", "name", "base_url", "created_at")),
+        column("credentials", JSON),
+    )
+    db = Database(database_url)
+    try:
+        await upgrade(db, to=revision)
+        async with db.transaction() as conn:
+            await conn.execute(
+                insert(channels_then).values(
+                    id="ch_old", kind="cloudapi", name="old", base_url="http://127.0.0.1:1",
+                    created_at=1.0, credentials={},
+                )
+            )  # fmt: skip
+    except BaseException:
+        await db.dispose()
+        raise
+    return db
+
+
+def old_messages(*columns: str) -> TableClause:
+    """The messages table with only ``columns`` (and ``content``): safe to insert into at
+    any revision that had them."""
+    from sqlalchemy import JSON, column, table
+
+    return table("messages", *(column(c) for c in columns), column("content", JSON))
+
+
 async def test_messages_stored_before_search_existed_are_found_after_upgrading(
     database_url: str,
 ) -> None:
     """Revision 0005 indexes the messages an older wahub stored, with their chat's name:
     without its backfill an upgraded installation would search only new messages."""
-    from sqlalchemy import JSON, column, insert, table
+    from sqlalchemy import column, insert, table
 
     from wahub.features.access import AccessControl
     from wahub.features.search import MessageSearch, SearchQuery
 
     # Tables as revision 0004 left them, with only the columns this test fills.
-    channels_0004 = table(
-        "channels",
-        *(column(c) for c in ("id", "kind", "name", "base_url", "created_at")),
-        column("credentials", JSON),
-    )
     chats_0004 = table("chats", *(column(c) for c in ("chat_id", "kind", "name", "created_at")))
-    messages_0004 = table(
-        "messages",
-        *(
-            column(c)
-            for c in (
-                "id", "channel_id", "chat_id", "direction", "type", "status", "text",
-                "template_name", "ordering_key", "next_attempt_at", "created_at", "updated_at",
-            )
-        ),
-        column("content", JSON),
+    messages_0004 = old_messages(
+        "id", "channel_id", "chat_id", "direction", "type", "status", "text",
+        "template_name", "ordering_key", "next_attempt_at", "created_at", "updated_at",
     )  # fmt: skip
     group = "120363000000000777@g.us"
-    db = Database(database_url)
+    db = await old_database(database_url, "0004")
     try:
-        await upgrade(db, to="0004")
         async with db.transaction() as conn:
-            await conn.execute(
-                insert(channels_0004).values(
-                    id="ch_old", kind="cloudapi", name="old", base_url="http://127.0.0.1:1",
-                    created_at=1.0, credentials={},
-                )
-            )  # fmt: skip
             await conn.execute(
                 insert(chats_0004).values(
                     chat_id=group, kind="group", name="Claims Desk", created_at=1.0
@@ -253,37 +268,17 @@ async def test_messages_stored_before_search_existed_are_found_after_upgrading(
 async def test_replies_stored_before_0011_are_linked_to_messages_already_here(
     database_url: str,
 ) -> None:
-    from sqlalchemy import JSON, column, insert, select, table
+    from sqlalchemy import insert, select
 
     from wahub.store.schema import messages
 
-    channels_0010 = table(
-        "channels",
-        *(column(c) for c in ("id", "kind", "name", "base_url", "created_at")),
-        column("credentials", JSON),
-    )
-    messages_0010 = table(
-        "messages",
-        *(
-            column(c)
-            for c in (
-                "id", "channel_id", "chat_id", "direction", "type", "status",
-                "provider_message_id", "reply_to", "ordering_key", "next_attempt_at",
-                "created_at", "updated_at",
-            )
-        ),
-        column("content", JSON),
+    messages_0010 = old_messages(
+        "id", "channel_id", "chat_id", "direction", "type", "status", "provider_message_id",
+        "reply_to", "ordering_key", "next_attempt_at", "created_at", "updated_at",
     )  # fmt: skip
-    db = Database(database_url)
+    db = await old_database(database_url, "0010")
     try:
-        await upgrade(db, to="0010")
         async with db.transaction() as conn:
-            await conn.execute(
-                insert(channels_0010).values(
-                    id="ch_old", kind="cloudapi", name="old", base_url="http://127.0.0.1:1",
-                    created_at=1.0, credentials={},
-                )
-            )  # fmt: skip
             for id_, pid, reply_to in [
                 ("msg_q", "wamid.q", None),  # the quoted message, stored after its reply
                 ("msg_r", "wamid.r", "wamid.q"),  # left unlinked by the older wahub
