@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import re
 import socket
 import time
@@ -161,6 +162,34 @@ async def test_accepted_send_is_answered_in_meta_shape_and_recorded(
     assert send["biz_opaque_callback_data"] == "msg_01"
     assert abs(send["received_at"] - time.time()) < 5
     assert [s.wamid for s in sandbox.sends] == [wamid]
+
+
+async def test_a_client_killed_mid_request_is_one_log_line_not_a_traceback(
+    http: aiohttp.ClientSession, start_sandbox: StartSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The crash tests SIGKILL workers while they send: the sandbox then sees requests
+    whose body never ends. That is not its error, and it must say so without a
+    traceback (the crash tests fail on tracebacks in any process's log)."""
+    caplog.set_level(logging.INFO)
+    sandbox, url = await start_sandbox()
+    host, port = url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST {SEND_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        'Authorization: Bearer x\r\nContent-Length: 500\r\n\r\n{"messaging_product"'.encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)  # the handler is now waiting for the rest of the body
+    writer.transport.abort()  # a reset, as a killed process leaves it
+    deadline = time.monotonic() + 5
+    while "client went away" not in caplog.text and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+    assert "client went away" in caplog.text
+    assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+    assert sandbox.sends == [], "a request that never arrived whole is not a send"
+    status, _, _ = await post_send(http, url, text_body())
+    assert status == 200, "and the sandbox goes on serving"
 
 
 async def test_template_send_is_answered_with_accepted_status(
