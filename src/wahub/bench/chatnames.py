@@ -36,21 +36,17 @@ Measured:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import statistics
-import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from wahub.bench.send import throwaway_database
+from wahub.bench.send import bench_database_url
 from wahub.bench.serving import serve_process
 from wahub.config import Settings
 from wahub.domain.errors import ValidationError
@@ -93,16 +89,6 @@ def message_chats(
     stream = list(chat_ids) + rng.choices(chat_ids, weights, k=messages - len(chat_ids))
     rng.shuffle(stream)
     return stream, weights
-
-
-@contextlib.asynccontextmanager
-async def _database_url(database: str | None) -> AsyncIterator[str]:
-    if database is None:
-        with tempfile.TemporaryDirectory(prefix="wahub-bench-chatnames-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'wahub.db'}"
-    else:
-        async with throwaway_database(database) as url:
-            yield url
 
 
 def _name_path(chat_id: str) -> str:
@@ -255,7 +241,7 @@ async def run_chatnames_bench(
         chat_ids = rng.sample(sorted(directory), distinct_chats)
         stream, weights = message_chats(chat_ids, messages, rng)
         hit_chats = rng.choices(chat_ids, weights, k=hit_lookups)
-        async with _database_url(database) as database_url:
+        async with bench_database_url(database, "chatnames") as database_url:
             hub = Hub.build(Settings(_env_file=None, database_url=database_url))
             await hub.start(workers=False, realtime=False)
             try:

@@ -208,6 +208,19 @@ async def throwaway_database(url: str) -> AsyncIterator[str]:
         await engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def bench_database_url(database: str | None, name: str) -> AsyncIterator[str]:
+    """Where a benchmark keeps its data: a throwaway database on the PostgreSQL server
+    ``database`` points at (``throwaway_database``), or, without one, a SQLite file
+    ``<name>.db`` in a temporary directory. Either is gone afterwards."""
+    if database is None:
+        with tempfile.TemporaryDirectory(prefix=f"wahub-bench-{name}-") as tmp:
+            yield f"sqlite:///{Path(tmp) / f'{name}.db'}"
+    else:
+        async with throwaway_database(database) as url:
+            yield url
+
+
 # -- worker processes ---------------------------------------------------------------------
 
 
@@ -419,11 +432,7 @@ async def run_send_bench(
         aiohttp.ClientSession() as http,
         contextlib.AsyncExitStack() as stack,
     ):
-        if database is None:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wahub-bench-"))
-            database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        else:
-            database_url = await stack.enter_async_context(throwaway_database(database))
+        database_url = await stack.enter_async_context(bench_database_url(database, "send"))
         raw_rate = await raw_baseline(sandbox_url, messages, chats)
         settings = Settings(
             database_url=database_url, port=free_port(), worker_concurrency=concurrency

@@ -15,16 +15,14 @@ import functools
 import gc
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import insert
 
-from wahub.bench.send import throwaway_database
+from wahub.bench.send import bench_database_url
 from wahub.domain.status import Status
 from wahub.features.campaigns import Campaigns
 from wahub.store import campaigns as cq
@@ -42,11 +40,7 @@ WARM_UP_READS = 50  # untimed: the pool opens its connections, caches fill
 @contextlib.asynccontextmanager
 async def _database(database: str | None) -> AsyncIterator[Database]:
     async with contextlib.AsyncExitStack() as stack:
-        if database is None:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wahub-bench-"))
-            url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        else:
-            url = await stack.enter_async_context(throwaway_database(database))
+        url = await stack.enter_async_context(bench_database_url(database, "stats"))
         db = Database(url, sqlite_synchronous="NORMAL")
         try:
             await upgrade(db)

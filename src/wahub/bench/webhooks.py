@@ -21,18 +21,15 @@ that slipped through would still be caught by the status history's unique key).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import delete, func, insert, select
 
+from wahub.bench.send import bench_database_url
 from wahub.bench.serving import http_process, serve_process
 from wahub.embedded import free_port
 from wahub.providers.sandbox.shapes import Account, signature_header, status_webhook_body
@@ -196,18 +193,6 @@ async def _until_processed(db: Database, events: int, within: float) -> None:
         await asyncio.sleep(0.02)
 
 
-@contextlib.asynccontextmanager
-async def _database(database: str | None) -> AsyncIterator[str]:
-    if database is None:
-        with tempfile.TemporaryDirectory(prefix="wahub-bench-ingest-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'ingest.db'}"
-        return
-    from wahub.bench.send import throwaway_database
-
-    async with throwaway_database(database) as url:
-        yield url
-
-
 async def run_webhook_ingest_bench(
     *,
     events: int = 20_000,
@@ -221,7 +206,7 @@ async def run_webhook_ingest_bench(
     count = max(1, events // len(STATUSES))
     now = time.time()
     requests = _requests(count, duplicates, now, seed)
-    async with _database(database) as url:
+    async with bench_database_url(database, "ingest") as url:
         db = Database(url)
         try:
             await upgrade(db)
