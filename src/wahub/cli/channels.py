@@ -1,0 +1,113 @@
+"""``wahub channels``: provider connections and their templates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from wahub.cli.common import DatabaseOpt, JsonOpt, console, on_hub
+from wahub.cli.output import emit, render
+
+app = typer.Typer(help="Provider channels and their templates.", no_args_is_help=True)
+
+ChannelArg = Annotated[str, typer.Argument(help="The channel's name or id.")]
+
+# What `channels list` shows people; --json carries every public field.
+_LIST_COLUMNS = ("id", "name", "kind", "phone_number", "phone_number_id", "status", "base_url")
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Option(help="A name for humans.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            help="Cloud API access token, WHAPI channel token or Periskope API key "
+            "(stored, never shown).",
+            envvar="WAHUB_CHANNEL_TOKEN",
+        ),
+    ],
+    kind: Annotated[str, typer.Option(help="Provider: cloudapi, whapi or periskope.")] = "cloudapi",
+    phone_number_id: Annotated[
+        str | None, typer.Option(help="Cloud API phone number id (required for cloudapi).")
+    ] = None,
+    phone_number: Annotated[
+        str | None,
+        typer.Option(
+            help="The channel's own number; for whapi it tells groups we left; for "
+            "periskope it is the org phone (required)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="API base URL (default: the provider's; a sandbox URL for testing, "
+            "e.g. http://127.0.0.1:PORT/whapi)."
+        ),
+    ] = None,
+    api_version: Annotated[str, typer.Option(help="Graph API version.")] = "21.0",
+    rate: Annotated[float, typer.Option(help="Messages per second for this number.")] = 80.0,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a Cloud API, WHAPI or Periskope (chat names only) channel."""
+    row = on_hub(
+        database,
+        lambda hub: hub.channels.create(
+            name=name,
+            kind=kind,
+            phone_number_id=phone_number_id,
+            phone_number=phone_number,
+            access_token=token,
+            base_url=base_url,
+            api_version=api_version,
+            rate_per_second=rate,
+        ),
+    )
+    emit(row, as_json, lambda r: console.print(f"channel {r['name']} added: {r['id']}"))
+
+
+@app.command("list")
+def list_channels(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """List channels (never their credentials)."""
+    rows = on_hub(database, lambda hub: hub.channels.list_all())
+
+    def human(value: list[dict[str, Any]]) -> None:
+        console.print(render([{c: r.get(c) for c in _LIST_COLUMNS} for r in value]))
+
+    emit(rows, as_json, human)
+
+
+@app.command("template")
+def template(
+    channel: ChannelArg,
+    name: Annotated[str, typer.Option(help="Template name as approved by Meta.")],
+    language: Annotated[str, typer.Option(help="Language code, e.g. en_US.")] = "en_US",
+    body_parameters: Annotated[
+        int, typer.Option(help="How many {{n}} parameters the body takes.")
+    ] = 0,
+    category: Annotated[
+        str, typer.Option(help="utility, marketing or authentication.")
+    ] = "utility",
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an approved template on a channel, so sends naming it are accepted."""
+    on_hub(
+        database,
+        lambda hub: hub.channels.add_template(
+            channel,
+            name=name,
+            language=language,
+            body_parameters=body_parameters,
+            category=category,
+        ),
+    )
+    emit(
+        {"channel": channel, "template": name, "language": language},
+        as_json,
+        lambda v: console.print(
+            f"template {v['template']} ({v['language']}) registered on {v['channel']}"
+        ),
+    )

@@ -1,0 +1,67 @@
+"""``wahub keys``: API keys, stored hashed and shown once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from wahub.cli.common import DatabaseOpt, JsonOpt, console, on_hub
+from wahub.cli.output import emit, render
+
+app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    role: Annotated[str, typer.Option(help="admin, agent or viewer.")],
+    user: Annotated[str, typer.Option(help="The user the key belongs to (created if new).")],
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key. The key is printed once and never stored."""
+    created = on_hub(database, lambda hub: hub.access.create_key(user_name=user, role=role))
+    result = {
+        "key": created.key,
+        "key_id": created.key_id,
+        "user": created.user_name,
+        "role": created.role.value,
+    }
+
+    def human(value: dict[str, Any]) -> None:
+        console.print(f"key for {value['user']} ({value['role']}), shown once:")
+        # Plain print: the key alone on its line, for copying and for `tail -1`.
+        print(value["key"])
+
+    emit(result, as_json, human)
+
+
+@app.command("list")
+def list_keys(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """List keys (prefix, user, role; never the secret)."""
+    rows = on_hub(database, lambda hub: hub.access.list_keys())
+
+    def human(value: list[dict[str, Any]]) -> None:
+        console.print(
+            render(
+                [
+                    {
+                        "id": r["id"],
+                        "key": f"wh_{r['prefix']}_…",
+                        "user": r["user_name"],
+                        "role": r["role"],
+                        "state": "revoked" if r["revoked_at"] else "active",
+                    }
+                    for r in value
+                ]
+            )
+        )
+
+    emit(rows, as_json, human)
+
+
+@app.command("revoke")
+def revoke(key_id: str, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Revoke a key by its id (from `wahub keys list`)."""
+    on_hub(database, lambda hub: hub.access.revoke_key(key_id))
+    emit({"revoked": key_id}, as_json, lambda v: console.print(f"revoked {v['revoked']}"))

@@ -1,0 +1,43 @@
+"""``wahub sandbox``: the fake provider on its own, so it outlives hub crashes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9090,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where to POST signed status webhooks.")
+    ] = None,
+    app_secret: Annotated[
+        str, typer.Option(help="Secret the webhooks are signed with.")
+    ] = "sandbox-app-secret",
+    latency_ms: Annotated[float, typer.Option(help="Added latency per send.")] = 0.0,
+    fail_fraction: Annotated[
+        float, typer.Option(help="Fraction of sends whose status ends in failed.")
+    ] = 0.0,
+    duplicate_fraction: Annotated[
+        float, typer.Option(help="Fraction of webhooks delivered twice.")
+    ] = 0.0,
+    shuffle: Annotated[
+        bool, typer.Option(help="Deliver a message's statuses out of order.")
+    ] = False,
+) -> None:
+    """Run the fake Cloud API provider standalone (it outlives hub crashes)."""
+    from wahub.logs import configure_logging
+    from wahub.providers.sandbox import SandboxConfig, run_sandbox
+
+    configure_logging("INFO")
+    config = SandboxConfig(
+        webhook_url=webhook_url,
+        app_secret=app_secret,
+        latency_ms=latency_ms,
+        fail_fraction=fail_fraction,
+        duplicate_fraction=duplicate_fraction,
+        shuffle=shuffle,
+    )
+    run_sandbox(config, host, port)

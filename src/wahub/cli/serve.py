@@ -1,0 +1,46 @@
+"""``wahub serve``: the HTTP API, and by default the workers, in one process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from wahub.cli.common import DatabaseOpt, console, run, settings_for
+from wahub.cli.lifecycle import PipelineDied, stop_on_signals, until_stopped_or_failed
+
+
+def serve(
+    database: DatabaseOpt = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox", help="Attach the in-process sandbox provider and a channel for it."
+        ),
+    ] = False,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Run the send pipeline in this process.")
+    ] = True,
+) -> None:
+    """Run the HTTP API (and, by default, the workers) until SIGINT/SIGTERM."""
+    settings = settings_for(database, host=host, port=port, run_workers=workers)
+
+    async def go() -> None:
+        from wahub.embedded import add_sandbox_channel, embedded_stack
+
+        stop = stop_on_signals()
+        async with embedded_stack(settings, with_sandbox=sandbox, workers=workers) as stack:
+            if sandbox and stack.sandbox_url is not None:
+                channels = await stack.hub.channels.list_all()
+                if not channels:
+                    await add_sandbox_channel(stack.hub, stack.sandbox_url)
+                console.print(f"sandbox provider on {stack.sandbox_url}")
+            console.print(f"wahub serving on {stack.url} (docs at {stack.url}/docs)")
+            await until_stopped_or_failed(stop, stack.hub.failed)
+            console.print("shutting down: finishing in-flight sends")
+        if stack.hub.failed.is_set():
+            raise PipelineDied()
+
+    run(go)

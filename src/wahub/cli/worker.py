@@ -1,0 +1,44 @@
+"""``wahub worker``: the pipeline alone, for the scale-out topology."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from wahub.cli.common import DatabaseOpt, run, settings_for
+from wahub.cli.lifecycle import PipelineDied, stop_on_signals, until_stopped_or_failed
+
+log = logging.getLogger("wahub")
+
+
+def worker(
+    database: DatabaseOpt = None,
+    max_channels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Lease at most this many channels, leaving the rest to other workers "
+            "(default: $WAHUB_WORKER_MAX_CHANNELS, else every free channel).",
+        ),
+    ] = None,
+) -> None:
+    """Run only the pipeline (no HTTP). SIGTERM finishes in-flight sends, then exits."""
+    settings = settings_for(database, worker_max_channels=max_channels)
+
+    async def go() -> None:
+        from wahub.runtime import Hub
+
+        hub = Hub.build(settings)
+        stop = stop_on_signals()
+        await hub.start(workers=True, realtime=False)
+        log.info("worker %s started", hub.outbox.worker_id if hub.outbox else "?")
+        try:
+            await until_stopped_or_failed(stop, hub.failed)
+        finally:
+            await hub.stop()
+        if hub.failed.is_set():
+            raise PipelineDied()
+
+    run(go)
