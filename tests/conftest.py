@@ -74,7 +74,6 @@ def settings(tmp_path: Path, migrated_database: Path) -> Settings:
         cloudapi_app_secret=SecretStr(TEST_APP_SECRET),
         cloudapi_verify_token=SecretStr(TEST_VERIFY_TOKEN),
         max_webhook_bytes=TEST_MAX_WEBHOOK_BYTES,
-        data_dir=tmp_path / ".wahub",
     )
 
 

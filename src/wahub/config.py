@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -24,18 +23,24 @@ class Settings(BaseSettings):
         default="NORMAL",
         description="NORMAL survives process crashes; FULL also survives power loss (slower).",
     )
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = Field(default="127.0.0.1", description="Interface `serve` listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `serve` listens on.")
     public_url: str | None = Field(
         default=None, description="URL providers reach this hub at (for sandbox webhooks)."
     )
-    log_level: str = "INFO"
-    log_json: bool = False
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_json: bool = Field(
+        default=False, description="One JSON object per log line (for log collectors)."
+    )
 
     # Cloud API webhooks: one Meta app signs every number's webhooks with its app secret.
     cloudapi_app_secret: SecretStr = SecretStr("sandbox-app-secret")
     cloudapi_verify_token: SecretStr = SecretStr("wahub-verify")
-    max_webhook_bytes: int = 3 * 1024 * 1024 + 64 * 1024  # Meta: payloads up to 3 MB
+    max_webhook_bytes: int = Field(
+        default=3 * 1024 * 1024 + 64 * 1024,
+        gt=0,
+        description="Largest webhook body accepted (413 beyond); Meta sends up to 3 MB.",
+    )
     # WHAPI signs nothing: this secret of ours goes in the webhook URL set at WHAPI
     # (`/v1/webhooks/whapi?secret=...`) or an `X-Wahub-Secret` header. Periskope signs
     # with the Signing Key from its webhook settings. Unset = that receiver answers 503
@@ -45,21 +50,38 @@ class Settings(BaseSettings):
 
     # Workers.
     run_workers: bool = Field(default=True, description="Run the pipeline inside `serve`.")
-    worker_concurrency: int = Field(default=64, ge=1, le=4096)
+    worker_concurrency: int = Field(
+        default=64, ge=1, le=4096, description="Sends in flight at once per worker process."
+    )
     worker_max_channels: int | None = Field(
         default=None,
         ge=1,
         description="Most channels one worker leases at a time, to spread channels over "
         "several workers (default: every free channel).",
     )
-    lease_seconds: float = Field(default=30.0, gt=0)
-    channel_lease_seconds: float = Field(default=15.0, gt=0)
-    max_attempts: int = Field(default=8, ge=1)
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a claimed message stays claimed by a worker that stops "
+        "renewing it (a dead worker's messages are taken back after this).",
+    )
+    channel_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a channel stays with a worker that stops renewing its lease.",
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, description="Sends of one message before a retryable error fails it."
+    )
     provider_timeout_seconds: float = Field(
         default=15.0, gt=0, description="A send with no answer by then is `uncertain`."
     )
-    backoff_base_seconds: float = Field(default=1.0, gt=0)
-    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    backoff_base_seconds: float = Field(
+        default=1.0, gt=0, description="First retry delay; doubles per attempt, with jitter."
+    )
+    backoff_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest retry delay (Retry-After may ask for more)."
+    )
     uncertain_grace_seconds: float = Field(
         default=120.0, description="How long a status webhook may take to settle an uncertain send."
     )
@@ -80,14 +102,18 @@ class Settings(BaseSettings):
     group_sync_rate_per_second: float = Field(
         default=2.0, gt=0, description="Group fetches per second per channel."
     )
-    group_sync_burst: float = Field(default=5.0, ge=1)
+    group_sync_burst: float = Field(
+        default=5.0, ge=1, description="Group fetches a channel may make at once before pacing."
+    )
     group_sync_max_attempts: int = Field(
         default=5, ge=1, description="Fetches of one group before a throttled sync gives up."
     )
     group_sync_max_retry_wait_seconds: float = Field(
         default=120.0, ge=0, description="A longer Retry-After fails the group instead."
     )
-    group_sync_concurrency: int = Field(default=4, ge=1, le=64)
+    group_sync_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Groups fetched at once during a sync."
+    )
     group_stale_hours: float = Field(
         default=24.0, gt=0, description="Groups not synced for this long are reported stale."
     )
@@ -162,7 +188,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Changes older than this are pruned once every sink has shipped them.",
     )
-    replication_poll_interval_seconds: float = Field(default=0.1, gt=0)
-    replication_lease_seconds: float = Field(default=15.0, gt=0)
-
-    data_dir: Path = Path(".wahub")
+    replication_poll_interval_seconds: float = Field(
+        default=0.1, gt=0, description="How often an idle shipper looks for new changes."
+    )
+    replication_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a sink stays with the process shipping it if it stops renewing.",
+    )

@@ -33,7 +33,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         _env_file=None,
         database_url=f"sqlite:///{tmp_path / 'inbound.db'}",
         port=free_port(),
-        data_dir=tmp_path / ".wahub",
     )
     # Every inbound webhook delivered twice: the hub must store and apply each once.
     config = SandboxConfig(duplicate_fraction=1.0, webhook_backoff_initial_s=0.05)

@@ -24,6 +24,7 @@ from wahub.cli import (
     sandbox,
     send,
     serve,
+    settings,
     worker,
 )
 
@@ -61,6 +62,7 @@ app.command("sandbox")(sandbox.sandbox)
 app.command("demo")(demo.demo)
 app.command("migrate")(migrate.migrate)
 app.command("send")(send.send)
+app.command("settings")(settings.settings)
 app.add_typer(keys.app, name="keys")
 app.add_typer(channels.app, name="channels")
 app.add_typer(chats.app, name="chats")
