@@ -34,8 +34,14 @@ class Settings(BaseSettings):
     )
 
     # Cloud API webhooks: one Meta app signs every number's webhooks with its app secret.
-    cloudapi_app_secret: SecretStr = SecretStr("sandbox-app-secret")
-    cloudapi_verify_token: SecretStr = SecretStr("wahub-verify")
+    cloudapi_app_secret: SecretStr = Field(
+        default=SecretStr("sandbox-app-secret"),
+        description="The Meta app's secret: Cloud API webhooks must carry its X-Hub-Signature-256.",
+    )
+    cloudapi_verify_token: SecretStr = Field(
+        default=SecretStr("wahub-verify"),
+        description="The token Meta's webhook handshake (GET) must present.",
+    )
     max_webhook_bytes: int = Field(
         default=3 * 1024 * 1024 + 64 * 1024,
         gt=0,
@@ -45,8 +51,14 @@ class Settings(BaseSettings):
     # (`/v1/webhooks/whapi?secret=...`) or an `X-Wahub-Secret` header. Periskope signs
     # with the Signing Key from its webhook settings. Unset = that receiver answers 503
     # (the provider retries) rather than accept unauthenticated messages.
-    whapi_webhook_secret: SecretStr | None = None
-    periskope_webhook_secret: SecretStr | None = None
+    whapi_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Our secret in the WHAPI webhook URL (?secret=) or X-Wahub-Secret header.",
+    )
+    periskope_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Periskope's webhook Signing Key (checks x-periskope-signature).",
+    )
 
     # Workers.
     run_workers: bool = Field(default=True, description="Run the pipeline inside `serve`.")
@@ -173,7 +185,7 @@ class Settings(BaseSettings):
         "and other traffic is not buried.",
     )
 
-    # Replication (the changes log shipped to sinks; see README "Replication").
+    # Replication (the changes log shipped to sinks; see docs/replication.md).
     replication_sinks: str = Field(
         default="",
         description='JSON list of sinks, e.g. [{"name": "agent", "kind": "database", '

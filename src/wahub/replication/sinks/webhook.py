@@ -178,5 +178,5 @@ def _retry_rest(
 
 
 def payload(sink: str, changes: list[Change]) -> dict[str, Any]:
-    """The JSON body a request carries (documented in the README)."""
+    """The JSON body a request carries (documented in docs/replication.md)."""
     return {"sink": sink, "changes": [c.as_json() for c in changes]}
