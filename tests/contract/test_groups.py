@@ -14,9 +14,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from phone_spellings import documented_spellings, reported_phones, spaced
 from wahub.domain.content import SendRequest
 from wahub.domain.errors import (
     ConflictError,
@@ -25,6 +28,7 @@ from wahub.domain.errors import (
     RetryableProviderError,
     ValidationError,
 )
+from wahub.domain.phones import member_phone
 from wahub.features.accounts import Accounts
 from wahub.features.groups import GroupCache, GroupSync, members_of
 from wahub.pipeline.scheduler import PeriodicJob, Scheduler
@@ -449,6 +453,47 @@ async def test_lookup_matches_every_form_a_number_is_stored_under(
     await syncer(env, ListedDirectory(group(G1, person(stored)))).sync_groups([G1])
 
     assert await lookup(env, asked) == [("Artist", G1, "member")]
+
+
+async def test_every_phone_sync_stores_is_found_by_lookup_in_every_documented_spelling(
+    env: ContractEnv,
+) -> None:
+    # Hypothesis drives the examples from a thread (it is synchronous); each example runs
+    # a real sync and real lookups on this test's event loop and database.
+    await register(env, G1)
+    await account(env, "Artist", G1)
+    loop = asyncio.get_running_loop()
+    caches: dict[str | None, GroupCache] = {}
+
+    async def check(reported: list[str], spaced_forms: list[str]) -> None:
+        directory = ListedDirectory(group(G1, *(person(r) for r in reported)))
+        [result] = await syncer(env, directory).sync_groups([G1])
+        assert result.ok, result
+        stored = [phone for phone, _lid, _rank in await member_rows(env, G1)]
+        assert stored == sorted({m for r in reported if (m := member_phone(r)) is not None})
+        for phone, spaced_form in zip(stored, spaced_forms, strict=True):
+            assert phone is not None
+            for raw, region in documented_spellings(phone, spaced_form):
+                found = await caches.setdefault(
+                    region, GroupCache(env.db, env.access, default_region=region)
+                ).lookup(raw)
+                rows = [(m["account_name"], m["chat_id"]) for m in found.matches]
+                assert ("Artist", G1) in rows, (phone, raw, region, found.phone)
+
+    @settings(
+        max_examples=15,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(st.lists(reported_phones(), min_size=1, max_size=6), st.data())
+    def property_holds(reported: list[str], data: st.DataObject) -> None:
+        stored = sorted({m for r in reported if (m := member_phone(r)) is not None})
+        assume(stored)
+        spaced_forms = [data.draw(spaced(phone)) for phone in stored]
+        asyncio.run_coroutine_threadsafe(check(reported, spaced_forms), loop).result()
+
+    await asyncio.to_thread(property_holds)
 
 
 async def test_lookup_of_a_bad_phone_is_a_validation_error_naming_the_field(

@@ -391,6 +391,45 @@ async def test_lookup_of_a_phone_in_no_group_is_empty(
     assert response.json() == {"success": True, "artists": [], "count": 0, "cached": True}
 
 
+NEW_RANGE = "491234567890"  # a German number libphonenumber does not know as valid (yet)
+
+
+@pytest.mark.parametrize("path", ["/v1/lookup", "/functions/v1/lookup-whatsapp-groups"])
+async def test_a_member_in_a_range_newer_than_the_phone_library_is_listed_and_found(
+    client: httpx.AsyncClient,
+    headers_for: Headers,
+    sandbox: Sandbox,
+    whapi_channel: dict[str, Any],
+    path: str,
+) -> None:
+    sandbox.whapi.set_groups([whapi_group(G1, "Nova Reyes - Team", (NEW_RANGE, "admin"))])
+    await create_account(client, headers_for, "Nova Reyes", G1)
+    synced_now = await client.post("/v1/groups/sync", json={}, headers=headers_for("admin"))
+    assert synced_now.json()["fail_count"] == 0, synced_now.json()
+    members = await client.get(f"/v1/groups/{G1}/members", headers=headers_for("admin"))
+    assert "+" + NEW_RANGE in [m["phone"] for m in members.json()["data"]]
+
+    response = await client.post(
+        path, json={"phone": "+" + NEW_RANGE}, headers=headers_for("viewer")
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["count"] == 1, response.json()
+
+
+@pytest.mark.parametrize("path", ["/v1/lookup", "/functions/v1/lookup-whatsapp-groups"])
+async def test_a_national_number_without_a_default_region_asks_for_a_country_code(
+    client: httpx.AsyncClient, headers_for: Headers, path: str
+) -> None:
+    response = await client.post(
+        path, json={"phone": "0151 2345 6789"}, headers=headers_for("viewer")
+    )
+
+    error = assert_error(response, 422, "validation_error")
+    assert "country code" in error["message"], error
+    assert "WAHUB_DEFAULT_REGION" in error["message"], error
+
+
 @pytest.mark.parametrize("path", ["/v1/lookup", "/functions/v1/lookup-whatsapp-groups"])
 @pytest.mark.parametrize("phone", ["12", "not a phone", "+49 151", "0151 23456789"])
 async def test_a_bad_phone_is_422_naming_the_field(

@@ -208,6 +208,34 @@ async def test_invalid_send_is_422_naming_the_field_and_stores_nothing(
 
 
 @pytest.mark.usefixtures("channel")
+async def test_a_national_number_without_a_default_region_is_422_asking_for_a_country_code(
+    client: httpx.AsyncClient, hub: Hub, headers_for: Headers
+) -> None:
+    response = await client.post(
+        "/v1/messages", json=text_message(to="0151 2345 6789"), headers=headers_for("admin")
+    )
+
+    error = assert_error(response, 422, "validation_error")
+    assert error["message"].startswith("to: '0151 2345 6789' has no country code"), error
+    assert "WAHUB_DEFAULT_REGION" in error["message"], error
+    assert error["details"]["field"] == "to"
+    assert await message_count(hub) == 0
+
+
+@pytest.mark.usefixtures("channel")
+async def test_a_number_newer_than_the_phone_library_can_be_sent_to(
+    client: httpx.AsyncClient, headers_for: Headers
+) -> None:
+    # The same rule as group sync and lookup: a possible number, not only a known range.
+    response = await client.post(
+        "/v1/messages", json=text_message(to="+49 1234 567890"), headers=headers_for("admin")
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json()["chat_id"] == "491234567890@s.whatsapp.net"
+
+
+@pytest.mark.usefixtures("channel")
 async def test_more_than_one_channel_without_channel_id_is_422(
     client: httpx.AsyncClient, hub: Hub, headers_for: Headers
 ) -> None:

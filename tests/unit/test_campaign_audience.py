@@ -89,3 +89,12 @@ def test_state_changes() -> None:
         transition("completed", "start")
     with pytest.raises(ConflictError):
         transition("cancelled", "resume")
+
+
+def test_a_national_phone_without_a_default_region_says_a_country_code_is_needed() -> None:
+    report = parse_audience_csv("phone,first_name\n0151 10000001,Ana\n", ["first_name"])
+
+    [error] = report.errors
+    assert error.code == "bad_phone"
+    assert error.message.startswith("'0151 10000001' has no country code"), error.message
+    assert "WAHUB_DEFAULT_REGION" in error.message

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from phone_spellings import documented_spellings, reported_phones, spaced
 from wahub.domain.errors import ValidationError
 from wahub.domain.phones import member_phone, phone_lookup_forms
 
@@ -164,3 +165,54 @@ def test_every_form_is_stored_as_itself(drawn: tuple[str, phonenumbers.PhoneNumb
     _, number = drawn
     for form in phone_lookup_forms(phonenumbers.format_number(number, 0)).forms:
         assert member_phone(form) == form
+
+
+# --- the one rule: what sync stores, lookup finds ---------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(reported_phones(), st.data())
+def test_every_member_phone_sync_stores_is_found_in_every_documented_spelling(
+    reported: str, data: st.DataObject
+) -> None:
+    stored = member_phone(reported)
+    assume(stored is not None)
+    assert stored is not None
+
+    for raw, region in documented_spellings(stored, data.draw(spaced(stored))):
+        found = phone_lookup_forms(raw, default_region=region)
+        assert stored in found.forms, (raw, region, found)
+
+
+def test_a_number_newer_than_the_phone_library_is_stored_and_found() -> None:
+    # +49 123... is not allocated in libphonenumber's metadata (is_valid_number is False)
+    # but has the length of a German number: WhatsApp reports such members.
+    assert not phonenumbers.is_valid_number(phonenumbers.parse("+491234567890"))
+
+    assert member_phone("491234567890@s.whatsapp.net") == "+491234567890"
+    assert phone_lookup_forms("+49 1234 567890").forms == {"+491234567890"}
+    assert phone_lookup_forms("01234 567890", default_region="DE").forms == {"+491234567890"}
+
+
+@pytest.mark.parametrize("raw", ["12345678", "+49 151", "+1 415 555", "+999 1234567"])
+def test_a_number_the_lookup_refuses_is_not_stored_by_sync(raw: str) -> None:
+    with pytest.raises(ValidationError):
+        phone_lookup_forms(raw)
+    assert member_phone(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["0151 2345 6789", "(0151) 23456789", "030 1234567"])
+def test_a_national_number_without_a_region_asks_for_a_country_code(raw: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        phone_lookup_forms(raw)
+
+    message = caught.value.message
+    assert "country code" in message, message
+    assert "WAHUB_DEFAULT_REGION" in message, message
+    assert "plus-sign" not in message, message
+    assert caught.value.details == {"field": "phone", "value": raw}
+
+
+def test_a_number_too_short_for_its_country_says_so() -> None:
+    with pytest.raises(ValidationError, match=r"too short for \+1"):
+        phone_lookup_forms("+1 415 555")

@@ -234,10 +234,10 @@ def parse_audience_csv(
         raw_phone = cells[phone_at].strip()
         try:
             phone = normalize_phone(raw_phone, default_region=default_region, field="phone")
-        except ValidationError:
-            report.errors.append(
-                RowError(line, "bad_phone", f"{raw_phone!r} is not a valid phone number")
-            )
+        except ValidationError as exc:
+            # The rule's own words ("has no country code ... WAHUB_DEFAULT_REGION", "too
+            # short for +49"), without the field prefix: the code already says "phone".
+            report.errors.append(RowError(line, "bad_phone", exc.message.removeprefix("phone: ")))
             continue
         if phone in seen:
             report.errors.append(

@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 
 from wahub.domain.errors import ValidationError
-from wahub.domain.phones import PERSON_SUFFIX, member_phone, phone_lookup_forms
+from wahub.domain.phones import PERSON_SUFFIX, e164_digits, phone_lookup_forms
 from wahub.domain.status import Status
 from wahub.providers.base import InboundMessage, ParsedDelivery, ProviderErrorInfo, StatusUpdate
 
@@ -207,7 +207,8 @@ def _sender_phone(raw: Any) -> str | None:
     try:
         return phone_lookup_forms("+" + raw.lstrip("+"), field="from").e164
     except ValidationError:
-        return member_phone(raw)
+        digits = e164_digits(raw)
+        return None if digits is None else "+" + digits
 
 
 def _shared_contact_names(raw: Any) -> str | None:

@@ -19,7 +19,7 @@ from wahub.domain.phones import (
     GROUP_SUFFIX,
     PERSON_SUFFIX,
     canonical_chat_id,
-    member_phone,
+    e164_digits,
     phone_lookup_forms,
 )
 
@@ -165,10 +165,10 @@ def person(raw: str | None) -> tuple[str, str] | None:
     try:
         e164 = phone_lookup_forms("+" + text.lstrip("+")).e164
     except ValidationError:
-        plausible = member_phone(text)
-        if plausible is None:
+        digits = e164_digits(text)
+        if digits is None:
             return None
-        e164 = plausible
+        e164 = "+" + digits
     return e164[1:] + PERSON_SUFFIX, e164
 
 
