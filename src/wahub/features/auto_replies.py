@@ -23,6 +23,7 @@ from sqlalchemy import Connection as SyncConnection
 from wahub.domain.errors import NotFound, ValidationError
 from wahub.domain.ids import new_id
 from wahub.domain.inbound import MATCH_KINDS, rule_matches, validate_rule
+from wahub.features.outbound import queued_message
 from wahub.store import auto_replies as q
 from wahub.store import channels as channel_q
 from wahub.store.database import Database
@@ -64,23 +65,13 @@ def queue_auto_reply_sync(
             continue
         if q.replied_recently_sync(conn, rule["id"], chat_id, now - rule["cooldown_seconds"]):
             continue
-        row = {
-            "id": new_id("msg"),
-            "channel_id": channel_id,
-            "chat_id": chat_id,
-            "direction": "out",
-            "type": "text",
-            "content": {"type": "text", "text": {"body": rule["reply_text"]}},
-            "status": "queued",
-            "text": rule["reply_text"],
-            "source": "auto_reply",
-            "ordering_key": f"{channel_id}:{chat_id}",
-            "priority": 0,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row = queued_message(
+            channel_id=channel_id,
+            chat_id=chat_id,
+            content={"type": "text", "text": {"body": rule["reply_text"]}},
+            now=now,
+            source="auto_reply",
+        )
         q.insert_reply_message_sync(conn, row)
         q.log_reply_sync(conn, rule_id=rule["id"], chat_id=chat_id, message_id=row["id"], now=now)
         return row

@@ -50,6 +50,7 @@ from wahub.features.conversations import (
     check_may_send_many_sync,
     record_outbound_many_sync,
 )
+from wahub.features.outbound import check_template, choose_channel, queued_message
 from wahub.store import campaigns as q
 from wahub.store import channels as channel_q
 from wahub.store import messages as message_q
@@ -156,7 +157,11 @@ class Campaigns:
         campaign_id = new_id("cmp")
 
         def store(conn: SyncConnection) -> Created:
-            channel = self._resolve_channel(conn, request.channel_id)
+            channel = choose_channel(
+                conn,
+                asked=request.channel_id,
+                listed=functools.partial(channel_q.list_channels_sync, conn),
+            )
             self._check_templates(conn, channel["id"], specs)
             audience = report if report is not None else _contacts_audience(conn, needed)
             audience.refuse_if_empty()
@@ -188,43 +193,21 @@ class Campaigns:
             self._on_started()
         return created
 
-    def _resolve_channel(self, conn: SyncConnection, channel_id: str | None) -> dict[str, Any]:
-        if channel_id is not None:
-            channel = channel_q.get_channel_sync(conn, channel_id)
-            if channel is None:
-                raise ValidationError(
-                    f"channel_id: unknown channel {channel_id!r}",
-                    details={"field": "channel_id", "value": channel_id},
-                )
-            return channel
-        channels = channel_q.list_channels_sync(conn)
-        if len(channels) == 1:
-            return channels[0]
-        raise ValidationError(
-            "channel_id is required when there is not exactly one channel",
-            details={"field": "channel_id", "choices": [c["id"] for c in channels]},
-        )
-
     def _check_templates(
         self, conn: SyncConnection, channel_id: str, specs: list[TemplateSpec]
     ) -> None:
         """Every template must be one the channel knows, with as many body parameters as
         columns are mapped to it: refused before anything is queued."""
         for index, spec in enumerate(specs):
-            known = channel_q.get_template_sync(conn, channel_id, spec.name, spec.language)
-            where = f"templates[{index}]"
-            if known is None:
-                raise ValidationError(
-                    f"{where}: template {spec.name!r} ({spec.language}) is not approved on "
-                    f"channel {channel_id}; add it with `wahub channels template`",
-                    details={"field": where, "value": spec.name},
-                )
-            if known["body_parameters"] != len(spec.parameters):
-                raise ValidationError(
-                    f"{where}.parameters: {spec.name!r} takes {known['body_parameters']} "
-                    f"body parameters, {len(spec.parameters)} columns are mapped",
-                    details={"field": where},
-                )
+            check_template(
+                conn,
+                channel_id,
+                name=spec.name,
+                language=spec.language,
+                body_parameters=len(spec.parameters),
+                name_field=f"templates[{index}]",
+                parameters_field=f"templates[{index}].parameters",
+            )
 
     # -- read -------------------------------------------------------------------------
 
@@ -456,29 +439,17 @@ def _message_row(
     now: float,
 ) -> dict[str, Any]:
     spec = specs[recipient["template_name"]]
-    chat_id = recipient["chat_id"]
-    return {
-        "id": new_id("msg"),
-        "channel_id": channel["id"],
-        "chat_id": chat_id,
-        "direction": "out",
-        "type": "template",
-        "content": spec.content(recipient["variables"]),
-        "text": None,
-        "status": "queued",
-        "idempotency_key": f"campaign:{campaign['id']}:{recipient['phone']}",
-        "request_hash": None,
-        "reply_to": None,
-        "sender_user_id": campaign["created_by"],
-        "campaign_id": campaign["id"],
-        "template_name": spec.name,
-        "ordering_key": f"{channel['id']}:{chat_id}",
-        "priority": CAMPAIGN_PRIORITY,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+    return queued_message(
+        channel_id=channel["id"],
+        chat_id=recipient["chat_id"],
+        content=spec.content(recipient["variables"]),
+        now=now,
+        priority=CAMPAIGN_PRIORITY,
+        sender_user_id=campaign["created_by"],
+        idempotency_key=f"campaign:{campaign['id']}:{recipient['phone']}",
+        campaign_id=campaign["id"],
+        template_name=spec.name,
+    )
 
 
 def _stats_sync(conn: SyncConnection, campaign_id: str) -> tuple[list[dict[str, Any]], bool]:

@@ -33,6 +33,7 @@ from wahub.domain.inbound import (
 from wahub.domain.phones import PERSON_SUFFIX, is_group_chat
 from wahub.features.access import AccessControl
 from wahub.features.auto_replies import queue_auto_reply_sync
+from wahub.features.outbound import ordering_key
 from wahub.providers.base import InboundMessage
 from wahub.store import conversations as q
 from wahub.store.chat_names import learn_chat_name_sync
@@ -145,7 +146,7 @@ def record_inbound_sync(
             "sender_name": message.sender_name,
             "text": message.text,
             "source": "device" if message.from_me else None,
-            "ordering_key": f"{channel['id']}:{message.chat_id}",
+            "ordering_key": ordering_key(channel["id"], message.chat_id),
             "priority": 0,
             "attempts": 0,
             "next_attempt_at": now,

@@ -26,7 +26,6 @@ from wahub.domain.errors import (
     ValidationError,
     WahubError,
 )
-from wahub.domain.ids import new_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.access import AccessControl
 from wahub.features.conversations import (
@@ -35,6 +34,7 @@ from wahub.features.conversations import (
     check_may_send_many_sync,
     record_outbound_many_sync,
 )
+from wahub.features.outbound import check_template, choose_channel, queued_message
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
 from wahub.store.batching import WriteBatcher
@@ -68,15 +68,6 @@ class _NewMessage:
 
 
 _PLACEHOLDER = Accepted({}, created=False)  # replaced once the batch's rows are inserted
-
-
-def readable_text(content: dict[str, Any]) -> str | None:
-    """What the recipient reads: a text's body or a media caption (for previews, search)."""
-    body = content.get(content.get("type", ""))
-    if not isinstance(body, dict):
-        return None
-    text = body.get("body") or body.get("caption")
-    return text if isinstance(text, str) else None
 
 
 class Messaging:
@@ -252,8 +243,12 @@ class Messaging:
             if existing is not None:
                 return self._replay(existing, item.digest)
         chat = channel_q.get_chat_sync(conn, chat_id) if is_group_chat(chat_id) else None
-        channel = self._resolve_channel(
-            conn, request.channel_id, chat["channel_id"] if chat else None, chat_id
+        channel = choose_channel(
+            conn,
+            asked=request.channel_id,
+            listed=lambda: self._channels(conn),
+            chat_channel_id=chat["channel_id"] if chat else None,
+            chat_id=chat_id,
         )
         if is_group_chat(chat_id):
             if chat is None:
@@ -267,68 +262,27 @@ class Messaging:
                     "will not accept messages to it",
                     details={"field": "to", "value": chat_id},
                 )
-        if request.template is not None:
-            self._check_template(conn, channel["id"], request)
-        content = request.content()
-        return channel, {
-            "id": new_id("msg"),
-            "channel_id": channel["id"],
-            "chat_id": chat_id,
-            "direction": "out",
-            "type": request.type,
-            "content": content,
-            "text": readable_text(content),
-            "status": "queued",
-            "idempotency_key": item.scoped_key,
-            "request_hash": item.digest,
-            "reply_to": request.reply_to,
-            "sender_user_id": item.actor.user_id,
-            "template_name": request.template.name if request.template else None,
-            "ordering_key": f"{channel['id']}:{chat_id}",
-            "priority": request.priority,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-
-    def _resolve_channel(
-        self,
-        conn: SyncConnection,
-        channel_id: str | None,
-        chat_channel_id: str | None,
-        chat_id: str,
-    ) -> dict[str, Any]:
-        """The channel to send on: the one asked for, else the group's own, else the only one."""
-        if chat_channel_id is not None:
-            if channel_id is not None and channel_id != chat_channel_id:
-                raise ValidationError(
-                    f"channel_id: group {chat_id} belongs to channel {chat_channel_id}, "
-                    f"not {channel_id}",
-                    details={"field": "channel_id", "value": channel_id},
-                )
-            channel_id = chat_channel_id
-        if channel_id is not None:
-            # The cached list (a second old at most) first; a channel added since is read.
-            cached = (c for c in self._channels(conn) if c["id"] == channel_id)
-            channel = next(cached, None) or channel_q.get_channel_sync(conn, channel_id)
-            if channel is None:
-                raise ValidationError(
-                    f"channel_id: unknown channel {channel_id!r}",
-                    details={"field": "channel_id", "value": channel_id},
-                )
-            return channel
-        channels = self._channels(conn)
-        if len(channels) == 1:
-            return channels[0]
-        if not channels:
-            raise ValidationError(
-                "no channel is configured: add one with `wahub channels add` first",
-                details={"field": "channel_id"},
+        if (template := request.template) is not None:
+            check_template(
+                conn,
+                channel["id"],
+                name=template.name,
+                language=template.language.code,
+                body_parameters=template.body_parameter_count(),
+                name_field="template.name",
+                parameters_field="template.components",
             )
-        raise ValidationError(
-            "channel_id is required when more than one channel exists",
-            details={"field": "channel_id", "choices": [c["id"] for c in channels]},
+        return channel, queued_message(
+            channel_id=channel["id"],
+            chat_id=chat_id,
+            content=request.content(),
+            now=now,
+            priority=request.priority,
+            sender_user_id=item.actor.user_id,
+            idempotency_key=item.scoped_key,
+            request_hash=item.digest,
+            reply_to=request.reply_to,
+            template_name=template.name if template else None,
         )
 
     def _channels(self, conn: SyncConnection) -> list[dict[str, Any]]:
@@ -337,24 +291,6 @@ class Messaging:
             channels = channel_q.list_channels_sync(conn)
             self._channels_cache = (time.monotonic(), channels)
         return channels
-
-    def _check_template(self, conn: SyncConnection, channel_id: str, request: SendRequest) -> None:
-        template = request.template
-        assert template is not None
-        known = channel_q.get_template_sync(conn, channel_id, template.name, template.language.code)
-        if known is None:
-            raise ValidationError(
-                f"template.name: template {template.name!r} ({template.language.code}) is not "
-                f"registered on channel {channel_id}",
-                details={"field": "template.name", "value": template.name},
-            )
-        given = template.body_parameter_count()
-        if given != known["body_parameters"]:
-            raise ValidationError(
-                f"template.components: {template.name!r} takes {known['body_parameters']} body "
-                f"parameter(s), {given} given",
-                details={"field": "template.components"},
-            )
 
     async def get(
         self, actor: Actor, message_id: str, *, with_history: bool = True
