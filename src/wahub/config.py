@@ -102,7 +102,9 @@ class Settings(BaseSettings):
         description="After the grace period: resend (risk a duplicate) or fail (risk a loss).",
     )
     default_region: str | None = Field(
-        default=None, description="ISO region for national phone numbers, e.g. DE."
+        default=None,
+        description="ISO region (e.g. DE) that reads national numbers (0151 ...); unset, a "
+        "number without a country code is refused.",
     )
 
     # Group directories (members of accounts' groups, lookup by phone).
