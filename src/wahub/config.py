@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a channel stays with a worker that stops renewing its lease.",
     )
+    stalled_queue_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Health turns degraded when a channel has queued messages and no "
+        "worker has held the channel for longer than this.",
+    )
     max_attempts: int = Field(
         default=8, ge=1, description="Sends of one message before a retryable error fails it."
     )
