@@ -7,9 +7,7 @@ without the password of the database or any secret.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -99,13 +97,3 @@ async def announce(hub: Hub, *, command: str, workers: bool) -> None:
     """Log the start-up summary of ``hub`` (its channels as stored now)."""
     channels = await hub.channels.list_all()
     log_startup_summary(startup_summary(hub.settings, channels, command=command, workers=workers))
-
-
-def stop_on_signal(signum: int, stop: asyncio.Event) -> None:
-    """Signal handler of ``serve`` and ``worker``: log which signal stops us, then stop."""
-    log.info(
-        "%s received: stopping, finishing in-flight sends",
-        signal.Signals(signum).name,
-        extra={"signal": signal.Signals(signum).name},
-    )
-    stop.set()
