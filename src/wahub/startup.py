@@ -68,10 +68,12 @@ def startup_summary(
     *,
     command: str,
     workers: bool,
+    admin_key: str,
 ) -> dict[str, Any]:
     """The fields of the start-up line: ``command`` (serve or worker), ``database``
     (password hidden), ``backend``, ``channels`` (``name (kind, status)`` each),
-    ``paused_channels``, ``receivers`` (set/unset) and ``workers`` (on/off).
+    ``paused_channels``, ``receivers`` (set/unset), ``workers`` (on/off) and
+    ``admin_key`` (as ``AccessControl.bootstrap_admin_key`` found it).
 
     ``channels`` are rows as ``Channels.list_all`` returns them (no credentials).
     """
@@ -85,6 +87,7 @@ def startup_summary(
         "paused_channels": [c["name"] for c in listed if c["status"] == PAUSED],
         "receivers": receiver_secrets(settings),
         "workers": "on" if workers else "off",
+        "admin_key": admin_key,
     }
 
 
@@ -93,7 +96,22 @@ def log_startup_summary(summary: Mapping[str, Any]) -> None:
     log.info("wahub starting", extra=dict(summary))
 
 
-async def announce(hub: Hub, *, command: str, workers: bool) -> None:
-    """Log the start-up summary of ``hub`` (its channels as stored now)."""
+async def on_start(hub: Hub, *, command: str, workers: bool) -> None:
+    """Store the bootstrap admin key when one is due, then log the start-up summary of
+    ``hub`` (its channels as stored now)."""
+    key = hub.settings.bootstrap_admin_key
+    admin_key = await hub.access.bootstrap_admin_key(
+        key.get_secret_value() if key is not None else None
+    )
+    if admin_key == "stored":
+        log.info("admin API key stored from WAHUB_BOOTSTRAP_ADMIN_KEY (user admin)")
+    elif admin_key == "missing":
+        log.warning(
+            "no admin API key yet: create one with `wahub keys create --role admin --user "
+            "NAME` (shown once), or set WAHUB_BOOTSTRAP_ADMIN_KEY and restart"
+        )
     channels = await hub.channels.list_all()
-    log_startup_summary(startup_summary(hub.settings, channels, command=command, workers=workers))
+    summary = startup_summary(
+        hub.settings, channels, command=command, workers=workers, admin_key=admin_key
+    )
+    log_startup_summary(summary)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -115,18 +117,30 @@ async def test_the_worker_logs_its_summary_the_leases_it_takes_and_releases_and_
     assert channel["id"] in text[released:].splitlines()[0]
 
 
-async def test_serve_logs_its_summary_at_start(tmp_path: Path, procs: Processes) -> None:
+async def test_serve_logs_its_summary_and_stores_the_bootstrap_admin_key(
+    tmp_path: Path, procs: Processes, http: aiohttp.ClientSession
+) -> None:
     port = free_port()
+    key = secrets.token_hex(32)
     env = {
         **os.environ,
         "WAHUB_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
         "WAHUB_LOG_LEVEL": "INFO",
         "WAHUB_PERISKOPE_WEBHOOK_SECRET": "",
+        "WAHUB_BOOTSTRAP_ADMIN_KEY": key,
     }
     serve = procs.spawn("serve", ["serve", "--no-workers", "--port", str(port)], env)
     text = await wait_for_log(tmp_path / "serve.log", "wahub starting")
+    async with http.get(
+        f"http://127.0.0.1:{port}/v1/keys", headers={"Authorization": f"Bearer {key}"}
+    ) as response:
+        assert response.status == 200, await response.text()
+        keys = (await response.json())["data"]
     serve.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(serve.wait, 30) == 0
+    assert [(k["role"], k["user"]) for k in keys] == [("admin", "admin")]
     [summary] = [line for line in text.splitlines() if "wahub starting" in line]
-    for field in ("command=serve", "workers=off", "'periskope': 'unset'", "channels=[]"):
+    fields = ("command=serve", "workers=off", "'periskope': 'unset'", "admin_key=stored")
+    for field in fields:
         assert field in summary, f"{field!r} missing from {summary!r}"
+    assert key not in text, "the key itself is never logged"

@@ -39,6 +39,7 @@ def test_the_summary_names_database_backend_channels_paused_receivers_and_worker
         CHANNELS,
         command="worker",
         workers=True,
+        admin_key="present",
     )
     assert summary == {
         "command": "worker",
@@ -53,6 +54,7 @@ def test_the_summary_names_database_backend_channels_paused_receivers_and_worker
             "periskope": "unset",
         },
         "workers": "on",
+        "admin_key": "present",
     }
 
 
@@ -67,6 +69,7 @@ def test_an_empty_secret_is_unset_and_sqlite_is_named() -> None:
         [],
         command="serve",
         workers=False,
+        admin_key="missing",
     )
     assert (summary["backend"], summary["database"]) == ("sqlite", "sqlite:///wahub.db")
     assert summary["receivers"]["cloudapi"] == "unset"
@@ -87,7 +90,9 @@ def test_the_logged_line_carries_every_field_and_not_the_password(
 ) -> None:
     configure_logging("INFO", json=as_json)
     try:
-        log_startup_summary(startup_summary(settings(), CHANNELS, command="serve", workers=True))
+        log_startup_summary(
+            startup_summary(settings(), CHANNELS, command="serve", workers=True, admin_key="stored")
+        )
     finally:
         logging.getLogger().handlers.clear()
     err = capsys.readouterr().err

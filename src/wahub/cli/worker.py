@@ -29,13 +29,13 @@ def worker(
 
     async def go() -> None:
         from wahub.runtime import Hub
-        from wahub.startup import announce
+        from wahub.startup import on_start
 
         hub = Hub.build(settings)
         stop = stop_on_signals()
         await hub.start(workers=True, realtime=False)
         worker_id = hub.outbox.worker_id if hub.outbox else "?"
-        await announce(hub, command="worker", workers=True)
+        await on_start(hub, command="worker", workers=True)
         log.info("worker %s started", worker_id)
         try:
             await until_stopped_or_failed(stop, hub.failed)
