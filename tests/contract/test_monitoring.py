@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -27,16 +26,13 @@ THRESHOLD = 60.0
 
 
 @pytest.fixture
-async def client(
-    env: ContractEnv, database_url: str, tmp_path: Path
-) -> AsyncIterator[httpx.AsyncClient]:
+async def client(env: ContractEnv, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app over the contract database (``env`` migrated it and added channel main)."""
     settings = Settings(
         _env_file=None,
         database_url=database_url,
         run_workers=False,
         stalled_queue_seconds=THRESHOLD,
-        data_dir=tmp_path / ".wahub",
     )
     hub = Hub.build(settings)
     await hub.start(workers=False, realtime=False)
