@@ -60,6 +60,26 @@ class Settings(BaseSettings):
         description="Periskope's webhook Signing Key (checks x-periskope-signature).",
     )
 
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None,
+        description="At the start of serve or worker, when no admin API key exists, store "
+        "this one (its hash) for user admin: the first key of a container install. At "
+        "least 32 characters, e.g. `openssl rand -hex 32`. Once stored (or revoked) it "
+        "is never stored again.",
+    )
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _bootstrap_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "WAHUB_BOOTSTRAP_ADMIN_KEY must be at least 32 characters (it is checked "
+                "by a fast hash, so it must not be guessable): e.g. `openssl rand -hex 32`"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
     # Workers.
     run_workers: bool = Field(default=True, description="Run the pipeline inside `serve`.")
     worker_concurrency: int = Field(
@@ -81,6 +101,12 @@ class Settings(BaseSettings):
         default=15.0,
         gt=0,
         description="How long a channel stays with a worker that stops renewing its lease.",
+    )
+    stalled_queue_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Health turns degraded when a channel has queued messages and no "
+        "worker has held the channel for longer than this.",
     )
     max_attempts: int = Field(
         default=8, ge=1, description="Sends of one message before a retryable error fails it."

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from wahub.config import Settings
 from wahub.embedded import add_sandbox_channel, embedded_stack, free_port
-from wahub.providers.sandbox import SandboxConfig
+from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
 from wahub.store import messages as message_q
 
@@ -36,6 +36,12 @@ SHOWN = ("queued", "sending", "uncertain", "sent", "delivered", "read", "failed"
 
 @dataclass
 class DemoResult:
+    """The outbound act. ``failed_by_code``: failed messages by error code (why they
+    failed), ``failure_titles`` the readable reason of each code. ``webhooks_duplicated``
+    and ``webhooks_out_of_order``: status webhooks the sandbox delivered twice, or after
+    a later status of their message, which the hub absorbed on its way to the right
+    final state."""
+
     messages: int
     accepted: int
     seconds: float
@@ -44,6 +50,10 @@ class DemoResult:
     duplicates: int
     lost: int
     rejected_by_sandbox: dict[str, int] = field(default_factory=dict)
+    failed_by_code: dict[str, int] = field(default_factory=dict)
+    failure_titles: dict[str, str] = field(default_factory=dict)
+    webhooks_duplicated: int = 0
+    webhooks_out_of_order: int = 0
     campaign: CampaignResult | None = None
 
     @property
@@ -70,6 +80,7 @@ class CampaignResult:
     repliers: int
     replies_stored: int
     differences: int
+    replies_duplicated: int = 0
 
     @property
     def ok(self) -> bool:
@@ -215,21 +226,8 @@ async def run_demo(
             await poster
             seconds = time.monotonic() - started
             await stack.sandbox.wait_webhooks_idle(10)
-            received = Counter(s.biz_opaque_callback_data for s in stack.sandbox.sends)
-            async with hub.db.read() as conn:
-                counts = await message_q.count_by_status(conn)
-                statuses = await message_q.statuses_by_id(conn)
-            result = DemoResult(
-                messages=messages,
-                accepted=accepted,
-                seconds=seconds,
-                counts=counts,
-                sandbox_received=len(stack.sandbox.sends),
-                duplicates=sum(n - 1 for n in received.values() if n > 1),
-                # The demo injects no permanent send errors: every message must have
-                # reached the provider, even those that later failed on the recipient's side.
-                lost=sum(1 for i in statuses if not received[i]),
-                rejected_by_sandbox=stack.sandbox.stats().get("rejected", {}),
+            result = await collect_result(
+                hub, stack.sandbox, messages=messages, accepted=accepted, seconds=seconds
             )
             _print_summary(console, result)
             if campaign:
@@ -248,6 +246,55 @@ async def run_demo(
     else:
         console.print("[red]FAILED[/red]: see the counts above.")
     return result
+
+
+async def collect_result(
+    hub: Hub, sandbox: Sandbox, *, messages: int, accepted: int, seconds: float
+) -> DemoResult:
+    """The outbound act's end state: the hub's statuses and failure codes against the
+    sandbox's record of what it received and how it misbehaved."""
+    received = Counter(s.biz_opaque_callback_data for s in sandbox.sends)
+    async with hub.db.read() as conn:
+        counts = await message_q.count_by_status(conn)
+        statuses = await message_q.statuses_by_id(conn)
+        failures = await message_q.count_failures_by_code(conn)
+    stats = sandbox.stats()
+    return DemoResult(
+        messages=messages,
+        accepted=accepted,
+        seconds=seconds,
+        counts=counts,
+        sandbox_received=len(sandbox.sends),
+        duplicates=sum(n - 1 for n in received.values() if n > 1),
+        # The demo injects no permanent send errors: every message must have reached
+        # the provider, even those that later failed on the recipient's side.
+        lost=sum(1 for i in statuses if not received[i]),
+        rejected_by_sandbox=stats.get("rejected", {}),
+        failed_by_code={code: n for code, (n, _) in failures.items()},
+        failure_titles={code: title for code, (_, title) in failures.items() if title},
+        webhooks_duplicated=int(stats["webhooks_duplicated"]),
+        webhooks_out_of_order=int(stats["webhooks_out_of_order"]),
+    )
+
+
+def summary_rows(r: DemoResult) -> list[tuple[str, str]]:
+    """The summary table's rows: what happened, why messages failed, what was survived."""
+    rows = [("messages posted", str(r.messages)), ("accepted with 202", str(r.accepted))]
+    rows += [(f"final status {s}", str(r.counts[s])) for s in SHOWN if r.counts.get(s)]
+    for code, n in sorted(r.failed_by_code.items(), key=lambda item: (-item[1], item[0])):
+        title = r.failure_titles.get(code)
+        rows.append((f"  failed with {code}" + (f" ({title})" if title else ""), str(n)))
+    rows += [
+        ("received by the sandbox", str(r.sandbox_received)),
+        ("refused by the sandbox, then retried", str(sum(r.rejected_by_sandbox.values()))),
+        ("status webhooks delivered twice, applied once", str(r.webhooks_duplicated)),
+        ("status webhooks out of order, put back in order", str(r.webhooks_out_of_order)),
+        ("duplicates received", str(r.duplicates)),
+        ("lost", str(r.lost)),
+        ("seconds", f"{r.seconds:.1f}"),
+        ("messages/s end to end", f"{r.messages / r.seconds:.0f}" if r.seconds else "-"),
+    ]
+    return rows
 
 
 def _after_live(console: Console) -> None:
@@ -343,6 +390,8 @@ async def _campaign_act(
             break
         await asyncio.sleep(0.1)
     differences = await hub.campaigns.verify(campaign_id)
+    async with aiohttp.ClientSession() as http, http.get(f"{sandbox_url}/_sandbox/stats") as resp:
+        sandbox_stats = await resp.json()
     return CampaignResult(
         recipients=recipients,
         rejected_lines=len(created["rejected"]),
@@ -352,6 +401,7 @@ async def _campaign_act(
         repliers=repliers,
         replies_stored=int(stored),
         differences=len(differences),
+        replies_duplicated=int(sandbox_stats["inbound_duplicated"]),
     )
 
 
@@ -359,17 +409,8 @@ def _print_summary(console: Console, r: DemoResult) -> None:
     table = Table(title="summary")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("messages posted", str(r.messages))
-    table.add_row("accepted with 202", str(r.accepted))
-    for status in SHOWN:
-        if r.counts.get(status):
-            table.add_row(f"final status {status}", str(r.counts[status]))
-    table.add_row("received by the sandbox", str(r.sandbox_received))
-    table.add_row("refused by the sandbox, then retried", str(sum(r.rejected_by_sandbox.values())))
-    table.add_row("duplicates received", str(r.duplicates))
-    table.add_row("lost", str(r.lost))
-    table.add_row("seconds", f"{r.seconds:.1f}")
-    table.add_row("messages/s end to end", f"{r.messages / r.seconds:.0f}")
+    for what, value in summary_rows(r):
+        table.add_row(what, value)
     console.print(table)
 
 
@@ -380,6 +421,7 @@ def _print_campaign(console: Console, c: CampaignResult) -> None:
     table.add_row("state", c.status)
     table.add_row("recipients (CSV lines rejected)", f"{c.recipients} ({c.rejected_lines})")
     table.add_row("replies sent by the sandbox", str(c.replies_emitted))
+    table.add_row("replies delivered twice by the sandbox", str(c.replies_duplicated))
     table.add_row("replies stored (each once)", str(c.replies_stored))
     table.add_row("replied in the funnel", str(c.totals.get("replied", 0)))
     table.add_row("funnel counters differing from a recount", str(c.differences))

@@ -1,10 +1,23 @@
 """Channel ownership leases (DESIGN.md invariant 7): one worker paces a channel at a time,
-and ``worker_max_channels`` spreads the channels over several workers."""
+and ``worker_max_channels`` spreads the channels over several workers; a worker logs the
+leases it takes, loses and releases."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from wahub.config import Settings
+from wahub.pipeline.outbox import OutboxWorker
+from wahub.pipeline.wakeup import Wakeup
+from wahub.providers.registry import ProviderRegistry
 from wahub.store import channels as channel_q
 from wahub.store.database import Database
+from wahub.store.schema import channels
 
 NOW = 1_000_000.0
 LEASE = 15.0
@@ -73,3 +86,48 @@ async def test_a_worker_takes_free_channels_up_to_its_limit(db: Database) -> Non
     assert await acquire(db, "a", limit=2) == ids[:2]
     assert await acquire(db, "b", limit=2) == ids[2:4]
     assert await acquire(db, "c", limit=2) == ids[4:]
+
+
+def lease_events(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "wahub.outbox" and r.getMessage() == message]
+
+
+async def test_a_worker_logs_the_leases_it_takes_loses_and_releases(
+    db: Database, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wahub.outbox")
+    kept, stolen = await add_channels(db, 2)
+    settings = Settings(_env_file=None, database_url=database_url, channel_lease_seconds=3)
+    providers = ProviderRegistry(timeout_s=1)
+    worker = OutboxWorker(db, settings, providers, Wakeup(), worker_id="w-1")
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 30
+        while len(lease_events(caplog, "channel lease taken")) < 2:
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.05)
+        # Another worker takes one channel over (as after a lease ran out unrenewed).
+        async with db.transaction() as conn:
+            await conn.execute(
+                update(channels)
+                .where(channels.c.id == stolen)
+                .values(lease_owner="w-2", lease_until=time.time() + 60)
+            )
+        while not lease_events(caplog, "channel lease lost"):
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await task
+        await providers.close()
+    taken = lease_events(caplog, "channel lease taken")
+    assert sorted(r.__dict__["channel_id"] for r in taken) == [kept, stolen]
+    [lost] = lease_events(caplog, "channel lease lost")
+    assert (lost.levelno, lost.__dict__["channel_id"]) == (logging.WARNING, stolen)
+    [released] = lease_events(caplog, "channel leases released")
+    assert released.__dict__["channels"] == [kept], "only what it still held"
+    async with db.read() as conn:
+        rows = {r.id: r for r in await conn.execute(select(channels))}
+    assert rows[kept].lease_owner is None
+    assert rows[kept].lease_until is not None, "the release time is kept for health"
+    assert rows[stolen].lease_owner == "w-2"

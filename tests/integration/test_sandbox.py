@@ -640,10 +640,13 @@ async def test_reset_forgets_sends_counters_and_pending_webhooks(
         "webhook_attempts_failed": 0,
         "webhooks_given_up": 0,
         "webhooks_pending": 0,
+        "webhooks_duplicated": 0,
+        "webhooks_out_of_order": 0,
         "inbound_emitted": 0,
         "inbound_delivered": 0,
         "inbound_attempts_failed": 0,
         "inbound_given_up": 0,
+        "inbound_duplicated": 0,
     }
     await asyncio.sleep(0.5)
     assert receiver.received == [], "webhooks planned before the reset must not arrive"

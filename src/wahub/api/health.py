@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import text
@@ -11,6 +13,7 @@ from starlette.responses import Response
 from wahub.api.auth import HubDep
 from wahub.api.responses import JsonResponse
 from wahub.domain.errors import StoreUnavailable, WahubError
+from wahub.features.monitoring import read_backlog, stalled_channels
 
 log = logging.getLogger("wahub.api")
 
@@ -26,7 +29,10 @@ async def root() -> Response:
 
 @router.get("/healthz", summary="Can the server reach its database")
 async def healthz(hub: HubDep) -> Response:
-    """200 ``{"status": "ok", "database": "ok"}``, or 503 with the database error."""
+    """200 ``{"status": "ok", "database": "ok"}``; 200 ``"degraded"`` with ``reasons``
+    (and a ``replication`` or ``queues`` part) when a sink lags or a channel's queued
+    messages have had no worker for ``WAHUB_STALLED_QUEUE_SECONDS``; 503 with the
+    database error when the database cannot be reached."""
     try:
         async with hub.db.read() as conn:
             await conn.execute(text("SELECT 1"))
@@ -41,28 +47,48 @@ async def healthz(hub: HubDep) -> Response:
             },
             status_code=503,
         )
-    # A lagging sink degrades the hub but does not make it unready: it still takes
-    # and sends messages, and the log keeps every change until the sink catches up.
+    # A lagging sink or a stalled queue degrades the hub but does not make it unready:
+    # it still takes messages, and nothing is lost while the cause is fixed.
+    body: dict[str, Any] = {"status": "ok", "database": "ok"}
+    reasons: list[str] = []
     try:
         replication = await hub.replication.status()
     except WahubError as exc:
         log.warning("replication status unavailable: %s", exc.message)
         replication = {"status": "unknown", "lagging": []}
     if replication["status"] == "degraded":
-        log.warning(
-            "health degraded: replication lagging (%s) or misconfigured (%s)",
-            ", ".join(replication["lagging"]) or "no sink",
-            "; ".join(replication.get("config_errors", [])) or "no error",
+        lagging = ", ".join(replication["lagging"]) or "no sink"
+        errors = "; ".join(replication.get("config_errors", [])) or "no error"
+        reasons.append(f"replication lagging ({lagging}) or misconfigured ({errors})")
+        body["replication"] = {
+            "status": "degraded",
+            "lagging": replication["lagging"],
+            "config_errors": replication.get("config_errors", []),
+        }
+    try:
+        stalled = stalled_channels(
+            await read_backlog(hub.db),
+            now=time.time(),
+            threshold_seconds=hub.settings.stalled_queue_seconds,
         )
-        return JsonResponse(
-            {
-                "status": "degraded",
-                "database": "ok",
-                "replication": {
-                    "status": "degraded",
-                    "lagging": replication["lagging"],
-                    "config_errors": replication.get("config_errors", []),
-                },
-            }
-        )
-    return JsonResponse({"status": "ok", "database": "ok"})
+    except WahubError as exc:
+        log.warning("queue backlog unavailable: %s", exc.message)
+        stalled = []
+    if stalled:
+        reasons.extend(channel.reason for channel in stalled)
+        body["queues"] = {
+            "status": "degraded",
+            "stalled_channels": [
+                {
+                    "channel_id": c.channel_id,
+                    "name": c.name,
+                    "queued": c.queued,
+                    "unattended_seconds": round(c.unattended_seconds, 1),
+                }
+                for c in stalled
+            ],
+        }
+    if reasons:
+        log.warning("health degraded: %s", "; ".join(reasons))
+        body.update(status="degraded", reasons=reasons)
+    return JsonResponse(body)

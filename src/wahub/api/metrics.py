@@ -8,6 +8,8 @@ make one series per message).
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
@@ -17,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wahub.api.auth import HubDep
 from wahub.domain.status import Status
+from wahub.features.monitoring import Backlog, read_backlog
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as messages_q
 
@@ -90,6 +93,45 @@ class Metrics:
             ["sink"],
             registry=self.registry,
         )
+        # What waits, per channel, and who sends it (features/monitoring.py).
+        self.channel_queue_depth = Gauge(
+            "wahub_channel_queue_depth",
+            "Queued messages of a channel (waiting for their first or next attempt).",
+            ["channel_id", "channel"],
+            registry=self.registry,
+        )
+        self.channel_oldest_queued_age = Gauge(
+            "wahub_channel_oldest_queued_age_seconds",
+            "Age of a channel's oldest queued message (0: nothing queued).",
+            ["channel_id", "channel"],
+            registry=self.registry,
+        )
+        self.channel_leased = Gauge(
+            "wahub_channel_leased",
+            "1 while a worker holds the channel's lease (sends it), else 0.",
+            ["channel_id", "channel"],
+            registry=self.registry,
+        )
+        self.live_workers = Gauge(
+            "wahub_workers_live",
+            "Workers holding at least one channel lease.",
+            registry=self.registry,
+        )
+        self.inbox_backlog = Gauge(
+            "wahub_inbox_backlog",
+            "Webhook deliveries stored but not processed yet.",
+            registry=self.registry,
+        )
+        self.inbox_oldest_pending_age = Gauge(
+            "wahub_inbox_oldest_pending_age_seconds",
+            "Age of the oldest webhook delivery not processed yet (0: none).",
+            registry=self.registry,
+        )
+        self.inbox_dead_letters = Gauge(
+            "wahub_inbox_dead_letters",
+            "Webhook deliveries whose processing failed for good (dead letters).",
+            registry=self.registry,
+        )
         # The group member cache, as GET /v1/groups/health reports it.
         self.group_cache = {
             figure: Gauge(f"wahub_{name}", help_text, registry=self.registry)
@@ -135,6 +177,8 @@ async def metrics(request: Request, hub: HubDep) -> Response:
         app_metrics.messages.labels(status).set(by_status.get(status, 0))
     for status in {*INBOX_STATUSES, *inbox_by_status}:
         app_metrics.inbox.labels(status).set(inbox_by_status.get(status, 0))
+    app_metrics.inbox_dead_letters.set(inbox_by_status.get("dead", 0))
+    _set_backlog(app_metrics, await read_backlog(hub.db), time.time())
     figures = await hub.groups.health()
     for figure, gauge in app_metrics.group_cache.items():
         gauge.set(figures[figure] or 0)
@@ -144,3 +188,25 @@ async def metrics(request: Request, hub: HubDep) -> Response:
         app_metrics.replication_pending.labels(sink["name"]).set(sink["pending"])
         app_metrics.replication_dead_letters.labels(sink["name"]).set(sink["dead_letters"])
     return Response(generate_latest(app_metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _set_backlog(app_metrics: Metrics, backlog: Backlog, now: float) -> None:
+    # Cleared first: a removed or renamed channel must not keep reporting its last value.
+    per_channel = (
+        app_metrics.channel_queue_depth,
+        app_metrics.channel_oldest_queued_age,
+        app_metrics.channel_leased,
+    )
+    for gauge in per_channel:
+        gauge.clear()
+    for channel in backlog.channels:
+        labels = (channel.channel_id, channel.name)
+        app_metrics.channel_queue_depth.labels(*labels).set(channel.queued)
+        age = 0.0 if channel.oldest_queued_at is None else now - channel.oldest_queued_at
+        app_metrics.channel_oldest_queued_age.labels(*labels).set(max(age, 0.0))
+        app_metrics.channel_leased.labels(*labels).set(1 if channel.held_at(now) else 0)
+    app_metrics.live_workers.set(backlog.live_workers(now))
+    inbox = backlog.inbox
+    app_metrics.inbox_backlog.set(inbox.pending)
+    oldest = inbox.oldest_received_at
+    app_metrics.inbox_oldest_pending_age.set(0.0 if oldest is None else max(now - oldest, 0.0))

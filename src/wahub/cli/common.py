@@ -54,7 +54,8 @@ def run(coro_factory: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine; a WahubError becomes one readable line and exit code 1."""
     from wahub.logs import configure_logging
 
-    configure_logging(Settings().log_level)
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
     try:
         return asyncio.run(_call(coro_factory))
     except WahubError as exc:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from wahub.domain.errors import WahubError
+
+log = logging.getLogger("wahub")
 
 
 class PipelineDied(WahubError):
@@ -18,12 +21,20 @@ class PipelineDied(WahubError):
 
 
 def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM (call inside the running loop)."""
+    """An event set by SIGINT or SIGTERM (call inside the running loop); the signal is
+    logged, so an operator sees why the process stopped."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stop, sig, stop)
     return stop
+
+
+def _stop(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info(
+        "%s received: stopping, finishing in-flight sends", sig.name, extra={"signal": sig.name}
+    )
+    stop.set()
 
 
 async def until_stopped_or_failed(stop: asyncio.Event, failed: asyncio.Event) -> None:

@@ -29,6 +29,7 @@ def serve(
 
     async def go() -> None:
         from wahub.embedded import add_sandbox_channel, embedded_stack
+        from wahub.startup import on_start
 
         stop = stop_on_signals()
         async with embedded_stack(settings, with_sandbox=sandbox, workers=workers) as stack:
@@ -37,6 +38,7 @@ def serve(
                 if not channels:
                     await add_sandbox_channel(stack.hub, stack.sandbox_url)
                 console.print(f"sandbox provider on {stack.sandbox_url}")
+            await on_start(stack.hub, command="serve", workers=workers)
             console.print(f"wahub serving on {stack.url} (docs at {stack.url}/docs)")
             await until_stopped_or_failed(stop, stack.hub.failed)
             console.print("shutting down: finishing in-flight sends")

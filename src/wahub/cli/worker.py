@@ -29,15 +29,19 @@ def worker(
 
     async def go() -> None:
         from wahub.runtime import Hub
+        from wahub.startup import on_start
 
         hub = Hub.build(settings)
         stop = stop_on_signals()
         await hub.start(workers=True, realtime=False)
-        log.info("worker %s started", hub.outbox.worker_id if hub.outbox else "?")
+        worker_id = hub.outbox.worker_id if hub.outbox else "?"
+        await on_start(hub, command="worker", workers=True)
+        log.info("worker %s started", worker_id)
         try:
             await until_stopped_or_failed(stop, hub.failed)
         finally:
             await hub.stop()
+            log.info("worker %s stopped", worker_id)
         if hub.failed.is_set():
             raise PipelineDied()
 

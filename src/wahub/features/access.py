@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
+from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.actors import Actor, Role
 from wahub.domain.errors import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
@@ -24,6 +25,10 @@ from wahub.domain.phones import is_group_chat
 from wahub.store import access as q
 from wahub.store import channels as channel_q
 from wahub.store.database import Database
+
+# Shown by ``wahub keys list`` for the key of WAHUB_BOOTSTRAP_ADMIN_KEY: its first
+# characters are part of a secret the operator chose, not a random prefix of ours.
+BOOTSTRAP_PREFIX = "bootstrap"
 
 
 def hash_key(key: str) -> str:
@@ -76,6 +81,26 @@ class AccessControl:
                 },
             )
         return CreatedKey(key, key_id, user["id"], name, parsed_role, prefix)
+
+    async def bootstrap_admin_key(self, key: str | None, *, user_name: str = "admin") -> str:
+        """Store ``key`` (its hash) as an admin key of ``user_name`` when no active admin
+        key exists, so a fresh install (a container) has a first key its operator chose.
+
+        Returns ``stored``, ``present`` (an active admin key exists: nothing stored) or
+        ``missing`` (none exists and ``key`` is None). A key stored before is never
+        stored again, so revoking the bootstrap key sticks across restarts; processes
+        starting together store it once (its hash is unique).
+        """
+        now = time.time()
+        try:
+            async with self.db.transaction() as conn:
+                return await conn.run_sync(
+                    functools.partial(
+                        _bootstrap_admin_key_sync, key=key, user_name=user_name, now=now
+                    )
+                )
+        except IntegrityError:
+            return "present"  # another process stored it (or the user) at the same moment
 
     async def authenticate(self, key: str | None) -> Actor:
         """The actor behind ``key``.
@@ -152,6 +177,30 @@ class AccessControl:
             group = await q.ensure_employee_group(conn, group_name, now)
             user = await q.ensure_user(conn, user_name, now)
             await q.add_group_member(conn, group["id"], user["id"])
+
+
+def _bootstrap_admin_key_sync(
+    conn: SyncConnection, *, key: str | None, user_name: str, now: float
+) -> str:
+    if q.has_active_admin_key_sync(conn):
+        return "present"
+    if key is None:
+        return "missing"
+    if q.key_hash_known_sync(conn, hash_key(key)):
+        return "missing"  # revoked by an operator: it stays revoked
+    user = q.ensure_user_sync(conn, user_name, now)
+    q.insert_api_key_sync(
+        conn,
+        {
+            "id": new_id("key"),
+            "user_id": user["id"],
+            "role": Role.ADMIN.value,
+            "key_hash": hash_key(key),
+            "prefix": BOOTSTRAP_PREFIX,
+            "created_at": now,
+        },
+    )
+    return "stored"
 
 
 def _key_and_user_sync(

@@ -123,7 +123,13 @@ class OutboxWorker:
                     await task
             with contextlib.suppress(WahubError):
                 async with self.db.transaction() as conn:
-                    await channel_q.release_channel_leases(conn, owner=self.worker_id)
+                    released = await channel_q.release_channel_leases(
+                        conn, owner=self.worker_id, now=time.time()
+                    )
+                log.info(
+                    "channel leases released",
+                    extra={"worker": self.worker_id, "channels": released},
+                )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -141,6 +147,7 @@ class OutboxWorker:
                 limit=self.settings.worker_max_channels,
             )
             rows = {c["id"]: c for c in await channel_q.list_channels(conn) if c["id"] in owned}
+        self._log_lease_changes(self._channels, rows)
         self._channels = rows
         for channel_id, channel in rows.items():
             fingerprint = (
@@ -154,6 +161,31 @@ class OutboxWorker:
                 self._pacing[channel_id] = _ChannelPacing(
                     fingerprint, TokenBucket(rate, rate), PairLimiter(burst, interval)
                 )
+
+    def _log_lease_changes(
+        self, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+    ) -> None:
+        # Which worker sends which channel is what an operator asks first when a
+        # channel stalls; a lost lease means another worker took the channel over
+        # (ours ran out, e.g. while the database was unreachable).
+        for channel_id in after.keys() - before.keys():
+            log.info(
+                "channel lease taken",
+                extra={
+                    "worker": self.worker_id,
+                    "channel_id": channel_id,
+                    "channel": after[channel_id]["name"],
+                },
+            )
+        for channel_id in before.keys() - after.keys():
+            log.warning(
+                "channel lease lost",
+                extra={
+                    "worker": self.worker_id,
+                    "channel_id": channel_id,
+                    "channel": before[channel_id]["name"],
+                },
+            )
 
     async def _renew_channel_leases(self) -> None:
         # At least every second: renewing is one cheap UPDATE, and it is also how this

@@ -51,6 +51,17 @@ def list_api_keys_sync(conn: SyncConnection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt.order_by(api_keys.c.created_at))]
 
 
+def has_active_admin_key_sync(conn: SyncConnection) -> bool:
+    stmt = select(api_keys.c.id).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
+    return conn.execute(stmt.limit(1)).first() is not None
+
+
+def key_hash_known_sync(conn: SyncConnection, key_hash: str) -> bool:
+    """Whether a key with this hash was ever stored, revoked or not."""
+    stmt = select(api_keys.c.id).where(api_keys.c.key_hash == key_hash)
+    return conn.execute(stmt).first() is not None
+
+
 def revoke_api_key_sync(conn: SyncConnection, key_id: str, now: float) -> bool:
     result = conn.execute(
         update(api_keys)

@@ -77,12 +77,19 @@ def acquire_channel_leases_sync(
     return sorted(mine)
 
 
-def release_channel_leases_sync(conn: SyncConnection, *, owner: str) -> None:
-    conn.execute(
+def release_channel_leases_sync(conn: SyncConnection, *, owner: str, now: float) -> list[str]:
+    """Give up every channel ``owner`` holds; returns their ids.
+
+    ``lease_until`` keeps the release time: health measures from it how long a channel's
+    queue has had no worker (a channel is free either way, its owner being empty).
+    """
+    rows = conn.execute(
         update(channels)
         .where(channels.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
+        .values(lease_owner=None, lease_until=now)
+        .returning(channels.c.id)
     )
+    return sorted(r.id for r in rows)
 
 
 def upsert_template_sync(conn: SyncConnection, row: dict[str, Any]) -> None:

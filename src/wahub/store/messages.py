@@ -754,6 +754,22 @@ def statuses_by_id_sync(conn: SyncConnection) -> dict[str, str]:
     return {r.id: r.status for r in conn.execute(stmt)}
 
 
+def count_failures_by_code_sync(conn: SyncConnection) -> dict[str, tuple[int, str | None]]:
+    """Failed outbound messages by error code (the provider's, or ours such as
+    ``uncertain_timeout``; ``unknown`` for a failure that recorded none): how many, and
+    one of their readable titles."""
+    stmt = (
+        select(
+            messages.c.error_code,
+            func.count().label("n"),
+            func.max(messages.c.error_title).label("title"),
+        )
+        .where(messages.c.status == "failed", messages.c.direction == "out")
+        .group_by(messages.c.error_code)
+    )
+    return {str(row.error_code or "unknown"): (int(row.n), row.title) for row in conn.execute(stmt)}
+
+
 def count_events_by_source_sync(conn: SyncConnection, source: str) -> int:
     """How many status events came from ``source`` (e.g. ``lease``: sends cut short)."""
     stmt = select(func.count()).select_from(message_events).where(message_events.c.source == source)
@@ -776,4 +792,5 @@ settle_uncertain = in_one_hop(settle_uncertain_sync)
 requeue_failed = in_one_hop(requeue_failed_sync)
 count_by_status = in_one_hop(count_by_status_sync)
 statuses_by_id = in_one_hop(statuses_by_id_sync)
+count_failures_by_code = in_one_hop(count_failures_by_code_sync)
 count_events_by_source = in_one_hop(count_events_by_source_sync)

@@ -186,7 +186,9 @@ class Sandbox:
         http_429, throughput_130429, pair_131056, server_error) to its count (WHAPI
         refusals are in ``whapi.stats()``); ``held`` counts accepted sends answered
         late by the timeout knob; ``webhook_attempts_failed`` counts failed delivery
-        attempts (each retry is one more). ``inbound_*`` count the simulated inbound
+        attempts (each retry is one more); ``webhooks_duplicated`` counts second copies
+        of status webhooks delivered, ``webhooks_out_of_order`` statuses delivered after
+        a later status of the same message. ``inbound_*`` count the simulated inbound
         webhooks the same way (``webhooks_pending`` covers both).
         """
         counters = self._counters
@@ -200,10 +202,13 @@ class Sandbox:
             "webhook_attempts_failed": webhooks.failed_attempts,
             "webhooks_given_up": webhooks.given_up,
             "webhooks_pending": webhooks.pending,
+            "webhooks_duplicated": webhooks.duplicated,
+            "webhooks_out_of_order": webhooks.out_of_order,
             "inbound_emitted": len(self.inbound.log),
             "inbound_delivered": webhooks.inbound.delivered,
             "inbound_attempts_failed": webhooks.inbound.failed_attempts,
             "inbound_given_up": webhooks.inbound.given_up,
+            "inbound_duplicated": webhooks.inbound.duplicated,
         }
 
     # A timeout parameter (not asyncio.timeout around the call) is the documented API.

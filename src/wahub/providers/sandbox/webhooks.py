@@ -33,13 +33,23 @@ _DELIVERY_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 @dataclass(slots=True, eq=False)
+class _MessageProgress:
+    """Shared by the statuses of one message: the latest (in planned order) delivered."""
+
+    latest_delivered: int = -1
+
+
+@dataclass(slots=True, eq=False)
 class _StatusEvent:
     """One status of one message. ``body`` is serialised on the first attempt and reused
-    by retries and duplicates, so every copy the receiver gets is byte-identical."""
+    by retries and duplicates, so every copy the receiver gets is byte-identical.
+    ``order`` is its place among the message's statuses (sent 0, delivered 1, ...)."""
 
     record: SendRecord
     status: str
     timestamp: int
+    order: int
+    progress: _MessageProgress
     body: bytes | None = None
 
 
@@ -60,6 +70,7 @@ class InboundCounters:
     delivered: int = 0
     failed_attempts: int = 0
     given_up: int = 0
+    duplicated: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -74,6 +85,7 @@ class _Delivery:
     generation: int
     follower: _Delivery | None = None
     attempts: int = 0
+    duplicate: bool = False  # the second copy of a duplicated webhook
 
 
 class WebhookDispatcher:
@@ -83,7 +95,9 @@ class WebhookDispatcher:
     can happen (until then they wait in the queue). Counters: ``delivered`` (2xx
     answers), ``failed_attempts`` (attempts that got an error or non-2xx),
     ``given_up`` (deliveries dropped after ``webhook_max_attempts``, or because
-    ``webhook_url`` was unset meanwhile) and ``pending`` (deliveries not yet done).
+    ``webhook_url`` was unset meanwhile), ``pending`` (deliveries not yet done),
+    ``duplicated`` (second copies delivered) and ``out_of_order`` (statuses delivered
+    after a later status of the same message: what a receiver had to put back in order).
     """
 
     def __init__(self, config: SandboxConfig, rng: random.Random) -> None:
@@ -99,6 +113,8 @@ class WebhookDispatcher:
         self.delivered = 0
         self.failed_attempts = 0
         self.given_up = 0
+        self.duplicated = 0
+        self.out_of_order = 0
         self.inbound = InboundCounters()
 
     @property
@@ -132,6 +148,8 @@ class WebhookDispatcher:
         self.delivered = 0
         self.failed_attempts = 0
         self.given_up = 0
+        self.duplicated = 0
+        self.out_of_order = 0
         self.inbound = InboundCounters()
 
     # The caller-facing timeout parameter is the contract of Sandbox.wait_webhooks_idle.
@@ -158,12 +176,14 @@ class WebhookDispatcher:
         # Wide enough that independent delays often invert a message's statuses.
         spread = max(step, 0.005) * len(names) * 2
         deliveries: list[_Delivery] = []
+        progress = _MessageProgress()
         for index, name in enumerate(names):
-            event = _StatusEvent(record, name, int(record.received_at + step * (index + 1)))
+            timestamp = int(record.received_at + step * (index + 1))
+            event = _StatusEvent(record, name, timestamp, index, progress)
             duplicated = config.duplicate_fraction and rng.random() < config.duplicate_fraction
-            for _ in range(2 if duplicated else 1):
+            for copy in range(2 if duplicated else 1):
                 delay = rng.uniform(0, spread) if config.shuffle else step
-                deliveries.append(_Delivery(event, delay, self._generation))
+                deliveries.append(_Delivery(event, delay, self._generation, duplicate=copy > 0))
         self._pending += len(deliveries)
         self._idle.clear()
         if config.shuffle:
@@ -185,8 +205,8 @@ class WebhookDispatcher:
             copies = 2
         self._pending += copies
         self._idle.clear()
-        for _ in range(copies):
-            self._schedule(_Delivery(raw, 0.0, self._generation), 0.0)
+        for copy in range(copies):
+            self._schedule(_Delivery(raw, 0.0, self._generation, duplicate=copy > 0), 0.0)
 
     def _forget_pending(self) -> None:
         self._generation += 1
@@ -228,10 +248,7 @@ class WebhookDispatcher:
             if delivery.generation != self._generation:
                 continue
             if delivered:
-                if raw is not None:
-                    self.inbound.delivered += 1
-                else:
-                    self.delivered += 1
+                self._count_delivered(delivery)
                 self._finish(delivery)
                 continue
             if raw is not None:
@@ -246,6 +263,19 @@ class WebhookDispatcher:
                 self._finish(delivery)
             else:
                 self._schedule(delivery, self._backoff(delivery.attempts))
+
+    def _count_delivered(self, delivery: _Delivery) -> None:
+        event = delivery.event
+        if isinstance(event, _RawPost):
+            self.inbound.delivered += 1
+            self.inbound.duplicated += delivery.duplicate
+            return
+        self.delivered += 1
+        self.duplicated += delivery.duplicate
+        if event.order < event.progress.latest_delivered:
+            self.out_of_order += 1
+        else:
+            event.progress.latest_delivered = event.order
 
     async def _attempt(self, delivery: _Delivery, url: str) -> bool:
         """POST once; True on a 2xx answer. Never raises except on cancellation."""
