@@ -43,6 +43,23 @@ def test_text_is_the_default_type_and_content_is_cloud_api_shaped() -> None:
     assert sent.content() == {"type": "text", "text": {"body": "hello", "preview_url": False}}
 
 
+def test_a_template_without_type_is_a_template() -> None:
+    sent = request(template=TEMPLATE)
+
+    assert sent.type == "template"
+    assert sent.content()["type"] == "template"
+    assert sent.canonical() == request(type="template", template=TEMPLATE).canonical()
+
+
+@pytest.mark.parametrize("media", ["image", "document", "audio", "video"])
+def test_a_media_object_without_type_gives_its_type(media: str) -> None:
+    assert request(**{media: {"link": LINK}}).type == media
+
+
+def test_a_null_object_beside_the_one_given_does_not_count() -> None:
+    assert request(text=None, template=TEMPLATE).type == "template"
+
+
 def test_text_preview_url_is_kept() -> None:
     content = request(text={"body": "see https://x.org", "preview_url": True}).content()
 
@@ -129,12 +146,20 @@ def test_a_type_without_its_object_is_refused() -> None:
     assert "'image' object is missing" in refusal(type="image", text={"body": "hi"})
 
 
-def test_a_request_with_no_object_is_refused() -> None:
-    assert "'text' object is missing" in refusal()
+def test_a_request_with_no_object_is_refused_naming_the_choices() -> None:
+    assert "one of text, template, image, document, audio, video is required" in refusal()
 
 
-def test_two_objects_are_refused() -> None:
-    assert "image was given too" in refusal(text={"body": "hi"}, image={"link": LINK})
+def test_two_objects_without_a_type_are_refused() -> None:
+    message = refusal(text={"body": "hi"}, image={"link": LINK})
+
+    assert "several content objects given (text, image)" in message
+
+
+def test_two_objects_with_a_type_are_refused() -> None:
+    message = refusal(type="text", text={"body": "hi"}, image={"link": LINK})
+
+    assert "image was given too" in message
 
 
 @pytest.mark.parametrize("body", ["", "   ", "\n\t"])

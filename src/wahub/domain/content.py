@@ -15,6 +15,7 @@ TEXT_LIMIT = 4096  # Cloud API maximum for text.body
 CAPTION_LIMIT = 1024
 MessageType = Literal["text", "template", "image", "document", "audio", "video"]
 MEDIA_TYPES = ("image", "document", "audio", "video")
+CONTENT_TYPES = ("text", "template", *MEDIA_TYPES)  # each a field of SendRequest
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
 
@@ -103,10 +104,18 @@ class MediaBody(_Strict):
 
 
 class SendRequest(_Strict):
-    """``POST /v1/messages``: one message to a phone number or chat id."""
+    """``POST /v1/messages``: one message to a phone number or chat id.
+
+    ``type`` may be left out: it is then the one content object present (``text``,
+    ``template``, ``image``, ...), as the Cloud API's own examples leave no doubt which.
+    """
 
     to: str = Field(min_length=1, max_length=120, description="Phone number or chat id.")
-    type: MessageType = "text"
+    type: MessageType = Field(
+        default="text",
+        description="Optional: defaults to the one content object given "
+        "(text, template, image, document, audio or video).",
+    )
     channel_id: str | None = Field(default=None, description="Omit when there is one channel.")
     text: TextBody | None = None
     template: TemplateBody | None = None
@@ -119,11 +128,27 @@ class SendRequest(_Strict):
     )
     priority: int = Field(default=0, ge=-10, le=10)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, data: Any) -> Any:
+        """Fill in ``type`` from the one content object given; with none or several, the
+        after-validator explains what is missing."""
+        if isinstance(data, dict) and "type" not in data:
+            present = [name for name in CONTENT_TYPES if data.get(name) is not None]
+            if len(present) == 1:
+                return {**data, "type": present[0]}
+        return data
+
     @model_validator(mode="after")
     def _one_body_matching_type(self) -> SendRequest:
-        present = [
-            name for name in ("text", "template", *MEDIA_TYPES) if getattr(self, name) is not None
-        ]
+        present = [name for name in CONTENT_TYPES if getattr(self, name) is not None]
+        if "type" not in self.model_fields_set:
+            # Only reached when _infer_type could not tell: no object, or several.
+            if not present:
+                raise ValueError(f"one of {', '.join(CONTENT_TYPES)} is required")
+            raise ValueError(
+                f"several content objects given ({', '.join(present)}): send one per message"
+            )
         if self.type not in present:
             raise ValueError(f"type is {self.type!r} but the {self.type!r} object is missing")
         others = [name for name in present if name != self.type]
