@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     log_json: bool = Field(
         default=False, description="One JSON object per log line (for log collectors)."
     )
+    max_request_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON request body the API reads (413 beyond, refused before "
+        "it is read whole); campaign uploads have WAHUB_MAX_UPLOAD_BYTES.",
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of POST /v1/campaigns (the audience CSV), 413 beyond.",
+    )
 
     # Cloud API webhooks: one Meta app signs every number's webhooks with its app secret.
     cloudapi_app_secret: SecretStr = Field(

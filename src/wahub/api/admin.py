@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
+from wahub.api.bodies import JsonBodyRoute
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import (
@@ -32,7 +33,9 @@ from wahub.api.serializers import (
 )
 from wahub.domain.actors import Role
 
-router = APIRouter(prefix="/v1", tags=["admin"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["admin"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute
+)
 
 EmployeeGroupName = Annotated[str, Path(min_length=1, max_length=200)]
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
+from wahub.api.bodies import read_limited_body, require_media_type, require_utf8
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import iso
@@ -25,8 +26,7 @@ from wahub.features.campaigns import MAX_PAGE, CampaignCreate
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
 
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-
+_CREATE_MEDIA_TYPES = ("application/json", "text/csv", "multipart/form-data")
 _CREATE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -83,17 +83,12 @@ def _model(raw: Any) -> CampaignCreate:
 
 
 def _json(raw: bytes | str, what: str) -> Any:
+    if isinstance(raw, bytes):
+        require_utf8(raw, what)  # 400 naming the part, not "not valid JSON"
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ValidationError(f"{what}: not valid JSON", details={"field": what}) from None
-
-
-def _text(raw: bytes, what: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"{what}: not UTF-8 text", details={"field": what}) from None
 
 
 def _from_multipart(content_type: str, body: bytes) -> tuple[Any, str | None]:
@@ -111,7 +106,7 @@ def _from_multipart(content_type: str, body: bytes) -> tuple[Any, str | None]:
         if name == "campaign":
             campaign = _json(payload, "campaign")
         elif name == "audience":
-            audience = _text(payload, "audience")
+            audience = require_utf8(payload, "audience")
     if campaign is None:
         raise ValidationError(
             "multipart: a 'campaign' field with the JSON object is required",
@@ -125,15 +120,15 @@ async def create_campaign(request: Request, hub: HubDep, actor: AdminDep) -> Res
     """The audience is a CSV (``phone`` plus the template variables as columns) or the
     contacts. Unusable rows are listed in ``rejected`` (line, code, message) and left
     out; 422 when no row is usable or a template is not approved on the channel."""
-    content_type = request.headers.get("content-type", "application/json")
-    body = await request.body()
-    if len(body) > MAX_UPLOAD_BYTES:
-        raise ValidationError(f"body: larger than {MAX_UPLOAD_BYTES} bytes")
+    media = require_media_type(request, _CREATE_MEDIA_TYPES)
+    body = await read_limited_body(
+        request, hub.settings.max_upload_bytes, setting="WAHUB_MAX_UPLOAD_BYTES"
+    )
     csv_text: str | None = None
-    if content_type.startswith("multipart/form-data"):
-        raw, csv_text = _from_multipart(content_type, body)
-    elif content_type.startswith("text/csv"):
-        csv_text = _text(body, "body")
+    if media == "multipart/form-data":
+        raw, csv_text = _from_multipart(request.headers["content-type"], body)
+    elif media == "text/csv":
+        csv_text = require_utf8(body, "body")
         params = request.query_params
         raw = {k: params[k] for k in ("name", "channel_id", "audience") if k in params}
         raw["templates"] = _json(params.get("templates", "null"), "templates")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, HubDep, WriterDep
+from wahub.api.bodies import JsonBodyRoute
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.messages import IdempotencyKey
 from wahub.api.responses import JsonResponse
@@ -28,7 +29,7 @@ from wahub.domain.content import TEXT_LIMIT, SendRequest, TextBody
 from wahub.domain.errors import ValidationError
 from wahub.domain.phones import bare_group_id, canonical_chat_id, is_group_chat
 
-router = APIRouter(tags=["compat"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["compat"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
 
 # The seed systems' vocabulary: they call our "queued" (and the in-flight states) "pending".
 _SEED_STATUS = {"queued": "pending", "sending": "pending", "uncertain": "pending"}

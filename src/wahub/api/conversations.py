@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
+from wahub.api.bodies import JsonBodyRoute
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import auto_reply_out, conversation_out, notification_out
 from wahub.features.conversations import MAX_PAGE
 from wahub.features.notifications import MAX_ID
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
 
 MatchKind = Literal["keyword", "regex", "first_message", "outside_hours"]
 

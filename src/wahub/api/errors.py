@@ -3,7 +3,8 @@
 Every error body is ``{"error": {"code", "message", "details"}}``:
 
     ValidationError 422, NotFound 404, AuthenticationFailed 401, PermissionDenied 403,
-    ConflictError 409, PayloadTooLarge 413, StoreUnavailable 503, any other WahubError 400;
+    ConflictError 409, PayloadTooLarge 413, UnsupportedMediaType 415, InvalidEncoding 400,
+    StoreUnavailable 503, any other WahubError 400;
     FastAPI's request validation 422 (``validation_error``, or ``invalid_json``);
     unknown route 404, wrong method 405; anything unexpected 500 ``internal_error``.
 
@@ -29,10 +30,12 @@ from wahub.api.responses import JsonResponse
 from wahub.domain.errors import (
     AuthenticationFailed,
     ConflictError,
+    InvalidEncoding,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
     StoreUnavailable,
+    UnsupportedMediaType,
     ValidationError,
     WahubError,
 )
@@ -47,6 +50,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[WahubError], int], ...] = (
     (PermissionDenied, 403),
     (ConflictError, 409),
     (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (InvalidEncoding, 400),
     (StoreUnavailable, 503),
 )
 

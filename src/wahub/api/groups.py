@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
+from wahub.api.bodies import JsonBodyRoute
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import iso
 from wahub.features.accounts import MAX_PAGE
 from wahub.features.groups import AccountSyncResult, GroupSyncResult, SyncReport
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
 
 GroupId = Annotated[str, Field(min_length=1, max_length=120, examples=["120363298754236172"])]
 

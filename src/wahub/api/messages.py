@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, HubDep, WriterDep
+from wahub.api.bodies import JsonBodyRoute
 from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import MessageOut, MessagePage, message_out
@@ -20,7 +21,9 @@ from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
 from wahub.features.messaging import MAX_PAGE
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute
+)
 
 IdempotencyKey = Annotated[
     str | None,

@@ -24,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from wahub.api.auth import HubDep
+from wahub.api.bodies import read_limited_body
 from wahub.api.errors import ErrorOut, error_response
-from wahub.domain.errors import AuthenticationFailed, PayloadTooLarge, ValidationError
+from wahub.domain.errors import AuthenticationFailed
 from wahub.providers import periskope_webhooks, whapi_webhooks
 from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
 
@@ -36,6 +37,7 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 _KEPT_HEADERS = ("content-type", "user-agent", "x-hub-signature-256")
 
 _OK = b'{"status":"ok"}'
+_LIMIT = "WAHUB_MAX_WEBHOOK_BYTES"
 
 
 @router.get(
@@ -79,7 +81,7 @@ async def cloudapi_handshake(
 async def cloudapi_webhook(request: Request, hub: HubDep) -> Response:
     """Store a signed delivery once (a redelivery is acknowledged, not stored twice)."""
     settings = hub.settings
-    body = await read_limited_body(request, settings.max_webhook_bytes)
+    body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
     secret = settings.cloudapi_app_secret.get_secret_value()
     if not verify_signature(secret, body, request.headers.get(SIGNATURE_HEADER)):
         raise AuthenticationFailed(f"missing or invalid {SIGNATURE_HEADER} signature")
@@ -146,7 +148,7 @@ async def whapi_webhook(
             f"missing or wrong webhook secret (?{whapi_webhooks.SECRET_QUERY}= "
             f"or {whapi_webhooks.SECRET_HEADER})"
         )
-    body = await read_limited_body(request, settings.max_webhook_bytes)
+    body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
     await hub.intake.store(
         provider=whapi_webhooks.PROVIDER,
         dedupe_key=whapi_webhooks.dedupe_key(body),
@@ -171,7 +173,7 @@ async def periskope_webhook(request: Request, hub: HubDep) -> Response:
     secret = _configured(settings.periskope_webhook_secret)
     if secret is None:
         return _not_configured("Periskope", "WAHUB_PERISKOPE_WEBHOOK_SECRET")
-    body = await read_limited_body(request, settings.max_webhook_bytes)
+    body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
     header = request.headers.get(periskope_webhooks.SIGNATURE_HEADER)
     if not periskope_webhooks.verify_signature(secret, body, header):
         raise AuthenticationFailed(
@@ -201,31 +203,3 @@ def _not_configured(provider: str, setting: str) -> Response:
 
 def _kept(request: Request, names: tuple[str, ...]) -> dict[str, str]:
     return {name: value for name in names if (value := request.headers.get(name))}
-
-
-async def read_limited_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes with PayloadTooLarge.
-
-    Content-Length is checked before anything is read; the stream is counted too, because
-    a chunked request has no Content-Length and a lying client can send more than it said.
-    """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isascii() or not declared.isdigit():
-            raise ValidationError(
-                "Content-Length is not a number", details={"field": "Content-Length"}
-            )
-        if int(declared) > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"webhook body larger than {limit} bytes", details={"max_bytes": limit})

@@ -11,7 +11,9 @@ stable machine-readable ``code`` plus optional ``details`` (e.g. the offending f
     ├── AuthenticationFailed     401  missing/unknown API key, bad webhook signature
     ├── PermissionDenied         403  role or group assignment forbids the action
     ├── ConflictError            409  idempotency key reused with another body, wrong state
-    ├── PayloadTooLarge          413
+    ├── PayloadTooLarge          413  a request body over its limit
+    ├── UnsupportedMediaType     415  a request body in a content type the route does not take
+    ├── InvalidEncoding          400  a request body that is not UTF-8
     ├── StoreUnavailable         503  the database cannot be reached
     └── ProviderError                 raised by provider adapters, never reaches a client as-is
         ├── RetryableProviderError     throttling, 5xx, timeouts: try again later
@@ -70,6 +72,14 @@ class ConflictError(WahubError):
 
 class PayloadTooLarge(WahubError):
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(WahubError):
+    code = "unsupported_media_type"
+
+
+class InvalidEncoding(WahubError):
+    code = "invalid_encoding"
 
 
 class StoreUnavailable(WahubError):
