@@ -30,6 +30,7 @@ from wahub.api import (
     search,
     webhooks,
 )
+from wahub.api.docs import install_docs
 from wahub.api.errors import CrashGuard, install_error_handlers
 from wahub.api.metrics import Metrics, RequestMetricsMiddleware
 from wahub.config import Settings
@@ -83,7 +84,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by wahub.api.docs from the package, not from a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -106,4 +107,5 @@ def create_app(
     routers = (health, metrics, conversations, admin, groups, campaigns, compat)
     for module in (*hot, *routers, replication, chat_names, realtime):
         app.include_router(module.router)
+    install_docs(app)
     return app
