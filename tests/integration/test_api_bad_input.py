@@ -51,6 +51,24 @@ async def test_a_template_body_without_type_is_sent_as_a_template(
     assert response.json()["content"]["template"]["name"] == "order_update"
 
 
+# --- reply_to ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("channel")
+async def test_a_reply_to_a_message_we_never_sent_is_422_naming_reply_to(
+    client: httpx.AsyncClient, hub: Hub, headers_for: Headers
+) -> None:
+    body = {"to": PERSON, "text": {"body": "re"}, "reply_to": "msg_01m9700000000000000000000"}
+
+    response = await client.post("/v1/messages", json=body, headers=headers_for("admin"))
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"] == "reply_to: no message msg_01m9700000000000000000000"
+    assert error["details"]["field"] == "reply_to"
+    assert await stored_messages(hub) == 0
+
+
 # --- request bodies: content type, encoding, size ----------------------------------------
 
 SIXTY_MB = 60 * 1024 * 1024

@@ -218,3 +218,40 @@ async def test_duplicated_and_shuffled_webhooks_end_in_the_same_state(stack_fact
     for history in events:
         webhook = Counter(e["status"] for e in history if e["source"] == "webhook")
         assert max(webhook.values()) == 1, f"a duplicated webhook was recorded twice: {webhook}"
+
+
+async def test_a_reply_to_our_just_queued_message_quotes_its_provider_id(
+    stack_factory: Any,
+) -> None:
+    stack, key = await stack_factory(SandboxConfig(latency_ms=50, seed=3))
+    [quoted_id] = await post_messages(stack, key, [text("+4915123456700", "your order")])
+    reply = {**text("+4915123456700", "and the invoice"), "reply_to": quoted_id}
+    [reply_id] = await post_messages(stack, key, [reply])
+
+    await wait_final(stack, 2)
+
+    assert stack.sandbox is not None
+    sends = {s.biz_opaque_callback_data: s for s in stack.sandbox.sends}
+    assert sends[reply_id].body["context"] == {"message_id": sends[quoted_id].wamid}
+
+
+async def test_a_reply_held_behind_a_message_that_then_fails_fails_saying_why(
+    stack_factory: Any,
+) -> None:
+    # Every send is refused (wrong token, 190), after a latency far longer than posting
+    # the reply takes, so the reply is accepted while its quoted message is in flight.
+    stack, key = await stack_factory(SandboxConfig(access_token="another-token", latency_ms=5000))
+    [quoted_id] = await post_messages(stack, key, [text("+4915123456700", "your order")])
+    reply = {**text("+4915123456700", "and the invoice"), "reply_to": quoted_id}
+    [reply_id] = await post_messages(stack, key, [reply])
+
+    statuses = await wait_final(stack, 2)
+
+    async with stack.hub.db.read() as conn:
+        row = await message_q.get_message(conn, reply_id)
+    assert row is not None
+    assert statuses[quoted_id] == statuses[reply_id] == "failed"
+    assert row["error_code"] == "reply_to_not_sent"
+    assert row["error_title"].startswith(f"reply_to {quoted_id} was never sent (failed)")
+    assert stack.sandbox is not None
+    assert stack.sandbox.stats()["rejected_total"] == 1, "the reply never reached the provider"

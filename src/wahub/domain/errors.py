@@ -18,6 +18,7 @@ stable machine-readable ``code`` plus optional ``details`` (e.g. the offending f
     └── ProviderError                 raised by provider adapters, never reaches a client as-is
         ├── RetryableProviderError     throttling, 5xx, timeouts: try again later
         ├── PermanentProviderError     bad number, missing template, 24 h window: give up
+        │   └── QuotedMessageNotSent       a reply's quoted message of ours failed to send
         └── ProviderOutcomeUnknown     timeout after the request left: maybe sent, reconcile
 """
 
@@ -119,6 +120,13 @@ class RetryableProviderError(ProviderError):
 class PermanentProviderError(ProviderError):
     code = "provider_permanent"
     retryable = False
+
+
+class QuotedMessageNotSent(PermanentProviderError):
+    """A reply held behind the message of ours it quotes, which then failed: there is no
+    provider id to quote. Raised by the outbox before the provider is called."""
+
+    code = "reply_to_not_sent"
 
 
 class ProviderOutcomeUnknown(ProviderError):

@@ -21,3 +21,8 @@ def new_id(prefix: str) -> str:
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     return f"{prefix}_{_b32(millis, 10)}{_b32(rand, 16)}"
+
+
+def is_message_id(value: str) -> bool:
+    """True for one of our message ids (``new_id("msg")``), as opposed to a provider's."""
+    return value.startswith("msg_")

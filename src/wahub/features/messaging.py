@@ -26,6 +26,7 @@ from wahub.domain.errors import (
     ValidationError,
     WahubError,
 )
+from wahub.domain.ids import is_message_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.access import AccessControl
 from wahub.features.conversations import (
@@ -68,6 +69,38 @@ class _NewMessage:
 
 
 _PLACEHOLDER = Accepted({}, created=False)  # replaced once the batch's rows are inserted
+
+
+def _check_reply_to(conn: SyncConnection, reply_to: str, channel_id: str, chat_id: str) -> None:
+    """A ``reply_to`` naming one of our message ids must name a message of the same chat
+    and channel (WhatsApp quotes only within a conversation) that has been sent or may
+    still be. Raises ValidationError naming the field.
+
+    A reply to a message of ours still queued (a CRM answering its own just-queued
+    message) is accepted and held, not refused: both share the chat's ordering key, so
+    the reply is claimed only once the quoted message has left the queue with its
+    provider id (or failed, which then fails the reply saying so). A provider's message
+    id is passed on as given: it may name a message wahub never stored (sent before
+    wahub, or from another device), and only the provider can judge it.
+    """
+    if not is_message_id(reply_to):
+        return
+    quoted = q.get_message_sync(conn, reply_to)
+    details = {"field": "reply_to", "value": reply_to}
+    if quoted is None:
+        raise ValidationError(f"reply_to: no message {reply_to}", details=details)
+    if quoted["chat_id"] != chat_id or quoted["channel_id"] != channel_id:
+        raise ValidationError(
+            f"reply_to: message {reply_to} is not in this chat on this channel; a reply "
+            "can only quote a message of its own conversation",
+            details=details,
+        )
+    if quoted["provider_message_id"] is None and quoted["status"] not in q.ACTIVE:
+        raise ValidationError(
+            f"reply_to: message {reply_to} was never sent ({quoted['status']}), so there "
+            "is nothing to quote",
+            details=details,
+        )
 
 
 class Messaging:
@@ -272,6 +305,8 @@ class Messaging:
                 name_field="template.name",
                 parameters_field="template.components",
             )
+        if request.reply_to is not None:
+            _check_reply_to(conn, request.reply_to, channel["id"], chat_id)
         return channel, queued_message(
             channel_id=channel["id"],
             chat_id=chat_id,

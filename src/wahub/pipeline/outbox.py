@@ -30,9 +30,11 @@ from wahub.domain.errors import (
     PermanentProviderError,
     ProviderError,
     ProviderOutcomeUnknown,
+    QuotedMessageNotSent,
     RetryableProviderError,
     WahubError,
 )
+from wahub.domain.ids import is_message_id
 from wahub.domain.phones import chat_recipient, is_group_chat
 from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
@@ -305,13 +307,16 @@ class OutboxWorker:
 
     async def _resolve_reply(self, row: dict[str, Any]) -> str | None:
         reply_to: str | None = row["reply_to"]
-        if reply_to is None or not reply_to.startswith("msg_"):
+        if reply_to is None or not is_message_id(reply_to):
             return reply_to
         async with self.db.read() as conn:
             quoted = await q.get_message(conn, reply_to)
+        # POST refused unknown ids and held replies behind their quoted message (same
+        # ordering key), so a missing id here means the quoted message failed.
         if quoted is None or quoted["provider_message_id"] is None:
-            raise PermanentProviderError(
-                f"reply_to {reply_to} has no provider message id (it was never sent)"
+            status = quoted["status"] if quoted is not None else "unknown"
+            raise QuotedMessageNotSent(
+                f"reply_to {reply_to} was never sent ({status}), so there is nothing to quote"
             )
         return str(quoted["provider_message_id"])
 
