@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import time
 from collections import Counter
@@ -37,6 +38,8 @@ async def test_sigkilled_worker_loses_nothing_and_sends_nothing_twice(
     env = {
         **os.environ,
         "WAHUB_DATABASE_URL": db_url,
+        # Read by `wahub sandbox` (it signs with it) and `wahub serve` (it checks it).
+        "WAHUB_CLOUDAPI_APP_SECRET": secrets.token_urlsafe(24),
         "WAHUB_LEASE_SECONDS": "3",
         "WAHUB_CHANNEL_LEASE_SECONDS": "2",
         "WAHUB_UNCERTAIN_GRACE_SECONDS": "4",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import subprocess
 import time
@@ -168,6 +169,8 @@ async def test_workers_killed_and_postgres_restarted_lose_nothing_and_send_nothi
     env = {
         **os.environ,
         "WAHUB_DATABASE_URL": db_url,
+        # Read by `wahub sandbox` (it signs with it) and `wahub serve` (it checks it).
+        "WAHUB_CLOUDAPI_APP_SECRET": secrets.token_urlsafe(24),
         "WAHUB_LEASE_SECONDS": "3",
         "WAHUB_CHANNEL_LEASE_SECONDS": "2",
         "WAHUB_WORKER_MAX_CHANNELS": str(CHANNELS // WORKERS),

@@ -14,7 +14,12 @@ def sandbox(
         str | None, typer.Option(help="Where to POST signed status webhooks.")
     ] = None,
     app_secret: Annotated[
-        str, typer.Option(help="Secret the webhooks are signed with.")
+        str,
+        typer.Option(
+            help="Secret the webhooks are signed with: the hub's WAHUB_CLOUDAPI_APP_SECRET.",
+            envvar="WAHUB_CLOUDAPI_APP_SECRET",
+            show_envvar=False,
+        ),
     ] = "sandbox-app-secret",
     latency_ms: Annotated[float, typer.Option(help="Added latency per send.")] = 0.0,
     fail_fraction: Annotated[
