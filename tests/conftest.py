@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from pgcluster import PostgresCluster, find_bindir
+from random_secrets import APP_SECRET, VERIFY_TOKEN
 from wahub.app import create_app
 from wahub.config import Settings
 from wahub.embedded import free_port, start_server
@@ -39,8 +40,6 @@ from wahub.runtime import Hub
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 
-TEST_APP_SECRET = "test-app-secret"
-TEST_VERIFY_TOKEN = "test-verify-token"
 TEST_MAX_WEBHOOK_BYTES = 64 * 1024
 
 MakeKey = Callable[..., Awaitable[str]]
@@ -71,8 +70,8 @@ def settings(tmp_path: Path, migrated_database: Path) -> Settings:
         _env_file=None,  # a developer's .env must not leak into the tests
         database_url=f"sqlite:///{database}",
         run_workers=False,
-        cloudapi_app_secret=SecretStr(TEST_APP_SECRET),
-        cloudapi_verify_token=SecretStr(TEST_VERIFY_TOKEN),
+        cloudapi_app_secret=SecretStr(APP_SECRET),
+        cloudapi_verify_token=SecretStr(VERIFY_TOKEN),
         max_webhook_bytes=TEST_MAX_WEBHOOK_BYTES,
     )
 

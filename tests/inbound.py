@@ -11,12 +11,12 @@ import time
 import httpx
 import orjson
 
+from random_secrets import APP_SECRET  # conftest's settings
 from wahub.features.conversations import InboundPolicy
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.wakeup import Wakeup
 from wahub.runtime import Hub
 
-APP_SECRET = "test-app-secret"  # conftest's settings
 PNID = "106540352242922"  # conftest's channel
 SENDER = "4915110000001"
 

@@ -45,13 +45,17 @@ class Settings(BaseSettings):
     )
 
     # Cloud API webhooks: one Meta app signs every number's webhooks with its app secret.
-    cloudapi_app_secret: SecretStr = Field(
-        default=SecretStr("sandbox-app-secret"),
-        description="The Meta app's secret: Cloud API webhooks must carry its X-Hub-Signature-256.",
+    # No defaults: a secret written in our source would let anyone forge deliveries. Unset
+    # = that receiver answers 503; a known placeholder refuses to start (webhook_secrets).
+    cloudapi_app_secret: SecretStr | None = Field(
+        default=None,
+        description="The Meta app's secret: Cloud API webhooks must carry its "
+        "X-Hub-Signature-256. Unset: that receiver answers 503.",
     )
-    cloudapi_verify_token: SecretStr = Field(
-        default=SecretStr("wahub-verify"),
-        description="The token Meta's webhook handshake (GET) must present.",
+    cloudapi_verify_token: SecretStr | None = Field(
+        default=None,
+        description="The token Meta's webhook handshake (GET) must present; you enter it "
+        "at Meta. Unset: the handshake answers 503.",
     )
     max_webhook_bytes: int = Field(
         default=3 * 1024 * 1024 + 64 * 1024,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pydantic import SecretStr
 from wahub.config import Settings
 from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
+from wahub.webhook_secrets import refuse_placeholder_secrets, with_generated_secrets
 
 SANDBOX_PHONE_NUMBER_ID = "100000000000001"
 SANDBOX_TOKEN = "sandbox-token"
@@ -61,18 +61,24 @@ async def embedded_stack(
     with_sandbox: bool = True,
     workers: bool = True,
 ) -> AsyncIterator[Stack]:
-    """Start the hub with its HTTP server (and the sandbox, pointed at the hub's webhook)."""
+    """Start the hub with its HTTP server (and the sandbox, pointed at the hub's webhook).
+
+    Raises ``PlaceholderSecret`` when a receiver's secret is a known placeholder. With the
+    sandbox, every signing receiver left unset gets a random secret for this run, which
+    the sandbox signs with.
+    """
     from wahub.app import create_app  # the API layer imports the runtime, not vice versa
 
+    refuse_placeholder_secrets(settings)
     port = settings.port or free_port()
     url = f"http://{settings.host}:{port}"
     sandbox: Sandbox | None = None
     sandbox_url: str | None = None
     if with_sandbox:
-        settings = with_inbound_secrets(settings)
+        settings = with_generated_secrets(settings)
         config = sandbox_config or SandboxConfig()
         config.webhook_url = f"{url}/v1/webhooks/cloudapi"
-        config.app_secret = settings.cloudapi_app_secret.get_secret_value()
+        config.app_secret = _secret(settings.cloudapi_app_secret) or ""
         # Simulated inbound traffic reaches this hub on every provider's receiver.
         config.whapi_webhook_url = f"{url}/v1/webhooks/whapi"
         config.whapi_webhook_secret = _secret(settings.whapi_webhook_secret)
@@ -92,19 +98,6 @@ async def embedded_stack(
         await hub.stop()
         if sandbox is not None:
             await sandbox.stop()
-
-
-def with_inbound_secrets(settings: Settings) -> Settings:
-    """``settings`` with random WHAPI and Periskope webhook secrets where none are set.
-
-    The receivers refuse (503) without a secret; with the sandbox in the same process the
-    hub and the sandbox share a secret nobody else knows, so the demo needs no set-up.
-    """
-    updates: dict[str, SecretStr] = {}
-    for name in ("whapi_webhook_secret", "periskope_webhook_secret"):
-        if _secret(getattr(settings, name)) is None:
-            updates[name] = SecretStr(secrets.token_urlsafe(24))
-    return settings.model_copy(update=updates) if updates else settings
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -15,12 +15,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from random_secrets import PERISKOPE_KEY, WHAPI_SECRET
 from wahub.config import Settings
 from wahub.runtime import Hub
 from wahub.store.schema import inbox
 
-WHAPI_SECRET = "test-whapi-secret"
-PERISKOPE_KEY = "test-periskope-signing-key"
 MAX_BYTES = 64 * 1024  # conftest's settings
 
 WHAPI_BODY = orjson.dumps(

@@ -13,12 +13,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from random_secrets import APP_SECRET, VERIFY_TOKEN  # conftest's settings
 from wahub.runtime import Hub
 from wahub.store.schema import inbox
 
 URL = "/v1/webhooks/cloudapi"
-APP_SECRET = "test-app-secret"  # conftest's settings
-VERIFY_TOKEN = "test-verify-token"
 MAX_BYTES = 64 * 1024
 
 BODY = (

@@ -8,9 +8,10 @@ its own retryable step, and turns a malformed body into a dead letter with the r
 Authenticity per provider: Cloud API and Periskope sign the body (HMAC-SHA256 with the
 app secret / Signing Key); WHAPI signs nothing, so its webhook URL carries a secret of
 ours (``?secret=`` or ``X-Wahub-Secret``). A receiver whose secret is not configured
-answers ``503 webhook_not_configured``: accepting unauthenticated deliveries would let
-anyone write into conversations, and a 5xx makes the provider retry until the operator
-sets the secret.
+(or is a placeholder from our public source, see ``wahub.webhook_secrets``) answers
+``503 webhook_not_configured``, the handshake included: accepting unauthenticated
+deliveries would let anyone write into conversations, and a 5xx makes the provider retry
+until the operator sets the secret.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -29,6 +29,7 @@ from wahub.api.errors import ErrorOut, error_response
 from wahub.domain.errors import AuthenticationFailed
 from wahub.providers import periskope_webhooks, whapi_webhooks
 from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
+from wahub.webhook_secrets import secret_value
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -43,7 +44,10 @@ _LIMIT = "WAHUB_MAX_WEBHOOK_BYTES"
 @router.get(
     "/cloudapi",
     response_class=PlainTextResponse,
-    responses={403: {"model": ErrorOut}},
+    responses={
+        403: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "WAHUB_CLOUDAPI_VERIFY_TOKEN is not set"},
+    },
     summary="Meta's verification handshake",
 )
 async def cloudapi_handshake(
@@ -54,7 +58,9 @@ async def cloudapi_handshake(
     _challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
 ) -> Response:
     """Echo ``hub.challenge`` when ``hub.mode=subscribe`` and the verify token matches."""
-    token = hub.settings.cloudapi_verify_token.get_secret_value()
+    token = secret_value(hub.settings.cloudapi_verify_token)
+    if token is None:
+        return _not_configured("Cloud API", "WAHUB_CLOUDAPI_VERIFY_TOKEN")
     challenge = verify_handshake(request.query_params, token)
     if challenge is None:
         return error_response(
@@ -69,6 +75,7 @@ async def cloudapi_handshake(
         200: {"content": {"application/json": {"example": {"status": "ok"}}}},
         401: {"model": ErrorOut, "description": "Missing or wrong X-Hub-Signature-256"},
         413: {"model": ErrorOut},
+        503: {"model": ErrorOut, "description": "WAHUB_CLOUDAPI_APP_SECRET is not set"},
     },
     openapi_extra={
         "requestBody": {
@@ -81,8 +88,10 @@ async def cloudapi_handshake(
 async def cloudapi_webhook(request: Request, hub: HubDep) -> Response:
     """Store a signed delivery once (a redelivery is acknowledged, not stored twice)."""
     settings = hub.settings
+    secret = secret_value(settings.cloudapi_app_secret)
+    if secret is None:
+        return _not_configured("Cloud API", "WAHUB_CLOUDAPI_APP_SECRET")
     body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
-    secret = settings.cloudapi_app_secret.get_secret_value()
     if not verify_signature(secret, body, request.headers.get(SIGNATURE_HEADER)):
         raise AuthenticationFailed(f"missing or invalid {SIGNATURE_HEADER} signature")
     headers = {name: value for name in _KEPT_HEADERS if (value := request.headers.get(name))}
@@ -135,7 +144,7 @@ async def whapi_webhook(
 ) -> Response:
     """Store a delivery carrying our shared secret once, whatever its event family."""
     settings = hub.settings
-    secret = _configured(settings.whapi_webhook_secret)
+    secret = secret_value(settings.whapi_webhook_secret)
     if secret is None:
         return _not_configured("WHAPI", "WAHUB_WHAPI_WEBHOOK_SECRET")
     # The secret is in the URL, so it is checked before a byte of the body is read.
@@ -170,7 +179,7 @@ async def whapi_webhook(
 async def periskope_webhook(request: Request, hub: HubDep) -> Response:
     """Store a signed delivery once (``POST /periskopewebhook`` is the same handler)."""
     settings = hub.settings
-    secret = _configured(settings.periskope_webhook_secret)
+    secret = secret_value(settings.periskope_webhook_secret)
     if secret is None:
         return _not_configured("Periskope", "WAHUB_PERISKOPE_WEBHOOK_SECRET")
     body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
@@ -188,16 +197,13 @@ async def periskope_webhook(request: Request, hub: HubDep) -> Response:
     return Response(_OK, media_type="application/json")
 
 
-def _configured(secret: SecretStr | None) -> str | None:
-    value = secret.get_secret_value() if secret is not None else ""
-    return value or None
-
-
 def _not_configured(provider: str, setting: str) -> Response:
     return error_response(
         503,
         "webhook_not_configured",
-        f"{provider} webhooks are off: set {setting} (the provider retries meanwhile)",
+        f"{provider} webhooks are off: set {setting} to your secret (unset, or a "
+        "placeholder from wahub's source, authenticates nobody); the provider retries "
+        "meanwhile",
     )
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+from pydantic import SecretStr
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -60,6 +61,7 @@ from wahub.store import channels as channel_q
 from wahub.store import messages as message_q
 from wahub.store.database import async_url, in_one_hop
 from wahub.store.schema import messages
+from wahub.webhook_secrets import secret_value
 
 ENQUEUERS = 16
 WORKER_START_SECONDS = 60.0
@@ -311,7 +313,7 @@ async def _configure_sandbox(
         "/_sandbox/config",
         {
             "webhook_url": f"http://{settings.host}:{settings.port}/v1/webhooks/cloudapi",
-            "app_secret": settings.cloudapi_app_secret.get_secret_value(),
+            "app_secret": secret_value(settings.cloudapi_app_secret),
             "webhook_delay_ms": 0,
         },
     )
@@ -435,7 +437,11 @@ async def run_send_bench(
         database_url = await stack.enter_async_context(bench_database_url(database, "send"))
         raw_rate = await raw_baseline(sandbox_url, messages, chats)
         settings = Settings(
-            database_url=database_url, port=free_port(), worker_concurrency=concurrency
+            database_url=database_url,
+            port=free_port(),
+            worker_concurrency=concurrency,
+            # The sandbox is told to sign with it (_configure_sandbox).
+            cloudapi_app_secret=SecretStr(secrets.token_urlsafe(24)),
         )
         await _configure_sandbox(http, sandbox_url, settings)
         hub = (

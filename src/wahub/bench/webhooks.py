@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from typing import Any, Final
 
@@ -38,7 +39,8 @@ from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 from wahub.store.schema import channels, inbox, message_events, messages
 
-SECRET: Final = "bench-app-secret"
+# Random per run: a secret written in our source is refused by every receiver.
+SECRET: Final = secrets.token_urlsafe(24)
 ACCOUNT: Final = Account(
     waba_id="102290129340398", display_phone_number="15550009999", phone_number_id="109999"
 )

@@ -11,8 +11,9 @@ the send path can read the knobs without re-checking them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # The statuses a healthy message goes through, in Meta's order.
@@ -58,8 +59,9 @@ class SandboxConfig:
     and never meet an injected error.
     """
 
-    app_secret: str = "sandbox-app-secret"
-    """Key of the ``X-Hub-Signature-256`` HMAC on every webhook POST."""
+    app_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """Key of the ``X-Hub-Signature-256`` HMAC on every webhook POST: random unless set
+    (to the hub's ``WAHUB_CLOUDAPI_APP_SECRET``), so no secret in our source signs."""
 
     access_token: str | None = None
     """When set, sends without ``Authorization: Bearer <access_token>`` get 401, code 190."""
