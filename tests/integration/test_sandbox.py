@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import socket
 import time
@@ -20,7 +21,10 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from multiprocess import Processes, wait_http
+from wahub.embedded import free_port
 from wahub.providers.sandbox import Sandbox, SandboxConfig
+from wahub.webhook_secrets import is_placeholder
 
 PHONE_NUMBER_ID = "106540352242922"
 SEND_PATH = f"/v21.0/{PHONE_NUMBER_ID}/messages"
@@ -448,6 +452,30 @@ async def test_webhooks_are_signed_one_status_each_in_order_and_echo_tracking(
     assert [int(t) for t in timestamps] == sorted(int(t) for t in timestamps)
     assert abs(int(timestamps[0]) - time.time()) < 10
     assert sandbox.stats()["webhooks_delivered"] == 3
+
+
+async def test_the_standalone_sandbox_signs_with_a_random_secret_it_prints(
+    http: aiohttp.ClientSession, receiver: WebhookReceiver, procs: Processes
+) -> None:
+    hook = await receiver.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAHUB_")}
+    procs.spawn("sandbox", ["sandbox", "--port", str(port), "--webhook-url", hook], env)
+    await wait_http(f"{url}/_sandbox/stats", timeout=60)
+    await post_send(http, url, text_body())
+    deadline = time.monotonic() + 30
+    while len(receiver.received) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+    printed = re.search(r"random app secret: (\S+)", (procs.log_dir / "sandbox.log").read_text())
+    assert printed is not None, procs.log_tails()
+    secret = printed.group(1)
+    assert not is_placeholder(secret)
+    assert len(receiver.received) == 3
+    for webhook in receiver.received:
+        expected = hmac.new(secret.encode(), webhook.raw, hashlib.sha256).hexdigest()
+        assert webhook.headers["X-Hub-Signature-256"] == f"sha256={expected}"
 
 
 async def test_webhooks_omit_tracking_when_the_send_had_none(

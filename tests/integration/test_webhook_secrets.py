@@ -177,7 +177,7 @@ def test_a_placeholder_secret_is_refused_naming_its_variable(settings: Settings,
     assert refused.value.details == {"variables": [spec.variable]}
 
 
-@pytest.mark.parametrize("command", ["serve"])
+@pytest.mark.parametrize("command", ["serve", "worker"])
 def test_serve_and_worker_refuse_to_start_with_a_placeholder_secret(
     tmp_path: Path, command: str
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 import typer
+
+from wahub.cli.common import console
 
 
 def sandbox(
@@ -14,13 +17,14 @@ def sandbox(
         str | None, typer.Option(help="Where to POST signed status webhooks.")
     ] = None,
     app_secret: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Secret the webhooks are signed with: the hub's WAHUB_CLOUDAPI_APP_SECRET.",
+            help="Secret the webhooks are signed with: the hub's WAHUB_CLOUDAPI_APP_SECRET "
+            "(default: that variable, else a random one, printed at start).",
             envvar="WAHUB_CLOUDAPI_APP_SECRET",
             show_envvar=False,
         ),
-    ] = "sandbox-app-secret",
+    ] = None,
     latency_ms: Annotated[float, typer.Option(help="Added latency per send.")] = 0.0,
     fail_fraction: Annotated[
         float, typer.Option(help="Fraction of sends whose status ends in failed.")
@@ -37,6 +41,14 @@ def sandbox(
     from wahub.providers.sandbox import SandboxConfig, run_sandbox
 
     configure_logging("INFO")
+    if app_secret is None:
+        # Printed: the hub needs it, and a sandbox's secret protects nothing real.
+        app_secret = secrets.token_urlsafe(24)
+        console.print(
+            f"signing webhooks with a random app secret: {app_secret}\n"
+            "  (start the hub with WAHUB_CLOUDAPI_APP_SECRET set to it)",
+            soft_wrap=True,
+        )
     config = SandboxConfig(
         webhook_url=webhook_url,
         app_secret=app_secret,

@@ -30,7 +30,10 @@ def worker(
     async def go() -> None:
         from wahub.runtime import Hub
         from wahub.startup import on_start
+        from wahub.webhook_secrets import refuse_placeholder_secrets
 
+        # No receivers here, but the same environment configures serve: fail alike.
+        refuse_placeholder_secrets(settings)
         hub = Hub.build(settings)
         stop = stop_on_signals()
         await hub.start(workers=True, realtime=False)
