@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from wahub.config import Settings
 from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
+from wahub.store.migrate import upgrade
 from wahub.webhook_secrets import refuse_placeholder_secrets, with_generated_secrets
 
 SANDBOX_PHONE_NUMBER_ID = "100000000000001"
@@ -60,12 +61,15 @@ async def embedded_stack(
     sandbox_config: SandboxConfig | None = None,
     with_sandbox: bool = True,
     workers: bool = True,
+    sandbox_channel: bool = False,
 ) -> AsyncIterator[Stack]:
     """Start the hub with its HTTP server (and the sandbox, pointed at the hub's webhook).
 
     Raises ``PlaceholderSecret`` when a receiver's secret is a known placeholder. With the
     sandbox, every signing receiver left unset gets a random secret for this run, which
-    the sandbox signs with.
+    the sandbox signs with. ``sandbox_channel`` (``serve --sandbox``) also adds the
+    sandbox channel, or points the one a previous run added at this run's sandbox, and
+    makes it the default for sends without ``channel_id``, before any worker can lease it.
     """
     from wahub.app import create_app  # the API layer imports the runtime, not vice versa
 
@@ -87,6 +91,12 @@ async def embedded_stack(
         sandbox = Sandbox(config)
         sandbox_url = await sandbox.start()
     hub = Hub.build(settings)
+    if sandbox_channel and sandbox_url is not None:
+        # Before the workers start: one leasing the channel first would keep sending to
+        # the previous run's sandbox port. (Migrating twice is a no-op.)
+        await upgrade(hub.db)
+        channel = await follow_sandbox(hub, sandbox_url)
+        hub.messaging.default_channel_id = channel["id"]
     await hub.start(workers=workers)
     server, task = await start_server(create_app(settings, hub=hub), settings.host, port)
     try:
@@ -102,6 +112,32 @@ async def embedded_stack(
 
 def _secret(value: SecretStr | None) -> str | None:
     return (value.get_secret_value() or None) if value is not None else None
+
+
+async def follow_sandbox(hub: Hub, sandbox_url: str) -> dict[str, Any]:
+    """The sandbox channel, pointed at ``sandbox_url``: added with its templates when
+    missing, else the stored one (found by the sandbox's phone number id, whatever its
+    name) with its base URL updated, so a database reused across runs follows the
+    sandbox's new port instead of failing every send with "Cannot connect"."""
+    for channel in await hub.channels.list_all():
+        if channel["kind"] == "cloudapi" and channel["phone_number_id"] == SANDBOX_PHONE_NUMBER_ID:
+            await hub.channels.set_base_url(channel["id"], sandbox_url)
+            return {**channel, "base_url": sandbox_url.rstrip("/")}
+    return await add_sandbox_channel(hub, sandbox_url)
+
+
+async def describe_send_default(hub: Hub) -> str:
+    """One line saying where a send without ``channel_id`` goes, for the start banner."""
+    channel = await hub.messaging.default_channel()
+    if channel is not None:
+        return (
+            f"sends without channel_id go to channel {channel['name']} ({channel['id']}, "
+            f"{channel['kind']} at {channel['base_url']})"
+        )
+    count = len(await hub.channels.list_all())
+    if count == 0:
+        return "no channel yet: sends are refused until one is added (wahub channels add)"
+    return f"{count} channels and no default: sends must name their channel_id"
 
 
 async def add_sandbox_whapi_channel(

@@ -118,6 +118,18 @@ class Channels:
             await q.insert_channel(conn, row)
         return public_channel(row)
 
+    async def set_base_url(self, channel_id: str, base_url: str) -> None:
+        """Point a channel at another API base URL (the sandbox of the current run).
+
+        Raises ValidationError for a URL that is not http(s), NotFound for no channel.
+        """
+        if not base_url.startswith(("http://", "https://")):
+            raise ValidationError("base_url must be an http(s) URL", details={"field": "base_url"})
+        async with self.db.transaction() as conn:
+            if await q.get_channel(conn, channel_id) is None:
+                raise NotFound(f"no channel {channel_id!r}")
+            await q.set_channel_base_url(conn, channel_id, base_url.rstrip("/"))
+
     async def list_all(self) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             return [public_channel(c) for c in await q.list_channels(conn)]

@@ -29,13 +29,19 @@ from wahub.domain.errors import (
 from wahub.domain.ids import is_message_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.access import AccessControl
+from wahub.features.channels import public_channel
 from wahub.features.conversations import (
     Outbound,
     SendCheck,
     check_may_send_many_sync,
     record_outbound_many_sync,
 )
-from wahub.features.outbound import check_template, choose_channel, queued_message
+from wahub.features.outbound import (
+    check_template,
+    choose_channel,
+    default_channel,
+    queued_message,
+)
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
 from wahub.store.batching import WriteBatcher
@@ -122,6 +128,10 @@ class Messaging:
         # single SQLite writer more than the message itself. A second of staleness only
         # delays when a newly added channel becomes the default.
         self._channels_cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        # The channel a send without channel_id goes to when several exist, in this
+        # process only (``serve --sandbox`` sets its sandbox channel); None: the only
+        # channel, else channel_id is required.
+        self.default_channel_id: str | None = None
         # Sends arriving together are checked and stored in one transaction, with one
         # multi-row INSERT for their messages (a transaction each cost more round trips
         # to the database than the work).
@@ -282,6 +292,7 @@ class Messaging:
             listed=lambda: self._channels(conn),
             chat_channel_id=chat["channel_id"] if chat else None,
             chat_id=chat_id,
+            default=self.default_channel_id,
         )
         if is_group_chat(chat_id):
             if chat is None:
@@ -319,6 +330,19 @@ class Messaging:
             reply_to=request.reply_to,
             template_name=template.name if template else None,
         )
+
+    async def default_channel(self) -> dict[str, Any] | None:
+        """The channel a send without ``channel_id`` goes to (a group's send still goes to
+        the group's own channel): ``default_channel_id`` while that channel exists, else
+        the only channel; None when such a send is refused (no channel, or several)."""
+
+        def fresh(conn: SyncConnection) -> dict[str, Any] | None:
+            # Not the send path's cache: a channel added a moment ago must count here.
+            channels = channel_q.list_channels_sync(conn)
+            return default_channel(conn, lambda: channels, self.default_channel_id)
+
+        channel = await self.db.read_one(fresh)
+        return None if channel is None else public_channel(channel)
 
     def _channels(self, conn: SyncConnection) -> list[dict[str, Any]]:
         fetched_at, channels = self._channels_cache

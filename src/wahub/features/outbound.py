@@ -80,6 +80,22 @@ def queued_message(
     }
 
 
+def default_channel(
+    conn: SyncConnection,
+    listed: Callable[[], list[dict[str, Any]]],
+    default: str | None = None,
+) -> dict[str, Any] | None:
+    """The channel a send naming none goes to: ``default`` while that channel exists,
+    else the only one there is; None when there is no channel or a choice to make."""
+    channels = listed()
+    if default is not None:
+        chosen = next((c for c in channels if c["id"] == default), None)
+        chosen = chosen or channel_q.get_channel_sync(conn, default)
+        if chosen is not None:
+            return chosen
+    return channels[0] if len(channels) == 1 else None
+
+
 def choose_channel(
     conn: SyncConnection,
     *,
@@ -87,9 +103,10 @@ def choose_channel(
     listed: Callable[[], list[dict[str, Any]]],
     chat_channel_id: str | None = None,
     chat_id: str | None = None,
+    default: str | None = None,
 ) -> dict[str, Any]:
     """The channel to send on: the group's own (``chat_channel_id``), else the one
-    ``asked`` for, else the only one there is.
+    ``asked`` for, else ``default_channel`` (``default``, else the only one there is).
 
     ``listed`` gives the channels (a caller may cache them; a channel asked for that is
     not in the list is read). Raises ValidationError naming ``channel_id`` for an
@@ -111,9 +128,10 @@ def choose_channel(
                 details={"field": "channel_id", "value": asked},
             )
         return channel
+    chosen = default_channel(conn, listed, default)
+    if chosen is not None:
+        return chosen
     channels = listed()
-    if len(channels) == 1:
-        return channels[0]
     if not channels:
         raise ValidationError(
             "no channel is configured: add one with `wahub channels add` first",

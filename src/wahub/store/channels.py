@@ -26,6 +26,10 @@ def list_channels_sync(conn: SyncConnection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(select(channels).order_by(channels.c.id))]
 
 
+def set_channel_base_url_sync(conn: SyncConnection, channel_id: str, base_url: str) -> None:
+    conn.execute(update(channels).where(channels.c.id == channel_id).values(base_url=base_url))
+
+
 def acquire_channel_leases_sync(
     conn: SyncConnection,
     *,
@@ -157,6 +161,7 @@ def list_chats_sync(conn: SyncConnection, chat_ids: Sequence[str] | None = None)
 insert_channel = in_one_hop(insert_channel_sync)
 get_channel = in_one_hop(get_channel_sync)
 list_channels = in_one_hop(list_channels_sync)
+set_channel_base_url = in_one_hop(set_channel_base_url_sync)
 acquire_channel_leases = in_one_hop(acquire_channel_leases_sync)
 release_channel_leases = in_one_hop(release_channel_leases_sync)
 upsert_template = in_one_hop(upsert_template_sync)
