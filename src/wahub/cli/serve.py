@@ -17,7 +17,10 @@ def serve(
     sandbox: Annotated[
         bool,
         typer.Option(
-            "--sandbox", help="Attach the in-process sandbox provider and a channel for it."
+            "--sandbox",
+            help="Attach the in-process sandbox provider (random webhook secrets for any "
+            "unset) and its channel: added, or pointed at this run's sandbox, and the "
+            "default for sends without channel_id.",
         ),
     ] = False,
     workers: Annotated[
@@ -28,17 +31,17 @@ def serve(
     settings = settings_for(database, host=host, port=port, run_workers=workers)
 
     async def go() -> None:
-        from wahub.embedded import add_sandbox_channel, embedded_stack
+        from wahub.embedded import describe_send_default, embedded_stack
         from wahub.startup import on_start
 
         stop = stop_on_signals()
-        async with embedded_stack(settings, with_sandbox=sandbox, workers=workers) as stack:
-            if sandbox and stack.sandbox_url is not None:
-                channels = await stack.hub.channels.list_all()
-                if not channels:
-                    await add_sandbox_channel(stack.hub, stack.sandbox_url)
+        async with embedded_stack(
+            settings, with_sandbox=sandbox, workers=workers, sandbox_channel=sandbox
+        ) as stack:
+            if stack.sandbox_url is not None:
                 console.print(f"sandbox provider on {stack.sandbox_url}")
             await on_start(stack.hub, command="serve", workers=workers)
+            console.print(await describe_send_default(stack.hub), soft_wrap=True)
             console.print(f"wahub serving on {stack.url} (docs at {stack.url}/docs)")
             await until_stopped_or_failed(stop, stack.hub.failed)
             console.print("shutting down: finishing in-flight sends")
