@@ -11,24 +11,16 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from wahub.config import Settings
+from wahub.webhook_secrets import RECEIVER_SECRETS, secret_value
 
 if TYPE_CHECKING:
     from wahub.runtime import Hub
 
 log = logging.getLogger("wahub.startup")
-
-# Receiver -> the settings whose secrets it needs (all of them set: the receiver works).
-RECEIVER_SECRETS: Mapping[str, tuple[str, ...]] = {
-    "cloudapi": ("cloudapi_app_secret",),
-    "cloudapi_handshake": ("cloudapi_verify_token",),
-    "whapi": ("whapi_webhook_secret",),
-    "periskope": ("periskope_webhook_secret",),
-}
 
 # A channel in this state is not sent (an operator stopped it).
 PAUSED = "paused"
@@ -45,20 +37,13 @@ def redact_database_url(url: str) -> tuple[str, str]:
     return parsed.render_as_string(hide_password=True), parsed.get_backend_name()
 
 
-def _is_set(value: object) -> bool:
-    if isinstance(value, SecretStr):
-        return bool(value.get_secret_value())
-    return bool(value)
-
-
 def receiver_secrets(settings: Settings) -> dict[str, str]:
-    """Each webhook receiver: ``set`` when its secrets are configured, else ``unset``
-    (an unset receiver answers ``503 webhook_not_configured``)."""
+    """Each webhook receiver: ``set`` when its secret is configured, else ``unset`` (an
+    unset receiver, or one whose secret is a known placeholder, answers
+    ``503 webhook_not_configured``)."""
     return {
-        receiver: "set"
-        if all(_is_set(getattr(settings, name, None)) for name in names)
-        else "unset"
-        for receiver, names in RECEIVER_SECRETS.items()
+        spec.receiver: "unset" if secret_value(getattr(settings, spec.setting)) is None else "set"
+        for spec in RECEIVER_SECRETS
     }
 
 

@@ -23,20 +23,19 @@ from wahub.domain.errors import WahubError
 
 @dataclass(frozen=True)
 class ReceiverSecret:
-    """One setting that authenticates a receiver, and the variable an operator sets."""
+    """One setting that authenticates a receiver (named as the start-up summary names
+    it), and the variable an operator sets."""
 
+    receiver: str
     setting: str
     variable: str
-    receiver: str
 
 
 RECEIVER_SECRETS: Final = (
-    ReceiverSecret("cloudapi_app_secret", "WAHUB_CLOUDAPI_APP_SECRET", "Cloud API"),
-    ReceiverSecret(
-        "cloudapi_verify_token", "WAHUB_CLOUDAPI_VERIFY_TOKEN", "Cloud API verification handshake"
-    ),
-    ReceiverSecret("whapi_webhook_secret", "WAHUB_WHAPI_WEBHOOK_SECRET", "WHAPI"),
-    ReceiverSecret("periskope_webhook_secret", "WAHUB_PERISKOPE_WEBHOOK_SECRET", "Periskope"),
+    ReceiverSecret("cloudapi", "cloudapi_app_secret", "WAHUB_CLOUDAPI_APP_SECRET"),
+    ReceiverSecret("cloudapi_handshake", "cloudapi_verify_token", "WAHUB_CLOUDAPI_VERIFY_TOKEN"),
+    ReceiverSecret("whapi", "whapi_webhook_secret", "WAHUB_WHAPI_WEBHOOK_SECRET"),
+    ReceiverSecret("periskope", "periskope_webhook_secret", "WAHUB_PERISKOPE_WEBHOOK_SECRET"),
 )
 
 # Every webhook secret or token default that ever appeared in our source (config
