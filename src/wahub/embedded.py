@@ -62,6 +62,7 @@ async def embedded_stack(
     with_sandbox: bool = True,
     workers: bool = True,
     sandbox_channel: bool = False,
+    sandbox_port: int = 0,
 ) -> AsyncIterator[Stack]:
     """Start the hub with its HTTP server (and the sandbox, pointed at the hub's webhook).
 
@@ -70,6 +71,7 @@ async def embedded_stack(
     the sandbox signs with. ``sandbox_channel`` (``serve --sandbox``) also adds the
     sandbox channel, or points the one a previous run added at this run's sandbox, and
     makes it the default for sends without ``channel_id``, before any worker can lease it.
+    ``sandbox_port`` 0 takes any free port.
     """
     from wahub.app import create_app  # the API layer imports the runtime, not vice versa
 
@@ -89,7 +91,7 @@ async def embedded_stack(
         config.periskope_webhook_url = f"{url}/v1/webhooks/periskope"
         config.periskope_signing_key = _secret(settings.periskope_webhook_secret)
         sandbox = Sandbox(config)
-        sandbox_url = await sandbox.start()
+        sandbox_url = await sandbox.start("127.0.0.1", sandbox_port)
     hub = Hub.build(settings)
     if sandbox_channel and sandbox_url is not None:
         # Before the workers start: one leasing the channel first would keep sending to

@@ -23,6 +23,12 @@ def serve(
             "default for sends without channel_id.",
         ),
     ] = False,
+    sandbox_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="With --sandbox: the sandbox's port (0: any free port)."
+        ),
+    ] = 0,
     workers: Annotated[
         bool, typer.Option("--workers/--no-workers", help="Run the send pipeline in this process.")
     ] = True,
@@ -36,7 +42,11 @@ def serve(
 
         stop = stop_on_signals()
         async with embedded_stack(
-            settings, with_sandbox=sandbox, workers=workers, sandbox_channel=sandbox
+            settings,
+            with_sandbox=sandbox,
+            workers=workers,
+            sandbox_channel=sandbox,
+            sandbox_port=sandbox_port,
         ) as stack:
             if stack.sandbox_url is not None:
                 console.print(f"sandbox provider on {stack.sandbox_url}")
