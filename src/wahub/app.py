@@ -33,6 +33,7 @@ from wahub.api import (
 from wahub.api.docs import install_docs
 from wahub.api.errors import CrashGuard, install_error_handlers
 from wahub.api.metrics import Metrics, RequestMetricsMiddleware
+from wahub.api.openapi import install_error_responses
 from wahub.config import Settings
 from wahub.runtime import Hub
 
@@ -108,4 +109,5 @@ def create_app(
     for module in (*hot, *routers, replication, chat_names, realtime):
         app.include_router(module.router)
     install_docs(app)
+    install_error_responses(app)
     return app

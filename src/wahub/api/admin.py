@@ -6,15 +6,15 @@ ids and group ids to send; everything that changes configuration needs an admin 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictFloat, StrictInt
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
 from wahub.api.bodies import JsonBodyRoute
-from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.params import IdPath, NamePath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import (
     ChannelList,
@@ -33,11 +33,9 @@ from wahub.api.serializers import (
 )
 from wahub.domain.actors import Role
 
-router = APIRouter(
-    prefix="/v1", tags=["admin"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute
-)
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=JsonBodyRoute)
 
-EmployeeGroupName = Annotated[str, Path(min_length=1, max_length=200)]
+EmployeeGroupName = NamePath
 
 
 class _Body(BaseModel):
@@ -55,6 +53,7 @@ class ChannelCreate(_Body):
     )
     access_token: SecretStr = Field(
         min_length=1,
+        max_length=4096,
         description="Cloud API access token, WHAPI channel token or Periskope API key. "
         "Stored; never returned.",
     )
@@ -70,10 +69,10 @@ class ChannelCreate(_Body):
         max_length=32,
         description="The channel's own number; for whapi it tells groups we left (E.164).",
     )
-    rate_per_second: float = Field(default=80.0, gt=0, le=10_000)
-    pair_burst: int = Field(default=45, ge=1, le=10_000)
-    pair_interval_seconds: float = Field(default=6.0, ge=0, le=86_400)
-    enforce_service_window: bool | None = Field(
+    rate_per_second: StrictFloat = Field(default=80.0, gt=0, le=10_000)
+    pair_burst: StrictInt = Field(default=45, ge=1, le=10_000)
+    pair_interval_seconds: StrictFloat = Field(default=6.0, ge=0, le=86_400)
+    enforce_service_window: StrictBool | None = Field(
         default=None,
         description="Refuse free-form sends outside the 24-hour customer-service window "
         "(422 outside_service_window). Default: on for channels at graph.facebook.com.",
@@ -83,7 +82,7 @@ class ChannelCreate(_Body):
 class TemplateCreate(_Body):
     name: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
     language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", examples=["en_US"])
-    body_parameters: int = Field(default=0, ge=0, le=100)
+    body_parameters: StrictInt = Field(default=0, ge=0, le=100)
     category: str = Field(default="utility", pattern=r"^(utility|marketing|authentication)$")
 
 
@@ -91,7 +90,7 @@ class ChatCreate(_Body):
     chat_id: str = Field(min_length=1, max_length=120, examples=["120363012345678901@g.us"])
     name: str | None = Field(default=None, max_length=300)
     channel_id: str | None = Field(default=None, max_length=40)
-    readonly: bool = Field(
+    readonly: StrictBool = Field(
         default=False, description="Our number is not a participant: sends are refused."
     )
 
@@ -140,7 +139,7 @@ async def list_channels(hub: HubDep, _actor: ActorDep) -> Response:
     tags=["channels"],
 )
 async def add_template(
-    channel_id: str, body: TemplateCreate, hub: HubDep, _admin: AdminDep
+    channel_id: IdPath, body: TemplateCreate, hub: HubDep, _admin: AdminDep
 ) -> Response:
     """Register (or update) an approved template, so sends naming it are checked early."""
     template = await hub.channels.add_template(
@@ -154,7 +153,7 @@ async def add_template(
 
 
 @router.get("/channels/{channel_id}/templates", response_model=TemplateList, tags=["channels"])
-async def list_templates(channel_id: str, hub: HubDep, _actor: ActorDep) -> Response:
+async def list_templates(channel_id: IdPath, hub: HubDep, _actor: ActorDep) -> Response:
     templates = await hub.channels.list_templates(channel_id)
     return JsonResponse({"data": [template_out(t) for t in templates]})
 
@@ -209,7 +208,7 @@ async def list_keys(hub: HubDep, _admin: AdminDep) -> Response:
 
 
 @router.delete("/keys/{key_id}", status_code=204, tags=["access"])
-async def revoke_key(key_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+async def revoke_key(key_id: IdPath, hub: HubDep, _admin: AdminDep) -> Response:
     """Revoke a key; requests with it are refused from now on."""
     await hub.access.revoke_key(key_id)
     return Response(status_code=204)

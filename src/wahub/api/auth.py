@@ -40,6 +40,7 @@ async def _hub(conn: HTTPConnection) -> Hub:
     return get_hub(conn)
 
 
+hub_dependency = _hub  # what routes depend on to reach the store (OpenAPI declares 503)
 HubDep = Annotated[Hub, Depends(_hub)]
 
 

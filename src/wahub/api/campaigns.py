@@ -17,14 +17,14 @@ from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
 from wahub.api.bodies import read_limited_body, require_media_type, require_utf8
-from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.params import IdPath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import iso
 from wahub.domain.campaigns import CampaignStatus
 from wahub.domain.errors import ValidationError
-from wahub.features.campaigns import MAX_PAGE, CampaignCreate
+from wahub.features.campaigns import MAX_AUDIENCE_CHARS, MAX_PAGE, CampaignCreate
 
-router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 _CREATE_MEDIA_TYPES = ("application/json", "text/csv", "multipart/form-data")
 _CREATE_BODY: dict[str, Any] = {
@@ -33,7 +33,7 @@ _CREATE_BODY: dict[str, Any] = {
         "content": {
             "application/json": {"schema": CampaignCreate.model_json_schema()},
             "text/csv": {
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "maxLength": MAX_AUDIENCE_CHARS},
                 "description": "The audience; the campaign in the query: name, templates "
                 "(a JSON list), channel_id, start_at, reply_window_hours.",
             },
@@ -41,7 +41,11 @@ _CREATE_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "campaign": {"type": "string", "description": "The JSON object."},
+                        "campaign": {
+                            "type": "string",
+                            "maxLength": MAX_AUDIENCE_CHARS,
+                            "description": "The JSON object.",
+                        },
                         "audience": {"type": "string", "format": "binary"},
                     },
                 }
@@ -163,19 +167,19 @@ async def list_campaigns(
 
 
 @router.get("/{campaign_id}", summary="A campaign with its funnel")
-async def get_campaign(campaign_id: str, hub: HubDep, actor: ActorDep) -> Response:
+async def get_campaign(campaign_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
     return JsonResponse(campaign_out(await hub.campaigns.get(campaign_id)))
 
 
 @router.get("/{campaign_id}/stats", summary="The funnel per template, totals and rates")
-async def campaign_stats(campaign_id: str, hub: HubDep, actor: ActorDep) -> Response:
+async def campaign_stats(campaign_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
     """Counters kept in the transaction of every status change: exact and live, one
     indexed read whatever the campaign's size."""
     return JsonResponse(await hub.campaigns.stats(campaign_id))
 
 
 def _action(action: str) -> Any:
-    async def act(campaign_id: str, hub: HubDep, actor: AdminDep) -> Response:
+    async def act(campaign_id: IdPath, hub: HubDep, actor: AdminDep) -> Response:
         return JsonResponse(campaign_out(await hub.campaigns.act(actor, campaign_id, action)))
 
     act.__name__ = f"{action}_campaign"

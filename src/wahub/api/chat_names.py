@@ -14,14 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
-from wahub.api.errors import ERROR_RESPONSES, error_response
+from wahub.api.errors import error_response
+from wahub.api.params import ID_MAX_LENGTH, ChatIdPath
 from wahub.api.responses import JsonResponse
 from wahub.domain.actors import Role
 from wahub.domain.errors import NotFound
@@ -29,7 +30,7 @@ from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.chat_names import RefreshFailed
 from wahub.runtime import Hub
 
-router = APIRouter(tags=["chats"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["chats"])
 
 
 class RefreshOut(BaseModel):
@@ -48,7 +49,11 @@ class ChatNameOut(BaseModel):
 
 ChannelQuery = Annotated[
     str | None,
-    Query(description="Refresh only this channel (default: every channel with a directory)."),
+    Query(
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        description="Refresh only this channel (default: every channel with a directory).",
+    ),
 ]
 
 
@@ -87,7 +92,7 @@ async def refresh_cache(hub: HubDep, _admin: AdminDep) -> Response:
     summary="A chat's name (asks the provider once on a miss)",
 )
 async def chat_name(
-    chat_id: Annotated[str, Path(min_length=1, max_length=120)],
+    chat_id: ChatIdPath,
     hub: HubDep,
     actor: ActorDep,
 ) -> Response:

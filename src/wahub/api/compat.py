@@ -21,15 +21,14 @@ from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, HubDep, WriterDep
 from wahub.api.bodies import JsonBodyRoute
-from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.messages import IdempotencyKey
 from wahub.api.responses import JsonResponse
-from wahub.api.webhooks import periskope_webhook
+from wahub.api.webhooks import PERISKOPE_DOCS, periskope_webhook
 from wahub.domain.content import TEXT_LIMIT, SendRequest, TextBody
 from wahub.domain.errors import ValidationError
 from wahub.domain.phones import bare_group_id, canonical_chat_id, is_group_chat
 
-router = APIRouter(tags=["compat"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
+router = APIRouter(tags=["compat"], route_class=JsonBodyRoute)
 
 # The seed systems' vocabulary: they call our "queued" (and the in-flight states) "pending".
 _SEED_STATUS = {"queued": "pending", "sending": "pending", "uncertain": "pending"}
@@ -91,6 +90,7 @@ router.add_api_route(
     "/periskopewebhook",
     periskope_webhook,
     methods=["POST"],
+    **PERISKOPE_DOCS,
     summary="Receive Periskope webhooks (seed-compatible path)",
     description="The same receiver as `POST /v1/webhooks/periskope`.",
 )

@@ -12,18 +12,21 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
 from wahub.api.bodies import JsonBodyRoute
-from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.params import ID_MAX_LENGTH, IdPath, IdQuery, RowIdPath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import auto_reply_out, conversation_out, notification_out
 from wahub.features.conversations import MAX_PAGE
 from wahub.features.notifications import MAX_ID
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
+# A conversation cursor: the sort time and the conversation id (``1733.5|conv_...``).
+_CURSOR_MAX_LENGTH = 40 + ID_MAX_LENGTH
+
+router = APIRouter(prefix="/v1", route_class=JsonBodyRoute)
 
 MatchKind = Literal["keyword", "regex", "first_message", "outside_hours"]
 
@@ -32,9 +35,12 @@ MatchKind = Literal["keyword", "regex", "first_message", "outside_hours"]
 async def list_conversations(
     hub: HubDep,
     actor: ActorDep,
-    channel_id: str | None = None,
+    channel_id: IdQuery = None,
     unread: Annotated[bool, Query(description="Only conversations with unread messages.")] = False,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=_CURSOR_MAX_LENGTH, description="next_cursor of the previous page."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Response:
     rows, next_cursor = await hub.conversations.list_page(
@@ -49,7 +55,7 @@ async def list_conversations(
     summary="One conversation with its contact, lead and newest messages",
 )
 async def get_conversation(
-    conversation_id: str,
+    conversation_id: IdPath,
     hub: HubDep,
     actor: ActorDep,
     messages: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -63,7 +69,9 @@ async def get_conversation(
     tags=["conversations"],
     summary="Mark a conversation read (unread count to zero)",
 )
-async def mark_conversation_read(conversation_id: str, hub: HubDep, actor: WriterDep) -> Response:
+async def mark_conversation_read(
+    conversation_id: IdPath, hub: HubDep, actor: WriterDep
+) -> Response:
     return JsonResponse(conversation_out(await hub.conversations.mark_read(actor, conversation_id)))
 
 
@@ -100,7 +108,12 @@ async def mark_all_notifications_read(
     hub: HubDep,
     actor: WriterDep,
     conversation_id: Annotated[
-        str | None, Query(description="Only this conversation's notifications.")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            description="Only this conversation's notifications.",
+        ),
     ] = None,
 ) -> Response:
     marked = await hub.notifications.mark_all_read(actor, conversation_id=conversation_id)
@@ -112,7 +125,9 @@ async def mark_all_notifications_read(
     tags=["notifications"],
     summary="Mark a notification read (a second time keeps the first read_at)",
 )
-async def mark_notification_read(notification_id: int, hub: HubDep, actor: WriterDep) -> Response:
+async def mark_notification_read(
+    notification_id: RowIdPath, hub: HubDep, actor: WriterDep
+) -> Response:
     return JsonResponse(notification_out(await hub.notifications.mark_read(actor, notification_id)))
 
 
@@ -121,10 +136,12 @@ class _Body(BaseModel):
 
 
 class BusinessHoursIn(_Body):
-    timezone: str = Field(examples=["Europe/Berlin"])
-    days: list[int] = Field(default=[0, 1, 2, 3, 4], description="0 = Monday ... 6 = Sunday")
-    start: str = Field(examples=["09:00"])
-    end: str = Field(examples=["17:00"])
+    timezone: str = Field(min_length=1, max_length=64, examples=["Europe/Berlin"])
+    days: list[StrictInt] = Field(
+        default=[0, 1, 2, 3, 4], max_length=7, description="0 = Monday ... 6 = Sunday"
+    )
+    start: str = Field(max_length=8, examples=["09:00"])
+    end: str = Field(max_length=8, examples=["17:00"])
 
 
 class AutoReplyCreate(_Body):
@@ -137,12 +154,14 @@ class AutoReplyCreate(_Body):
         "case; regex: searched case-insensitively.",
     )
     reply_text: str = Field(min_length=1, max_length=4096)
-    channel_id: str | None = Field(default=None, description="None: every channel.")
+    channel_id: str | None = Field(
+        default=None, max_length=ID_MAX_LENGTH, description="None: every channel."
+    )
     business_hours: BusinessHoursIn | None = Field(
         default=None, description="Required for outside_hours."
     )
-    enabled: bool = True
-    cooldown_seconds: int = Field(
+    enabled: StrictBool = True
+    cooldown_seconds: StrictInt = Field(
         default=86400, ge=60, le=30 * 86400, description="At most one reply per chat per this."
     )
 
@@ -152,10 +171,10 @@ class AutoReplyUpdate(_Body):
     match_kind: MatchKind | None = None
     pattern: str | None = Field(default=None, max_length=500)
     reply_text: str | None = Field(default=None, min_length=1, max_length=4096)
-    channel_id: str | None = None
+    channel_id: str | None = Field(default=None, max_length=ID_MAX_LENGTH)
     business_hours: BusinessHoursIn | None = None
-    enabled: bool | None = None
-    cooldown_seconds: int | None = Field(default=None, ge=60, le=30 * 86400)
+    enabled: StrictBool | None = None
+    cooldown_seconds: StrictInt | None = Field(default=None, ge=60, le=30 * 86400)
 
 
 def _fields(body: BaseModel) -> dict[str, Any]:
@@ -173,13 +192,13 @@ async def list_auto_replies(hub: HubDep, _admin: AdminDep) -> Response:
 
 
 @router.get("/auto-replies/{rule_id}", tags=["auto-replies"], summary="One rule")
-async def get_auto_reply(rule_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+async def get_auto_reply(rule_id: IdPath, hub: HubDep, _admin: AdminDep) -> Response:
     return JsonResponse(auto_reply_out(await hub.auto_replies.get(rule_id)))
 
 
 @router.patch("/auto-replies/{rule_id}", tags=["auto-replies"], summary="Change a rule")
 async def update_auto_reply(
-    rule_id: str, body: AutoReplyUpdate, hub: HubDep, _admin: AdminDep
+    rule_id: IdPath, body: AutoReplyUpdate, hub: HubDep, _admin: AdminDep
 ) -> Response:
     return JsonResponse(auto_reply_out(await hub.auto_replies.update(rule_id, _fields(body))))
 
@@ -187,6 +206,6 @@ async def update_auto_reply(
 @router.delete(
     "/auto-replies/{rule_id}", status_code=204, tags=["auto-replies"], summary="Delete a rule"
 )
-async def delete_auto_reply(rule_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+async def delete_auto_reply(rule_id: IdPath, hub: HubDep, _admin: AdminDep) -> Response:
     await hub.auto_replies.delete(rule_id)
     return Response(status_code=204)

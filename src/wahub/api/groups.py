@@ -13,18 +13,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
 from wahub.api.bodies import JsonBodyRoute
-from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.params import ChatIdPath, IdPath, OffsetQuery
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import iso
 from wahub.features.accounts import MAX_PAGE
 from wahub.features.groups import AccountSyncResult, GroupSyncResult, SyncReport
 
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, route_class=JsonBodyRoute)
+router = APIRouter(prefix="/v1", route_class=JsonBodyRoute)
 
 GroupId = Annotated[str, Field(min_length=1, max_length=120, examples=["120363298754236172"])]
 
@@ -96,7 +96,7 @@ class SyncRequest(_Body):
     account_id: str | None = Field(
         default=None, max_length=40, description="Only this account's groups."
     )
-    directory: bool = Field(
+    directory: StrictBool = Field(
         default=False,
         description="Every group the channels' directories list, not only accounts' groups.",
     )
@@ -256,7 +256,7 @@ async def list_accounts(
     hub: HubDep,
     _actor: ActorDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> Response:
     """Accounts by name, with their groups' sync state."""
     rows, total = await hub.accounts.list_page(limit=limit, offset=offset)
@@ -264,13 +264,13 @@ async def list_accounts(
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, tags=["accounts"])
-async def get_account(account_id: str, hub: HubDep, _actor: ActorDep) -> Response:
+async def get_account(account_id: IdPath, hub: HubDep, _actor: ActorDep) -> Response:
     return JsonResponse(account_out(await hub.accounts.get(account_id)))
 
 
 @router.patch("/accounts/{account_id}", response_model=AccountOut, tags=["accounts"])
 async def update_account(
-    account_id: str, body: AccountUpdate, hub: HubDep, _admin: AdminDep
+    account_id: IdPath, body: AccountUpdate, hub: HubDep, _admin: AdminDep
 ) -> Response:
     """Change what is given. New groups are synced in the background."""
     given = body.model_fields_set
@@ -289,7 +289,7 @@ async def update_account(
 
 
 @router.delete("/accounts/{account_id}", status_code=204, tags=["accounts"])
-async def delete_account(account_id: str, hub: HubDep, _admin: AdminDep) -> Response:
+async def delete_account(account_id: IdPath, hub: HubDep, _admin: AdminDep) -> Response:
     """Delete an account. Its groups and their cached members stay."""
     await hub.accounts.delete(account_id)
     return Response(status_code=204)
@@ -321,7 +321,7 @@ async def groups_health(hub: HubDep, _actor: ActorDep) -> Response:
 
 
 @router.get("/groups/{chat_id}/members", response_model=MembersOut, tags=["groups"])
-async def group_members(chat_id: str, hub: HubDep, actor: ActorDep) -> Response:
+async def group_members(chat_id: ChatIdPath, hub: HubDep, actor: ActorDep) -> Response:
     """A group's cached members (``chat_id`` with or without ``@g.us``). Linked ids are
     shown with the phone they resolve to, when known. Agents see assigned groups only."""
     chat, members = await hub.groups.members(actor, chat_id)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, HubDep, WriterDep
 from wahub.api.bodies import JsonBodyRoute
-from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.params import CHAT_ID_MAX_LENGTH, IdPath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import MessageOut, MessagePage, message_out
 from wahub.domain.content import SendRequest
@@ -21,9 +21,7 @@ from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
 from wahub.features.messaging import MAX_PAGE
 
-router = APIRouter(
-    prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES, route_class=JsonBodyRoute
-)
+router = APIRouter(prefix="/v1/messages", tags=["messages"], route_class=JsonBodyRoute)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -66,9 +64,15 @@ async def send_message(
 async def list_messages(
     hub: HubDep,
     actor: ActorDep,
-    chat: Annotated[str | None, Query(description="Phone number or chat id.")] = None,
+    chat: Annotated[
+        str | None,
+        Query(min_length=1, max_length=CHAT_ID_MAX_LENGTH, description="Phone number or chat id."),
+    ] = None,
     status: Status | None = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=19, pattern=r"^[0-9]+$", description="next_cursor of the previous page."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Response:
     """Agents see messages to their assigned chats and messages they sent."""
@@ -88,9 +92,10 @@ async def list_messages(
 
 
 def _parse_cursor(cursor: str | None) -> int | None:
+    """The message seq in ``cursor``; the range is checked by ``Messaging.list_page``."""
     if cursor is None:
         return None
-    if not cursor.isascii() or not cursor.isdigit() or int(cursor) <= 0:
+    if not cursor.isascii() or not cursor.isdigit():
         raise ValidationError(
             "cursor: not a cursor returned by this API (use next_cursor as given)",
             details={"field": "cursor"},
@@ -99,7 +104,7 @@ def _parse_cursor(cursor: str | None) -> int | None:
 
 
 @router.get("/{message_id}", response_model=MessageOut, summary="One message with its history")
-async def get_message(message_id: str, hub: HubDep, actor: ActorDep) -> Response:
+async def get_message(message_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
     """404 also when the caller may not see the message (no existence leak)."""
     return JsonResponse(message_out(await hub.messaging.get(actor, message_id)))
 
@@ -110,6 +115,6 @@ async def get_message(message_id: str, hub: HubDep, actor: ActorDep) -> Response
     response_model=MessageOut,
     summary="Queue a failed message again",
 )
-async def retry_message(message_id: str, hub: HubDep, actor: WriterDep) -> Response:
+async def retry_message(message_id: IdPath, hub: HubDep, actor: WriterDep) -> Response:
     """409 unless the message is failed (and was never delivered)."""
     return JsonResponse(message_out(await hub.messaging.retry(actor, message_id)), status_code=202)

@@ -24,7 +24,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from wahub.api.auth import HubDep, get_hub, key_from_connection, stream_actor
-from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.serializers import iso
 from wahub.domain.actors import Actor
 from wahub.domain.errors import AuthenticationFailed, WahubError
@@ -184,7 +183,6 @@ class EventStreamResponse(StreamingResponse):
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "data: <json>\\n\\n"},
-        **ERROR_RESPONSES,
     },
     summary="Live message status as server-sent events",
 )

@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from wahub.api.auth import AdminDep, HubDep
-from wahub.api.errors import ERROR_RESPONSES
+from wahub.api.params import NamePath
 from wahub.api.responses import JsonResponse
 
-router = APIRouter(prefix="/v1/replication", tags=["replication"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/replication", tags=["replication"])
 
 
 @router.get("/status", summary="Every sink's cursor, backlog, lag and last error")
@@ -30,10 +30,10 @@ async def _set_paused(hub: Any, name: str, paused: bool) -> Response:
 
 
 @router.post("/sinks/{name}/pause", summary="Stop shipping to a sink (the log keeps its changes)")
-async def pause_sink(name: str, hub: HubDep, _admin: AdminDep) -> Response:
+async def pause_sink(name: NamePath, hub: HubDep, _admin: AdminDep) -> Response:
     return await _set_paused(hub, name, True)
 
 
 @router.post("/sinks/{name}/resume", summary="Ship to a paused sink again, from its cursor")
-async def resume_sink(name: str, hub: HubDep, _admin: AdminDep) -> Response:
+async def resume_sink(name: NamePath, hub: HubDep, _admin: AdminDep) -> Response:
     return await _set_paused(hub, name, False)

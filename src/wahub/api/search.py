@@ -14,13 +14,12 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, HubDep
-from wahub.api.errors import ERROR_RESPONSES
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import MessageOut, message_out
 from wahub.domain.errors import ValidationError
 from wahub.features.search import MAX_LIMIT, MessageSearch, SearchQuery
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
 
 class SearchHitOut(BaseModel):

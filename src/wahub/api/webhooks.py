@@ -39,6 +39,8 @@ _KEPT_HEADERS = ("content-type", "user-agent", "x-hub-signature-256")
 
 _OK = b'{"status":"ok"}'
 _LIMIT = "WAHUB_MAX_WEBHOOK_BYTES"
+# Meta's handshake values are short tokens; the secret in WHAPI's URL is ours.
+_HANDSHAKE_MAX = 500
 
 
 @router.get(
@@ -53,9 +55,13 @@ _LIMIT = "WAHUB_MAX_WEBHOOK_BYTES"
 async def cloudapi_handshake(
     request: Request,
     hub: HubDep,
-    _mode: Annotated[str | None, Query(alias="hub.mode")] = None,
-    _token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
-    _challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+    _mode: Annotated[str | None, Query(alias="hub.mode", max_length=_HANDSHAKE_MAX)] = None,
+    _token: Annotated[
+        str | None, Query(alias="hub.verify_token", max_length=_HANDSHAKE_MAX)
+    ] = None,
+    _challenge: Annotated[
+        str | None, Query(alias="hub.challenge", max_length=_HANDSHAKE_MAX)
+    ] = None,
 ) -> Response:
     """Echo ``hub.challenge`` when ``hub.mode=subscribe`` and the verify token matches."""
     token = secret_value(hub.settings.cloudapi_verify_token)
@@ -138,6 +144,7 @@ async def whapi_webhook(
         str | None,
         Query(
             alias=whapi_webhooks.SECRET_QUERY,
+            max_length=_HANDSHAKE_MAX,
             description="WAHUB_WHAPI_WEBHOOK_SECRET (or send it as X-Wahub-Secret)",
         ),
     ] = None,
@@ -167,13 +174,19 @@ async def whapi_webhook(
     return Response(_OK, media_type="application/json")
 
 
-@router.post(
-    "/periskope",
-    responses={
+# Also documents the same receiver under seed 002's path (``POST /periskopewebhook``).
+PERISKOPE_DOCS: dict[str, Any] = {
+    "responses": {
         **_STORED_RESPONSES,
         401: {"model": ErrorOut, "description": "Missing or wrong x-periskope-signature"},
     },
-    openapi_extra=_JSON_BODY,
+    "openapi_extra": _JSON_BODY,
+}
+
+
+@router.post(
+    "/periskope",
+    **PERISKOPE_DOCS,
     summary="Receive Periskope webhooks (message.created, any other event)",
 )
 async def periskope_webhook(request: Request, hub: HubDep) -> Response:

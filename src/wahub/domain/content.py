@@ -7,12 +7,25 @@ which CRM developers already know; the stored content is exactly the Cloud API o
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 TEXT_LIMIT = 4096  # Cloud API maximum for text.body
 CAPTION_LIMIT = 1024
+# Bounds on what a template may carry: Meta allows a header, a body, a footer and up to
+# ten buttons, and far fewer variables than this.
+COMPONENTS_LIMIT = 16
+PARAMETERS_LIMIT = 100
 MessageType = Literal["text", "template", "image", "document", "audio", "video"]
 MEDIA_TYPES = ("image", "document", "audio", "video")
 CONTENT_TYPES = ("text", "template", *MEDIA_TYPES)  # each a field of SendRequest
@@ -26,7 +39,7 @@ class _Strict(BaseModel):
 
 class TextBody(_Strict):
     body: str = Field(min_length=1, max_length=TEXT_LIMIT)
-    preview_url: bool = False
+    preview_url: StrictBool = False
 
     @field_validator("body")
     @classmethod
@@ -38,8 +51,8 @@ class TextBody(_Strict):
 
 class TemplateParameter(_Strict):
     type: Literal["text", "currency", "date_time", "image", "document", "video", "payload"]
-    text: str | None = None
-    payload: str | None = None
+    text: str | None = Field(default=None, max_length=TEXT_LIMIT)
+    payload: str | None = Field(default=None, max_length=TEXT_LIMIT)
     currency: dict[str, Any] | None = None
     date_time: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
@@ -48,10 +61,11 @@ class TemplateParameter(_Strict):
 
 
 class TemplateComponent(_Strict):
-    type: str
-    sub_type: str | None = None
-    index: str | int | None = None
-    parameters: list[TemplateParameter] = Field(default_factory=list)
+    type: str = Field(max_length=16)
+    sub_type: str | None = Field(default=None, max_length=32)
+    # A button's position: Meta's examples say "0", some clients send 0.
+    index: Annotated[str, Field(max_length=8)] | Annotated[int, Field(ge=0, le=99)] | None = None
+    parameters: list[TemplateParameter] = Field(default_factory=list, max_length=PARAMETERS_LIMIT)
 
     @field_validator("type")
     @classmethod
@@ -64,7 +78,7 @@ class TemplateComponent(_Strict):
 
 
 class TemplateLanguage(_Strict):
-    code: str
+    code: str = Field(max_length=8)
 
     @field_validator("code")
     @classmethod
@@ -75,9 +89,10 @@ class TemplateLanguage(_Strict):
 
 
 class TemplateBody(_Strict):
-    name: str
+    # At most 512 characters, which _template_name checks with a message of its own.
+    name: str = Field(json_schema_extra={"maxLength": 512})
     language: TemplateLanguage
-    components: list[TemplateComponent] = Field(default_factory=list)
+    components: list[TemplateComponent] = Field(default_factory=list, max_length=COMPONENTS_LIMIT)
 
     @field_validator("name")
     @classmethod
@@ -116,7 +131,9 @@ class SendRequest(_Strict):
         description="Optional: defaults to the one content object given "
         "(text, template, image, document, audio or video).",
     )
-    channel_id: str | None = Field(default=None, description="Omit when there is one channel.")
+    channel_id: str | None = Field(
+        default=None, max_length=64, description="Omit when there is one channel."
+    )
     text: TextBody | None = None
     template: TemplateBody | None = None
     image: MediaBody | None = None
@@ -126,7 +143,7 @@ class SendRequest(_Strict):
     reply_to: str | None = Field(
         default=None, max_length=200, description="Our message id or a provider message id."
     )
-    priority: int = Field(default=0, ge=-10, le=10)
+    priority: StrictInt = Field(default=0, ge=-10, le=10)
 
     @model_validator(mode="before")
     @classmethod

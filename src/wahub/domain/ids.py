@@ -7,6 +7,11 @@ import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
+# The largest integer a database column holds (BIGINT on PostgreSQL, INTEGER on SQLite):
+# row ids, cursors and offsets a client sends are bounded by it, because a larger number
+# cannot even be bound to a statement (the driver raises OverflowError).
+MAX_SQL_INT = 2**63 - 1
+
 
 def _b32(value: int, length: int) -> str:
     chars = []

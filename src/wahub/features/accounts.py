@@ -15,7 +15,7 @@ from sqlalchemy import Connection as SyncConnection
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.errors import ConflictError, NotFound, ValidationError
-from wahub.domain.ids import new_id
+from wahub.domain.ids import MAX_SQL_INT, new_id
 from wahub.domain.phones import group_chat_id
 from wahub.features.groups import GroupSync
 from wahub.store import accounts as q
@@ -122,6 +122,8 @@ class Accounts:
         """A page of accounts by name, each with its groups, and the total count."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
+        if not 0 <= offset <= MAX_SQL_INT:
+            raise ValidationError(f"offset must be 0 to {MAX_SQL_INT}", details={"field": "offset"})
         async with self.db.read() as conn:
             rows = await q.list_accounts(conn, limit=limit, offset=offset)
             total = await q.count_accounts(conn)

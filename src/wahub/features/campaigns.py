@@ -62,6 +62,9 @@ MAX_PAGE = 200
 # Campaign traffic yields to one-to-one messages in the outbox (claims take higher
 # priority first): a bulk send must not delay an agent's answer.
 CAMPAIGN_PRIORITY = -1
+# An A/B split is a handful of templates; the audience is as large as an upload may be.
+MAX_TEMPLATES = 20
+MAX_AUDIENCE_CHARS = 64 * 1024 * 1024
 
 
 class CampaignCreate(BaseModel):
@@ -70,10 +73,14 @@ class CampaignCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    channel_id: str | None = Field(default=None, description="Omit when there is one channel.")
+    channel_id: str | None = Field(
+        default=None, max_length=64, description="Omit when there is one channel."
+    )
     templates: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_TEMPLATES,
         description="[{name, language, weight, parameters: [CSV column, ...]}]; the audience "
-        "is split across them by weight."
+        "is split across them by weight.",
     )
     audience: str = Field(
         default="csv",
@@ -81,11 +88,18 @@ class CampaignCreate(BaseModel):
         description="csv: the uploaded file (or ``csv`` here); contacts: every contact, "
         "with ``name`` as a variable.",
     )
-    csv: str | None = Field(default=None, description="The audience CSV inline (JSON bodies).")
-    start_at: float | None = Field(
-        default=None, description="Unix time to start by itself; omit to wait for start."
+    csv: str | None = Field(
+        default=None,
+        max_length=MAX_AUDIENCE_CHARS,
+        description="The audience CSV inline (JSON bodies).",
     )
-    reply_window_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+    start_at: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Unix time to start by itself; omit to wait for start.",
+    )
+    reply_window_hours: float | None = Field(default=None, gt=0, le=24 * 90, allow_inf_nan=False)
 
 
 @dataclass(frozen=True, slots=True)

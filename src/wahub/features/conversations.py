@@ -10,6 +10,7 @@ unique provider id decides, and a duplicate changes nothing else.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -558,7 +559,8 @@ def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         value: float | None = float(at)
     except ValueError:
         value = None
-    if value is None or not separator or not conversation_id:
+    # float() also reads "nan" and "inf", which no cursor of ours holds.
+    if value is None or not math.isfinite(value) or not separator or not conversation_id:
         raise ValidationError(
             "cursor: not a cursor returned by this API (use next_cursor as given)",
             details={"field": "cursor"},

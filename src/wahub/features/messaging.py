@@ -26,7 +26,7 @@ from wahub.domain.errors import (
     ValidationError,
     WahubError,
 )
-from wahub.domain.ids import is_message_id
+from wahub.domain.ids import MAX_SQL_INT, is_message_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
 from wahub.features.access import AccessControl
 from wahub.features.channels import public_channel
@@ -382,6 +382,11 @@ class Messaging:
         """A page of messages, newest first, and the cursor of the next page (None at the end)."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
+        if cursor is not None and not 1 <= cursor <= MAX_SQL_INT:
+            raise ValidationError(
+                "cursor: not a cursor returned by this API (use next_cursor as given)",
+                details={"field": "cursor"},
+            )
         chat_ids = None
         if chat is not None:
             chat_ids = [canonical_chat_id(chat, default_region=self.default_region, field="chat")]

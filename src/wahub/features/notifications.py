@@ -21,13 +21,13 @@ from sqlalchemy import Connection as SyncConnection
 
 from wahub.domain.actors import Actor
 from wahub.domain.errors import NotFound, ValidationError
+from wahub.domain.ids import MAX_SQL_INT
 from wahub.features.conversations import MAX_PAGE
 from wahub.store import conversations as q
 from wahub.store.database import Database
 
-# Notification ids are 64-bit integers (BIGINT on PostgreSQL, INTEGER on SQLite). A
-# larger number from a client must not reach the driver, which cannot bind it.
-MAX_ID = 2**63 - 1
+# Notification ids are 64-bit integers: a larger number must not reach the driver.
+MAX_ID = MAX_SQL_INT
 
 
 @dataclass(frozen=True, slots=True)
