@@ -136,11 +136,14 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="Longest retry delay (Retry-After may ask for more)."
     )
     uncertain_grace_seconds: float = Field(
-        default=120.0, description="How long a status webhook may take to settle an uncertain send."
+        default=120.0,
+        description="How long a status webhook may take to settle an uncertain send; "
+        "after it, providers that echo our id (Cloud API) resend, others apply the policy.",
     )
     uncertain_policy: Literal["resend", "fail"] = Field(
         default="fail",
-        description="After the grace period: resend (risk a duplicate) or fail (risk a loss).",
+        description="After the grace period, on providers that echo nothing (WHAPI): "
+        "resend (risk a duplicate) or fail (risk a loss).",
     )
     default_region: str | None = Field(
         default=None,

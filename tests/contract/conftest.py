@@ -215,6 +215,31 @@ class ContractEnv:
         lease_seconds: float = 30.0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
+        """Claim due messages and start their sends at once, as a worker does for what it
+        may send without waiting for pacing: ``claim_only`` then ``start`` (default: one
+        second from now). Returns the started rows (``sending``, attempt counted)."""
+        now = time.time() + 1 if now is None else now
+        rows = await self.claim_only(
+            channel_ids=channel_ids, owner=owner, now=now, lease_seconds=lease_seconds, limit=limit
+        )
+        attempts = await self.start(
+            [r["id"] for r in rows], owner=owner, now=now, lease_seconds=lease_seconds
+        )
+        return [
+            {**r, "status": "sending", "attempts": attempts[r["id"]]}
+            for r in rows
+            if r["id"] in attempts
+        ]
+
+    async def claim_only(
+        self,
+        *,
+        channel_ids: list[str] | None = None,
+        owner: str = "worker-a",
+        now: float | None = None,
+        lease_seconds: float = 30.0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """``claim_due_messages`` in its own transaction (default: one second from now)."""
         async with self.db.transaction() as conn:
             return await q.claim_due_messages(
@@ -224,6 +249,24 @@ class ContractEnv:
                 now=time.time() + 1 if now is None else now,
                 lease_seconds=lease_seconds,
                 limit=limit,
+            )
+
+    async def start(
+        self,
+        message_ids: list[str],
+        *,
+        owner: str = "worker-a",
+        now: float | None = None,
+        lease_seconds: float = 30.0,
+    ) -> dict[str, int]:
+        """``start_sends`` in its own transaction (default: one second from now)."""
+        async with self.db.transaction() as conn:
+            return await q.start_sends(
+                conn,
+                message_ids,
+                owner=owner,
+                now=time.time() + 1 if now is None else now,
+                lease_seconds=lease_seconds,
             )
 
     async def record(

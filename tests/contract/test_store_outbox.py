@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.status import Status
+from wahub.providers.registry import ECHOING_KINDS
 from wahub.store import messages as q
 from wahub.store.schema import messages
 
@@ -47,20 +48,101 @@ async def test_claim_takes_the_head_of_every_chat(env: ContractEnv) -> None:
     assert ids(claimed) == [a1["id"], b1["id"]], "each chat's oldest message, in sequence order"
 
 
-async def test_claim_moves_the_message_to_sending_under_a_lease(env: ContractEnv) -> None:
+async def test_claim_leases_the_message_but_leaves_it_queued(env: ContractEnv) -> None:
     sent = await env.send_text(env.phone(A))
     now = time.time() + 1
 
-    await env.claim(owner="worker-x", now=now, lease_seconds=20)
+    await env.claim_only(owner="worker-x", now=now, lease_seconds=20)
 
+    stored = await env.message(sent["id"])
+    assert (stored["status"], stored["lease_owner"], stored["attempts"]) == (
+        "queued",
+        "worker-x",
+        0,
+    ), "a claim only leases: nothing has been handed to the provider yet"
+    assert stored["lease_until"] == now + 20
+    assert [e["status"] for e in await env.events(sent["id"])] == ["queued"]
+
+
+async def test_start_moves_a_claimed_message_to_sending_and_counts_an_attempt(
+    env: ContractEnv,
+) -> None:
+    sent = await env.send_text(env.phone(A))
+    now = time.time() + 1
+    await env.claim_only(owner="worker-x", now=now, lease_seconds=20)
+
+    started = await env.start([sent["id"]], owner="worker-x", now=now + 5, lease_seconds=20)
+
+    assert started == {sent["id"]: 1}
     stored = await env.message(sent["id"])
     assert (stored["status"], stored["lease_owner"], stored["attempts"]) == (
         "sending",
         "worker-x",
         1,
-    ), "a claim leases the message to its owner and counts an attempt"
-    assert stored["lease_until"] == now + 20
+    )
+    assert (stored["sending_at"], stored["lease_until"]) == (now + 5, now + 25), (
+        "the request's lease runs from its start, not from the claim"
+    )
     assert [e["status"] for e in await env.events(sent["id"])] == ["queued", "sending"]
+
+
+async def test_claimed_message_is_not_claimed_again_while_its_lease_lives(
+    env: ContractEnv,
+) -> None:
+    now = time.time() + 1
+    await env.send_text(env.phone(A))
+    await env.claim_only(owner="worker-a", now=now, lease_seconds=30)
+
+    assert await env.claim_only(owner="worker-b", now=now + 29) == []
+
+
+async def test_claim_that_lapses_before_its_send_started_stays_queued_in_its_place(
+    env: ContractEnv,
+) -> None:
+    now = time.time() + 1
+    a1 = await env.send_text(env.phone(A), "a1")
+    await env.send_text(env.phone(A), "a2")
+    await env.claim_only(owner="worker-a", now=now, lease_seconds=30)
+
+    async with env.db.transaction() as conn:
+        expired = await q.expire_leases(conn, now + 31)
+
+    assert expired == [], "a worker killed while pacing had sent nothing: nothing is uncertain"
+    assert await env.status(a1["id"]) == "queued"
+    claimed = await env.claim_only(owner="worker-b", now=now + 31)
+    assert [(r["id"], r["attempts"]) for r in claimed] == [(a1["id"], 0)], (
+        "the head of the chat is claimed again, before a2, with no attempt used"
+    )
+
+
+async def test_start_refuses_a_claim_another_worker_took_over(env: ContractEnv) -> None:
+    now = time.time() + 1
+    sent = await env.send_text(env.phone(A))
+    await env.claim_only(owner="worker-a", now=now, lease_seconds=30)
+    await env.claim_only(owner="worker-b", now=now + 31)
+
+    assert await env.start([sent["id"]], owner="worker-a", now=now + 32) == {}, (
+        "worker-a's lease lapsed and worker-b holds the message: worker-a must not send it"
+    )
+    stored = await env.message(sent["id"])
+    assert (stored["status"], stored["lease_owner"]) == ("queued", "worker-b")
+
+
+async def test_start_refuses_a_message_already_started(env: ContractEnv) -> None:
+    sent = await env.send_text(env.phone(A))
+    await env.claim()
+
+    assert await env.start([sent["id"]]) == {}, "a second start would be a second request"
+    assert (await env.message(sent["id"]))["attempts"] == 1
+
+
+async def test_start_takes_many_claimed_messages_at_once(env: ContractEnv) -> None:
+    rows = [await env.send_text(env.phone(chat)) for chat in (A, B, C)]
+    await env.claim_only()
+
+    started = await env.start([r["id"] for r in rows])
+
+    assert started == {r["id"]: 1 for r in rows}
 
 
 async def test_second_claim_skips_a_chat_whose_head_is_sending(env: ContractEnv) -> None:
@@ -235,63 +317,91 @@ async def test_uncertain_message_holds_its_chat(env: ContractEnv) -> None:
     assert await env.claim(now=now + 32) == [], "a2 must not overtake a1 that may be sent"
 
 
-async def _make_uncertain(env: ContractEnv, now: float) -> str:
-    sent = await env.send_text(env.phone(A))
-    await env.claim(now=now)
+async def _make_uncertain(env: ContractEnv, now: float, channel_id: str | None = None) -> str:
+    sent = await env.send_text(env.phone(A), channel_id=channel_id)
+    await env.claim(now=now, channel_ids=[channel_id or env.channel_id])
     async with env.db.transaction() as conn:
         await q.expire_leases(conn, now + 31)
     return str(sent["id"])
 
 
-async def test_settle_uncertain_with_policy_fail_fails_with_uncertain_timeout(
+async def _whapi_channel(env: ContractEnv) -> str:
+    channel = await env.channels.create(
+        name="whapi", kind="whapi", access_token="t", enforce_service_window=False
+    )
+    return str(channel["id"])
+
+
+async def _settle(
+    env: ContractEnv, now: float, *, policy: str = "fail", max_attempts: int = 5
+) -> list[q.StatusChange]:
+    async with env.db.transaction() as conn:
+        return await q.settle_uncertain(
+            conn,
+            now=now,
+            grace_seconds=60,
+            policy=policy,
+            max_attempts=max_attempts,
+            echoing_kinds=ECHOING_KINDS,
+        )
+
+
+async def test_settle_uncertain_resends_where_the_provider_echoes_our_id_whatever_the_policy(
     env: ContractEnv,
 ) -> None:
     now = time.time() + 1
-    message_id = await _make_uncertain(env, now)
+    message_id = await _make_uncertain(env, now)  # a Cloud API channel
 
-    async with env.db.transaction() as conn:
-        await q.settle_uncertain(
-            conn, now=now + 100, grace_seconds=60, policy="fail", max_attempts=5
-        )
+    await _settle(env, now + 100, policy="fail")
+
+    assert await env.status(message_id) == "queued", (
+        "no status echoing our id within the grace period: the send did not go out"
+    )
+    assert ids(await env.claim(now=now + 101)) == [message_id]
+
+
+async def test_settle_uncertain_with_policy_fail_fails_where_the_provider_echoes_nothing(
+    env: ContractEnv,
+) -> None:
+    now = time.time() + 1
+    message_id = await _make_uncertain(env, now, await _whapi_channel(env))
+
+    await _settle(env, now + 100, policy="fail")
 
     stored = await env.message(message_id)
     assert (stored["status"], stored["error_code"]) == ("failed", "uncertain_timeout")
     assert stored["error_title"], "the failure must explain itself to an operator"
+    assert "do not carry our message id" in stored["error_detail"], (
+        "the reason says why silence settled nothing here"
+    )
 
 
-async def test_settle_uncertain_with_policy_resend_queues_again(env: ContractEnv) -> None:
+async def test_settle_uncertain_with_policy_resend_queues_again_where_nothing_is_echoed(
+    env: ContractEnv,
+) -> None:
     now = time.time() + 1
-    message_id = await _make_uncertain(env, now)
+    message_id = await _make_uncertain(env, now, await _whapi_channel(env))
 
-    async with env.db.transaction() as conn:
-        await q.settle_uncertain(
-            conn, now=now + 100, grace_seconds=60, policy="resend", max_attempts=5
-        )
+    await _settle(env, now + 100, policy="resend")
 
     assert await env.status(message_id) == "queued"
-    assert ids(await env.claim(now=now + 101)) == [message_id]
 
 
 async def test_settle_uncertain_resend_fails_when_attempts_are_exhausted(env: ContractEnv) -> None:
     now = time.time() + 1
     message_id = await _make_uncertain(env, now)
 
-    async with env.db.transaction() as conn:
-        await q.settle_uncertain(
-            conn, now=now + 100, grace_seconds=60, policy="resend", max_attempts=1
-        )
+    await _settle(env, now + 100, policy="resend", max_attempts=1)
 
-    assert await env.status(message_id) == "failed"
+    stored = await env.message(message_id)
+    assert (stored["status"], stored["error_code"]) == ("failed", "uncertain_timeout")
 
 
 async def test_settle_uncertain_waits_for_the_grace_period(env: ContractEnv) -> None:
     now = time.time() + 1
     message_id = await _make_uncertain(env, now)
 
-    async with env.db.transaction() as conn:
-        changes = await q.settle_uncertain(
-            conn, now=now + 40, grace_seconds=60, policy="fail", max_attempts=5
-        )
+    changes = await _settle(env, now + 40)
 
     assert changes == []
     assert await env.status(message_id) == "uncertain", "a webhook may still settle it"
@@ -303,10 +413,7 @@ async def test_settle_uncertain_waits_for_the_grace_period(env: ContractEnv) -> 
 async def _taken_over(env: ContractEnv, now: float) -> str:
     """A message claimed by worker-a, whose lease expired, resent and now leased to worker-b."""
     message_id = await _make_uncertain(env, now)
-    async with env.db.transaction() as conn:
-        await q.settle_uncertain(
-            conn, now=now + 100, grace_seconds=60, policy="resend", max_attempts=5
-        )
+    await _settle(env, now + 100)
     (row,) = await env.claim(owner="worker-b", now=now + 101)
     assert row["id"] == message_id
     return message_id
@@ -367,7 +474,7 @@ async def test_outcome_after_lease_expiry_leaves_the_message_uncertain(env: Cont
 async def test_defer_requeues_without_consuming_an_attempt(env: ContractEnv) -> None:
     now = time.time() + 1
     sent = await env.send_text(env.phone(A))
-    await env.claim(now=now)
+    await env.claim_only(now=now)
 
     await env.record(q.SendOutcome(sent["id"], 1, "defer", next_attempt_at=now + 5), now=now)
 
@@ -383,11 +490,23 @@ async def test_defer_requeues_without_consuming_an_attempt(env: ContractEnv) -> 
 async def test_defer_records_no_event(env: ContractEnv) -> None:
     now = time.time() + 1
     sent = await env.send_text(env.phone(A))
-    await env.claim(now=now)
+    await env.claim_only(now=now)
 
-    await env.record(q.SendOutcome(sent["id"], 1, "defer", next_attempt_at=now + 5), now=now)
+    await env.record(q.SendOutcome(sent["id"], 0, "defer", next_attempt_at=now + 5), now=now)
 
-    assert [e["status"] for e in await env.events(sent["id"])] == ["queued", "sending"]
+    assert [e["status"] for e in await env.events(sent["id"])] == ["queued"]
+    assert (await env.message(sent["id"]))["lease_owner"] is None, "the claim is given back"
+
+
+async def test_failure_before_the_send_started_fails_the_claimed_message(
+    env: ContractEnv,
+) -> None:
+    sent = await env.send_text(env.phone(A))
+    await env.claim_only()
+
+    await env.record(q.SendOutcome(sent["id"], 0, "failed", error_code="reply_to"))
+
+    assert await env.status(sent["id"]) == "failed", "e.g. it quotes a message never sent"
 
 
 async def test_requeue_failed_puts_a_failed_message_back_with_a_fresh_budget(

@@ -5,6 +5,10 @@ Guarantees (DESIGN.md invariants 2, 4, 6, 7, 8):
 - a message is claimed (leased) before it is sent, so two workers never send it at once;
 - a chat's messages go out in order, one in flight at a time (the claim query);
 - a channel is paced by the one worker holding its lease;
+- a claimed message stays ``queued`` while it waits for pacing; only once it is paced
+  is it marked ``sending`` (one UPDATE for every message ready at that moment,
+  committed before their requests leave), so a crash before that leaves it ``queued``
+  in its place, and only one whose request may have left can become ``uncertain``;
 - an error response is a proof of non-delivery and is retried with backoff; a timeout
   is not, and makes the message ``uncertain`` until a status webhook or the grace policy
   settles it, so a crash or a slow provider never turns into a duplicate send.
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
+from sqlalchemy.exc import IntegrityError
 
 from wahub.config import Settings
 from wahub.domain.errors import (
@@ -40,7 +45,7 @@ from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.base import OutboundMessage
-from wahub.providers.registry import ProviderRegistry
+from wahub.providers.registry import ECHOING_KINDS, ProviderRegistry
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
 from wahub.store.database import Database
@@ -70,6 +75,7 @@ class _ChannelPacing:
 @dataclass
 class OutboxStats:
     claimed: int = 0
+    started: int = 0
     sent: int = 0
     retried: int = 0
     failed: int = 0
@@ -101,6 +107,9 @@ class OutboxWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._results: asyncio.Queue[q.SendOutcome] = asyncio.Queue()
+        # Paced messages waiting for ``sending`` to be recorded: (id, where to say the
+        # attempt number, or None when the message is no longer ours to send).
+        self._starts: asyncio.Queue[tuple[str, asyncio.Future[int | None]]] = asyncio.Queue()
         self._stopping = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -108,6 +117,7 @@ class OutboxWorker:
     async def run(self) -> None:
         """Run until ``stop()``; then finish in-flight sends and record their results."""
         writer = asyncio.create_task(self._write_results(), name="outbox-results")
+        starter = asyncio.create_task(self._write_starts(), name="outbox-starts")
         leases = asyncio.create_task(self._renew_channel_leases(), name="outbox-leases")
         maintenance = asyncio.create_task(self._maintain(), name="outbox-maintenance")
         try:
@@ -120,7 +130,8 @@ class OutboxWorker:
                 await asyncio.gather(*self._inflight, return_exceptions=True)
             await self._results.join()
             writer.cancel()
-            for task in (leases, maintenance, writer):
+            starter.cancel()
+            for task in (leases, maintenance, writer, starter):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             with contextlib.suppress(WahubError):
@@ -249,7 +260,6 @@ class OutboxWorker:
     # -- sending -----------------------------------------------------------------------
 
     async def _send(self, row: dict[str, Any]) -> None:
-        attempt = int(row["attempts"])
         channel = self._channels.get(row["channel_id"])
         pacing = self._pacing.get(row["channel_id"])
         if channel is None or pacing is None:
@@ -264,9 +274,14 @@ class OutboxWorker:
                 return
             await asyncio.sleep(pair.reserve())
         await pacing.bucket.acquire()
+        attempt = int(row["attempts"])
         try:
             reply_to = await self._resolve_reply(row)
             adapter = self.providers.for_channel(channel)
+            started = await self._start(row["id"])
+            if started is None:
+                return
+            attempt = started
             result = await adapter.send(
                 OutboundMessage(
                     tracking_id=row["id"],
@@ -304,6 +319,49 @@ class OutboxWorker:
                     wa_id=result.wa_id,
                 )
             )
+
+    async def _start(self, message_id: str) -> int | None:
+        """Wait until ``sending`` is committed for this message (batched with every other
+        message paced meanwhile); returns its attempt number, or None when it must not be
+        sent (no longer our claim, or the database did not take the mark)."""
+        started: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._starts.put_nowait((message_id, started))
+        return await started
+
+    async def _write_starts(self) -> None:
+        while True:
+            batch = [await self._starts.get()]
+            while not self._starts.empty():
+                batch.append(self._starts.get_nowait())
+            ids = [message_id for message_id, _ in batch]
+            try:
+                attempts = await self.db.write(
+                    functools.partial(
+                        q.start_sends_sync,
+                        message_ids=ids,
+                        owner=self.worker_id,
+                        now=time.time(),
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+                )
+            except WahubError as exc:
+                # Not sent, and not ``sending`` as far as we know: the claims lapse with
+                # their lease and the messages are claimed again. (Had the commit happened
+                # unseen, they become uncertain and are settled like any cut-short send.)
+                log.warning("marking %d sends as started failed: %s", len(ids), exc.message)
+                attempts = {}
+            except IntegrityError:
+                # A chat of the batch has another message in flight (an operator requeued
+                # an older one after this one was claimed): none of the batch starts now;
+                # the claims lapse and the chats' heads are claimed again.
+                log.warning("%d sends not started: a chat had another in flight", len(ids))
+                attempts = {}
+            self.stats.started += len(attempts)
+            for message_id, started in batch:
+                if not started.done():
+                    started.set_result(attempts.get(message_id))
+            if attempts:
+                self.on_change()
 
     async def _resolve_reply(self, row: dict[str, Any]) -> str | None:
         reply_to: str | None = row["reply_to"]
@@ -418,6 +476,7 @@ class OutboxWorker:
             grace_seconds=self.settings.uncertain_grace_seconds,
             policy=self.settings.uncertain_policy,
             max_attempts=self.settings.max_attempts,
+            echoing_kinds=ECHOING_KINDS,
         )
         return expired, settled
 

@@ -59,9 +59,15 @@ class StatusUpdate:
 
 class Provider(Protocol):
     """Sends messages for one channel. Raises ``RetryableProviderError`` or
-    ``PermanentProviderError`` (``wahub.domain.errors``) when the provider refuses."""
+    ``PermanentProviderError`` (``wahub.domain.errors``) when the provider refuses.
+
+    ``echoes_tracking_id`` says whether the provider's status webhooks carry
+    ``OutboundMessage.tracking_id`` back: then a send whose outcome is unknown and that
+    no status mentions within the grace period provably did not go out.
+    """
 
     kind: str
+    echoes_tracking_id: bool
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
 

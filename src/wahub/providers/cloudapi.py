@@ -119,6 +119,8 @@ class CloudApiProvider:
     """
 
     kind: str = "cloudapi"
+    # Meta echoes our biz_opaque_callback_data in every status of the message.
+    echoes_tracking_id: bool = True
 
     def __init__(
         self,

@@ -23,6 +23,12 @@ from wahub.providers.whapi import WhapiProvider
 
 Adapter = CloudApiProvider | WhapiProvider
 
+# Channel kinds whose statuses echo our message id, so that silence settles an uncertain
+# send (the outbox resends it after the grace period instead of applying the policy).
+ECHOING_KINDS = frozenset(
+    adapter.kind for adapter in (CloudApiProvider, WhapiProvider) if adapter.echoes_tracking_id
+)
+
 
 class ProviderRegistry:
     """One adapter per channel, created on first use. ``close`` closes the shared session."""

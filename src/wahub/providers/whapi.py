@@ -97,6 +97,8 @@ class WhapiProvider:
     """
 
     kind: str = "whapi"
+    # WHAPI statuses carry only its own message id, which a lost answer never told us.
+    echoes_tracking_id: bool = False
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ status change, its event and (later) its counters commit together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from sqlalchemy.sql import Select
 from wahub.domain.status import Status, advance
 from wahub.store.database import in_one_hop
 from wahub.store.notify import EVENTS, OUTBOX, notify_sync
-from wahub.store.schema import message_events, messages, parked_statuses
+from wahub.store.schema import channels, message_events, messages, parked_statuses
 from wahub.store.sql import insert_ignore, one_of
 
 ACTIVE = ("queued", "sending", "uncertain")
@@ -170,7 +170,15 @@ _CLAIM: dict[str, Any] = {}
 def _claim_statement(dialect: str) -> Any:
     """The claim, built once per dialect with parameters (b_channels, b_now, b_owner,
     b_lease_until, b_limit): workers claim after every batch of results, and building
-    this statement anew each time cost more Python than running it."""
+    this statement anew each time cost more Python than running it.
+
+    It only takes the lease: the status stays ``queued`` until ``start_sends_sync``. A
+    claimed message waits for pacing (the channel's rate, the pair limit) before its
+    request goes out, and a worker killed meanwhile has provably sent nothing: its lease
+    simply lapses and the message, never having left ``queued``, keeps its place as its
+    chat's head (DESIGN.md invariant 4). Only lease columns change, which the change log
+    ignores, so a claim logs nothing.
+    """
     stmt = _CLAIM.get(dialect)
     if stmt is not None:
         return stmt
@@ -189,7 +197,12 @@ def _claim_statement(dialect: str) -> Any:
     due = (
         select(messages.c.seq)
         .join(heads, messages.c.seq == heads.c.head_seq)
-        .where(messages.c.status == "queued", messages.c.next_attempt_at <= now)
+        .where(
+            messages.c.status == "queued",
+            messages.c.next_attempt_at <= now,
+            # Claimed by a worker that is still pacing it (or died doing so: the lease lapses).
+            or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
+        )
         .order_by(messages.c.priority.desc(), messages.c.seq)
         .limit(bindparam("b_limit", type_=Integer))
     )
@@ -206,12 +219,8 @@ def _claim_statement(dialect: str) -> Any:
         update(messages)
         .where(target, messages.c.status == "queued")
         .values(
-            status="sending",
             lease_owner=bindparam("b_owner", type_=String),
             lease_until=bindparam("b_lease_until", type_=Float),
-            attempts=messages.c.attempts + 1,
-            sending_at=now,
-            updated_at=now,
         )
         .returning(*messages.c)
     )
@@ -231,8 +240,10 @@ def claim_due_messages_sync(
     """Lease up to ``limit`` messages that may be sent now, at most one per ordering key.
 
     A message is claimable when it is the oldest active message of its ordering key (so a
-    chat's messages go out in order, and a message waiting for a retry holds the chat)
-    and it is due. Claiming moves it to ``sending`` and counts an attempt.
+    chat's messages go out in order, and a message waiting for a retry holds the chat),
+    it is due, and no live lease holds it. Claiming leases it and nothing else: it stays
+    ``queued`` with its attempts uncounted until ``start_sends_sync`` says its request is
+    about to leave. The rows are returned in sequence order, as they are now.
     """
     if not channel_ids or limit <= 0:
         return []
@@ -246,10 +257,77 @@ def claim_due_messages_sync(
     }
     rows = [dict(r._mapping) for r in conn.execute(stmt, params)]
     rows.sort(key=lambda r: r["seq"])
-    record_events_sync(
-        conn, [EventRecord(r["id"], Status.SENDING, "worker", r["attempts"]) for r in rows], now
-    )
     return rows
+
+
+_START: dict[str, Any] = {}
+
+
+def _start_statement(dialect: str) -> Any:
+    """``start_sends_sync``'s UPDATE, built once per dialect (see ``_claim_statement``)."""
+    stmt = _START.get(dialect)
+    if stmt is not None:
+        return stmt
+    if dialect == "postgresql":
+        ids = bindparam("b_ids", type_=postgresql.ARRAY(String))
+        target = messages.c.id == any_(ids)
+    else:
+        target = messages.c.id.in_(bindparam("b_ids", expanding=True))
+    now = bindparam("b_now", type_=Float)
+    stmt = (
+        update(messages)
+        .where(
+            target,
+            messages.c.status == "queued",
+            messages.c.lease_owner == bindparam("b_owner", type_=String),
+        )
+        .values(
+            status="sending",
+            lease_until=bindparam("b_lease_until", type_=Float),
+            attempts=messages.c.attempts + 1,
+            sending_at=now,
+            updated_at=now,
+        )
+        .returning(messages.c.id, messages.c.attempts)
+    )
+    _START[dialect] = stmt
+    return stmt
+
+
+def start_sends_sync(
+    conn: SyncConnection,
+    message_ids: Sequence[str],
+    *,
+    owner: str,
+    now: float,
+    lease_seconds: float,
+) -> dict[str, int]:
+    """Record that the requests for these claimed messages are about to leave: each moves
+    to ``sending``, counts an attempt and gets a fresh lease, in one UPDATE for the batch
+    (plus its events). Returns ``{message id: attempt number}`` for the messages that are
+    still ``owner``'s claims; a message missing from it (another worker took it after
+    ``owner``'s lease lapsed) must not be sent.
+
+    Commit this before the first byte goes out: from then on a crash leaves the message
+    to ``expire_leases_sync`` (``uncertain``), before it the message is still ``queued``.
+    """
+    if not message_ids:
+        return {}
+    params = {
+        "b_ids": list(message_ids),
+        "b_owner": owner,
+        "b_now": now,
+        "b_lease_until": now + lease_seconds,
+    }
+    started = {
+        r.id: int(r.attempts) for r in conn.execute(_start_statement(conn.dialect.name), params)
+    }
+    record_events_sync(
+        conn,
+        [EventRecord(m, Status.SENDING, "worker", attempt) for m, attempt in started.items()],
+        now,
+    )
+    return started
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +380,9 @@ def record_outcomes_sync(
 ) -> list[StatusChange]:
     """Write the results of send attempts made by ``owner``.
 
-    Only rows still leased by ``owner`` in ``sending`` are touched for retry, defer,
-    failure and uncertain: if our lease expired meanwhile, the reconciler owns the truth.
+    Only rows still leased by ``owner`` (``queued`` while claimed, ``sending`` once
+    started) are touched for retry, defer, failure and uncertain: if our lease lapsed and
+    the message moved on meanwhile, the reconciler or another worker owns the truth.
     A success is always recorded (the provider id is a fact), but never moves the status
     backwards if a webhook got there first.
     """
@@ -361,14 +440,9 @@ def record_outcomes_sync(
                     "next_attempt_at": o.next_attempt_at,
                 }
             elif o.kind == "defer":
-                # Paced, not failed: the attempt does not count.
+                # Paced before its request started: no attempt was counted.
                 new_status, source = "queued", "pacing"
-                values = {
-                    **released,
-                    "status": new_status,
-                    "next_attempt_at": o.next_attempt_at,
-                    "attempts": messages.c.attempts - 1,
-                }
+                values = {**released, "status": new_status, "next_attempt_at": o.next_attempt_at}
             elif o.kind == "failed":
                 new_status, source = "failed", "worker"
                 values = {**released, **error, "status": new_status, "failed_at": now}
@@ -379,7 +453,7 @@ def record_outcomes_sync(
                 raise ValueError(f"unknown outcome kind {o.kind!r}")
             mine = and_(
                 messages.c.id == o.message_id,
-                messages.c.status == "sending",
+                messages.c.status.in_(("queued", "sending")),
                 messages.c.lease_owner == owner,
             )
             result = conn.execute(update(messages).where(mine).values(values))
@@ -635,7 +709,11 @@ def apply_parked_for_sync(
 
 
 def expire_leases_sync(conn: SyncConnection, now: float) -> list[StatusChange]:
-    """Messages whose sender vanished mid-send become ``uncertain``: maybe sent, maybe not."""
+    """Messages whose sender vanished mid-send become ``uncertain``: maybe sent, maybe not.
+
+    Only ``sending`` ones: their request had started (``start_sends_sync``). A claim that
+    lapses before its request started is still ``queued`` and needs nothing here.
+    """
     rows = list(
         conn.execute(
             update(messages)
@@ -671,9 +749,23 @@ def expire_leases_sync(conn: SyncConnection, now: float) -> list[StatusChange]:
 
 
 def settle_uncertain_sync(
-    conn: SyncConnection, *, now: float, grace_seconds: float, policy: str, max_attempts: int
+    conn: SyncConnection,
+    *,
+    now: float,
+    grace_seconds: float,
+    policy: str,
+    max_attempts: int,
+    echoing_kinds: Collection[str],
 ) -> list[StatusChange]:
-    """Uncertain messages no webhook settled within the grace period: resend or fail."""
+    """Uncertain messages no status settled within the grace period: resend or fail.
+
+    On channels whose kind is in ``echoing_kinds`` the provider echoes our message id in
+    every status (Cloud API's ``biz_opaque_callback_data``, the sandbox), so silence
+    for the whole grace period means the request never became a message: it is resent,
+    whatever ``policy`` says. Elsewhere (WHAPI echoes nothing) silence proves nothing,
+    and ``policy`` decides: ``resend`` (risking a duplicate) or ``fail`` (risking a
+    loss), the failure's ``error_detail`` saying why. A message out of attempts fails.
+    """
     rows = list(
         conn.execute(
             select(
@@ -682,25 +774,42 @@ def settle_uncertain_sync(
                 messages.c.channel_id,
                 messages.c.sender_user_id,
                 messages.c.attempts,
-            ).where(messages.c.status == "uncertain", messages.c.uncertain_at < now - grace_seconds)
+                channels.c.kind,
+            )
+            .join(channels, channels.c.id == messages.c.channel_id)
+            .where(messages.c.status == "uncertain", messages.c.uncertain_at < now - grace_seconds)
         )
     )
     changes: list[StatusChange] = []
     events: list[EventRecord] = []
+    silence = f"no status from the provider within {grace_seconds:g} s of an interrupted send"
     for r in rows:
-        resend = policy == "resend" and r.attempts < max_attempts
-        if resend:
-            values: dict[str, Any] = {"status": "queued", "next_attempt_at": now}
+        echoes = r.kind in echoing_kinds
+        title: str | None
+        detail: str | None
+        if r.attempts >= max_attempts:
+            title = f"{silence}, after {r.attempts} attempts"
+            detail = None
+        elif echoes or policy == "resend":
+            title = detail = None
+        else:
+            title = f"{silence}; not resent to avoid a duplicate (policy: fail)"
+            detail = (
+                f"{r.kind} statuses do not carry our message id, so silence does not prove "
+                "that the message was not sent; WAHUB_UNCERTAIN_POLICY=fail fails it rather "
+                "than risk sending it twice (resend would risk the duplicate instead)"
+            )
+        values: dict[str, Any]
+        if title is None:
+            values = {"status": "queued", "next_attempt_at": now}
             new = Status.QUEUED
         else:
             values = {
                 "status": "failed",
                 "failed_at": now,
                 "error_code": "uncertain_timeout",
-                "error_title": (
-                    f"no status from the provider within {grace_seconds:g} s of an interrupted "
-                    "send; not resent to avoid a duplicate (policy: fail)"
-                ),
+                "error_title": title,
+                "error_detail": detail,
             }
             new = Status.FAILED
         values["updated_at"] = now
@@ -789,6 +898,7 @@ apply_statuses = in_one_hop(apply_statuses_sync)
 apply_parked = in_one_hop(apply_parked_sync)
 expire_leases = in_one_hop(expire_leases_sync)
 settle_uncertain = in_one_hop(settle_uncertain_sync)
+start_sends = in_one_hop(start_sends_sync)
 requeue_failed = in_one_hop(requeue_failed_sync)
 count_by_status = in_one_hop(count_by_status_sync)
 statuses_by_id = in_one_hop(statuses_by_id_sync)
