@@ -37,6 +37,29 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 # --- TokenBucket -------------------------------------------------------------------------
 
 
+def test_available_within_counts_saved_tokens_and_what_the_rate_adds(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=10, burst=10)
+
+    assert bucket.available_within(1.5) == 25
+
+
+def test_available_within_is_less_what_is_owed(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=10, burst=10)
+    for _ in range(40):
+        bucket.reserve()
+
+    assert bucket.available_within(1.5) == -15, "30 owed beyond the burst, 15 coming"
+    clock.advance(3.0)
+    assert bucket.available_within(0) == 0, "the debt is paid off after 3 s"
+
+
+def test_available_within_excludes_a_pause(clock: FakeClock) -> None:
+    bucket = TokenBucket(rate=10, burst=10)
+    bucket.pause(1.0)
+
+    assert bucket.available_within(1.5) == 15
+
+
 @pytest.mark.usefixtures("clock")
 def test_a_full_bucket_lets_a_burst_through_without_waiting() -> None:
     bucket = TokenBucket(rate=10, burst=5)

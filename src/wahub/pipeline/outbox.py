@@ -105,6 +105,9 @@ class OutboxWorker:
         self._channels: dict[str, dict[str, Any]] = {}
         self._pacing: dict[str, _ChannelPacing] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        # Messages a task of ours holds (claimed, pacing or sending). A claim can lapse
+        # while its task still waits, and claiming it again only renews the lease.
+        self._held: set[str] = set()
         self._slot_freed = asyncio.Event()
         self._results: asyncio.Queue[q.SendOutcome] = asyncio.Queue()
         # Paced messages waiting for ``sending`` to be recorded: (id, where to say the
@@ -220,6 +223,11 @@ class OutboxWorker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            limit = min(free, 256, self._claim_budget())
+            if limit <= 0:
+                # The channels are paced to their limit for now: claim once tokens come.
+                await asyncio.sleep(CLAIM_LINGER_SECONDS * 10)
+                continue
             try:
                 rows = await self.db.write(
                     functools.partial(
@@ -228,7 +236,7 @@ class OutboxWorker:
                         owner=self.worker_id,
                         now=time.time(),
                         lease_seconds=self.settings.lease_seconds,
-                        limit=min(free, 256),
+                        limit=limit,
                     )
                 )
             except WahubError as exc:
@@ -240,9 +248,12 @@ class OutboxWorker:
                 self.stats.claimed += len(rows)
                 self.on_change()
                 for row in rows:
+                    if row["id"] in self._held:
+                        continue
+                    self._held.add(row["id"])
                     task = asyncio.create_task(self._send(row))
                     self._inflight.add(task)
-                    task.add_done_callback(self._done)
+                    task.add_done_callback(functools.partial(self._done, row["id"]))
             else:
                 # Nothing due: sleep until woken (new message, a result freed a chat) or
                 # the poll interval passes (work from another process, a retry coming due).
@@ -251,7 +262,19 @@ class OutboxWorker:
                 # Then let more freed chats gather, so one claim serves many of them.
                 await asyncio.sleep(CLAIM_LINGER_SECONDS)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _claim_budget(self) -> int:
+        """How many messages the owned channels can send within half a lease. Claiming
+        more would leave claims waiting for pacing past their lease, for nothing."""
+        horizon = self.settings.lease_seconds / 2
+        budget = sum(
+            pacing.bucket.available_within(horizon)
+            for channel_id, pacing in self._pacing.items()
+            if channel_id in self._channels
+        )
+        return max(0, int(budget))
+
+    def _done(self, message_id: str, task: asyncio.Task[None]) -> None:
+        self._held.discard(message_id)
         self._inflight.discard(task)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:

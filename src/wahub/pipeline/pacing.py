@@ -40,6 +40,14 @@ class TokenBucket:
         wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
         return max(wait, self._paused_until - now)
 
+    def available_within(self, seconds: float) -> float:
+        """How many tokens can be taken within ``seconds`` from now, less those already
+        owed (negative when the debt outlasts that time)."""
+        now = time.monotonic()
+        self._refill(now)
+        paused = max(0.0, self._paused_until - now)
+        return self._tokens + self.rate * max(0.0, seconds - paused)
+
     def pause(self, seconds: float) -> None:
         """The provider said slow down (throughput error, Retry-After): hold everything."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
