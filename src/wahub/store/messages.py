@@ -879,12 +879,6 @@ def count_failures_by_code_sync(conn: SyncConnection) -> dict[str, tuple[int, st
     return {str(row.error_code or "unknown"): (int(row.n), row.title) for row in conn.execute(stmt)}
 
 
-def count_events_by_source_sync(conn: SyncConnection, source: str) -> int:
-    """How many status events came from ``source`` (e.g. ``lease``: sends cut short)."""
-    stmt = select(func.count()).select_from(message_events).where(message_events.c.source == source)
-    return int((conn.execute(stmt)).scalar() or 0)
-
-
 # The async faces the rest of wahub calls: each runs its whole body in one hop.
 record_events = in_one_hop(record_events_sync)
 insert_message = in_one_hop(insert_message_sync)
@@ -903,4 +897,3 @@ requeue_failed = in_one_hop(requeue_failed_sync)
 count_by_status = in_one_hop(count_by_status_sync)
 statuses_by_id = in_one_hop(statuses_by_id_sync)
 count_failures_by_code = in_one_hop(count_failures_by_code_sync)
-count_events_by_source = in_one_hop(count_events_by_source_sync)
