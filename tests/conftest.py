@@ -11,6 +11,7 @@ api_keys      {"admin": key, "agent": key, "viewer": key} for users admin, agent
 headers_for   role -> {"Authorization": "Bearer <key>"} for the api_keys above
 channel       one Cloud API channel (never contacted: no workers run)
 groups        two registered groups; ``assigned`` is assigned to the agent user
+secret key    WAHUB_SECRET_KEY is set for the whole run (see sealing.py)
 postgres      a throwaway PostgreSQL cluster for the session (None when unavailable;
               WAHUB_TEST_POSTGRES=required turns "unavailable" into a failure)
 """
@@ -33,6 +34,7 @@ from pydantic import SecretStr
 
 from pgcluster import PostgresCluster, find_bindir
 from random_secrets import APP_SECRET, VERIFY_TOKEN
+from sealing import TEST_SECRET_KEY
 from wahub.app import create_app
 from wahub.config import Settings
 from wahub.embedded import free_port, start_server
@@ -73,6 +75,7 @@ def settings(tmp_path: Path, migrated_database: Path) -> Settings:
         cloudapi_app_secret=SecretStr(APP_SECRET),
         cloudapi_verify_token=SecretStr(VERIFY_TOKEN),
         max_webhook_bytes=TEST_MAX_WEBHOOK_BYTES,
+        secret_key=SecretStr(TEST_SECRET_KEY),
     )
 
 

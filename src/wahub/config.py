@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         default=None,
         description="Periskope's webhook Signing Key (checks x-periskope-signature).",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated, that seal the channels' provider "
+        "tokens at rest: the first seals, all open (rotation: put the new key first, run "
+        "`wahub keys rotate-secret`, then drop the old one). Required with PostgreSQL; on "
+        "SQLite the default is a key file beside the database (wahub.db.key, mode 0600).",
+    )
 
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,

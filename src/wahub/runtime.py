@@ -36,6 +36,7 @@ from wahub.replication.service import Replication
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 from wahub.store.notify import EVENTS, INBOX, OUTBOX, Listener
+from wahub.store.secret_key import load_cipher
 
 log = logging.getLogger("wahub")
 
@@ -117,6 +118,8 @@ class Hub:
     @classmethod
     def build(cls, settings: Settings) -> Hub:
         db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
+        cipher = load_cipher(secret_key, settings.database_url)
         access = AccessControl(db)
         realtime = RealtimeHub(db)
         outbox_wakeup = Wakeup()
@@ -124,7 +127,7 @@ class Hub:
         messaging = Messaging(
             db, access, default_region=settings.default_region, on_enqueued=outbox_wakeup.notify
         )
-        providers = ProviderRegistry(timeout_s=settings.provider_timeout_seconds)
+        providers = ProviderRegistry(cipher, timeout_s=settings.provider_timeout_seconds)
         group_sync = GroupSync(
             db,
             providers.groups_for_channel,
@@ -138,7 +141,7 @@ class Hub:
             settings=settings,
             db=db,
             access=access,
-            channels=Channels(db),
+            channels=Channels(db, cipher),
             messaging=messaging,
             realtime=realtime,
             providers=providers,
@@ -157,9 +160,13 @@ class Hub:
 
     async def start(self, *, workers: bool, realtime: bool = True) -> None:
         """Migrate, then start the realtime tail and (optionally) the pipeline."""
-        result = await upgrade(self.db)
+        result = await upgrade(self.db, cipher=self.channels.cipher)
         if result["from"] != result["to"]:
             log.info("schema migrated from %s to %s", result["from"], result["to"])
+        # A wrong key must not stop the hub (the fix, a new token by API or CLI, needs it
+        # running); each such channel is named here, and its sends fail saying why.
+        for problem in await self.channels.unreadable():
+            log.error("%s", problem)
         if realtime:
             await self.realtime.start()
         if not self.db.is_sqlite and (realtime or workers):

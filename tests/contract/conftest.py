@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Table, func, select
 
 from pgcluster import PostgresCluster
+from sealing import TEST_CIPHER
 from wahub.domain.actors import Actor
 from wahub.domain.content import SendRequest
 from wahub.domain.ids import new_id
@@ -306,7 +307,7 @@ class ContractEnv:
 @pytest.fixture
 async def env(db: Database) -> ContractEnv:
     access = AccessControl(db)
-    channels = Channels(db)
+    channels = Channels(db, TEST_CIPHER)
     # The outbox suites send free-form texts to people who never wrote: without the
     # 24-hour window rule (tests/contract/test_conversations.py tests it).
     channel = await channels.create(

@@ -11,6 +11,7 @@ import time
 import pytest
 from sqlalchemy import select, update
 
+from sealing import TEST_CIPHER
 from wahub.config import Settings
 from wahub.pipeline.outbox import OutboxWorker
 from wahub.pipeline.wakeup import Wakeup
@@ -98,7 +99,7 @@ async def test_a_worker_logs_the_leases_it_takes_loses_and_releases(
     caplog.set_level(logging.INFO, logger="wahub.outbox")
     kept, stolen = await add_channels(db, 2)
     settings = Settings(_env_file=None, database_url=database_url, channel_lease_seconds=3)
-    providers = ProviderRegistry(timeout_s=1)
+    providers = ProviderRegistry(TEST_CIPHER, timeout_s=1)
     worker = OutboxWorker(db, settings, providers, Wakeup(), worker_id="w-1")
     task = asyncio.create_task(worker.run())
     try:

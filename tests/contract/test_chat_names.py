@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from sealing import TEST_CIPHER
 from wahub.domain.errors import NotFound, ValidationError
 from wahub.features.channels import Channels
 from wahub.features.chat_names import ChatNames, RefreshFailed
@@ -63,11 +64,11 @@ class Setup:
 async def setup(db: Database) -> AsyncIterator[Setup]:
     sandbox = Sandbox(SandboxConfig())
     url = await sandbox.start()
-    registry = ProviderRegistry(timeout_s=10)
+    registry = ProviderRegistry(TEST_CIPHER, timeout_s=10)
     clock = FakeClock()
     names = ChatNames(db, registry, negative_ttl_s=60, refresh_backoff_s=0.01, clock=clock)
     names.max_refresh_wait_s = 0.01  # the sandbox's Retry-After is whole seconds
-    channels = Channels(db)
+    channels = Channels(db, TEST_CIPHER)
     channel = await channels.create(
         name="periskope",
         kind="periskope",
@@ -302,7 +303,7 @@ async def test_whapi_groups_are_named_through_the_group_lookup(setup: Setup) -> 
 
 
 async def test_no_directory_at_all_means_no_call(db: Database) -> None:
-    registry = ProviderRegistry()
+    registry = ProviderRegistry(TEST_CIPHER)
     names = ChatNames(db, registry)
     try:
         assert await names.name_of("+4915112345678") is None

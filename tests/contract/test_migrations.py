@@ -11,7 +11,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.expression import TableClause
 
-from wahub.domain.errors import StoreUnavailable
+from sealing import TEST_CIPHER, token_in_sqlite_file
+from wahub.domain.errors import SecretKeyError, StoreUnavailable
 from wahub.store.database import Database
 from wahub.store.migrate import SchemaTooNew, head_revision, upgrade
 from wahub.store.schema import metadata
@@ -172,8 +173,11 @@ async def test_an_unreachable_postgresql_host_is_one_line_naming_the_host() -> N
     assert "\n" not in message, "one line, no traceback"
 
 
-async def old_database(database_url: str, revision: str) -> Database:
-    """A database at ``revision`` (as an older wahub left it) with one channel, ch_old."""
+async def old_database(
+    database_url: str, revision: str, credentials: dict[str, str] | None = None
+) -> Database:
+    """A database at ``revision`` (as an older wahub left it) with one channel, ch_old,
+    whose ``credentials`` are stored in plaintext as that wahub did."""
     from sqlalchemy import JSON, column, insert, table
 
     channels_then = table(
@@ -188,7 +192,7 @@ async def old_database(database_url: str, revision: str) -> Database:
             await conn.execute(
                 insert(channels_then).values(
                     id="ch_old", kind="cloudapi", name="old", base_url="http://127.0.0.1:1",
-                    created_at=1.0, credentials={},
+                    created_at=1.0, credentials=credentials or {},
                 )
             )  # fmt: skip
     except BaseException:
@@ -243,7 +247,7 @@ async def test_messages_stored_before_search_existed_are_found_after_upgrading(
                     )
                 )  # fmt: skip
 
-        result = await upgrade(db)
+        result = await upgrade(db, cipher=TEST_CIPHER)
 
         assert result == {"from": "0004", "to": head_revision()}
         access = AccessControl(db)
@@ -294,12 +298,56 @@ async def test_replies_stored_before_0011_are_linked_to_messages_already_here(
                     )
                 )  # fmt: skip
 
-        await upgrade(db)
+        await upgrade(db, cipher=TEST_CIPHER)
 
         async with db.read() as conn:
             linked = dict(
                 (await conn.execute(select(messages.c.id, messages.c.quoted_message_id))).all()
             )
         assert linked == {"msg_q": None, "msg_r": "msg_q", "msg_o": None}
+    finally:
+        await db.dispose()
+
+
+async def token_stored_in_clear(db: Database, database_url: str, token: str) -> bool:
+    """Whether ``token`` is anywhere in the stored bytes (SQLite: the file after a WAL
+    checkpoint; PostgreSQL: the row as text, which is what a dump would contain)."""
+    if db.is_sqlite:
+        return token_in_sqlite_file(database_url, token)
+    async with db.read() as conn:
+        dumped = await conn.execute(text("SELECT credentials::text FROM channels"))
+        return any(token in str(r[0]) for r in dumped)
+
+
+async def test_0012_seals_credentials_an_older_wahub_stored_in_plaintext(
+    database_url: str,
+) -> None:
+    from sqlalchemy import select
+
+    from wahub.store.schema import channels
+
+    token = "EAAG-plaintext-token-from-0011"
+    db = await old_database(database_url, "0011", {"access_token": token})
+    try:
+        await upgrade(db, cipher=TEST_CIPHER)
+
+        async with db.read() as conn:
+            row = (await conn.execute(select(channels).where(channels.c.id == "ch_old"))).one()
+        assert isinstance(row.credentials, str), "sealed: one Fernet token, not an object"
+        assert TEST_CIPHER.open(row.credentials, channel="old") == {"access_token": token}
+        assert row.status == "unverified", "nothing proved the old channel's token yet"
+        assert not await token_stored_in_clear(db, database_url, token)
+    finally:
+        await db.dispose()
+
+
+async def test_0012_without_a_key_refuses_and_leaves_the_plaintext_database_as_it_was(
+    database_url: str,
+) -> None:
+    db = await old_database(database_url, "0011", {"access_token": "EAAG-old"})
+    try:
+        with pytest.raises(SecretKeyError, match=r"migration 0012 .* has no key"):
+            await upgrade(db)
+        assert await versions(db) == ["0011"], "the failed upgrade rolled back whole"
     finally:
         await db.dispose()

@@ -15,9 +15,11 @@ import pytest
 
 from pgcluster import PostgresCluster
 from wahub.config import Settings
+from wahub.domain.credentials import CredentialCipher, generate_key
 from wahub.domain.ids import new_id
 from wahub.embedded import Stack, add_sandbox_channel, embedded_stack, free_port
 from wahub.providers.sandbox import SandboxConfig
+from wahub.store import channels as channel_q
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as message_q
 
@@ -255,3 +257,95 @@ async def test_a_reply_held_behind_a_message_that_then_fails_fails_saying_why(
     assert row["error_title"].startswith(f"reply_to {quoted_id} was never sent (failed)")
     assert stack.sandbox is not None
     assert stack.sandbox.stats()["rejected_total"] == 1, "the reply never reached the provider"
+
+
+async def channel_row(stack: Stack, channel_id: str) -> dict[str, Any]:
+    async with stack.hub.db.read() as conn:
+        row = await channel_q.get_channel(conn, channel_id, include_removed=True)
+    assert row is not None
+    return row
+
+
+async def test_a_successful_send_proves_the_channel_connected(stack_factory: Any) -> None:
+    stack, key = await stack_factory(SandboxConfig())
+    [channel] = await stack.hub.channels.list_all()
+    assert channel["status"] == "unverified"
+
+    await post_messages(stack, key, [text("+4915123456700", "hi")])
+    await wait_final(stack, 1)
+
+    proved = await channel_row(stack, channel["id"])
+    assert proved["status"] == "connected"
+    assert proved["verified_at"] is not None
+
+
+async def test_a_refused_token_leaves_the_channel_unverified(stack_factory: Any) -> None:
+    stack, key = await stack_factory(SandboxConfig(access_token="another-token"))
+    [channel] = await stack.hub.channels.list_all()
+
+    await post_messages(stack, key, [text("+4915123456700", "hi")])
+    await wait_final(stack, 1)
+
+    assert (await channel_row(stack, channel["id"]))["status"] == "unverified"
+
+
+async def test_credentials_sealed_with_another_key_fail_the_send_naming_the_channel(
+    stack_factory: Any,
+) -> None:
+    stack, key = await stack_factory(SandboxConfig(), max_attempts=1)
+    [channel] = await stack.hub.channels.list_all()
+    async with stack.hub.db.transaction() as conn:
+        foreign = CredentialCipher([generate_key()]).seal({"access_token": "sandbox-token"})
+        await channel_q.update_channel(conn, channel["id"], {"credentials": foreign})
+
+    [message_id] = await post_messages(stack, key, [text("+4915123456700", "hi")])
+    await wait_final(stack, 1)
+
+    async with stack.hub.db.read() as conn:
+        row = await message_q.get_message(conn, message_id)
+    assert row is not None
+    assert (row["status"], row["error_code"]) == ("failed", "credentials_unreadable")
+    assert f"'sandbox' ({channel['id']})" in row["error_title"]
+    assert stack.sandbox is not None
+    assert stack.sandbox.sends == [], "nothing was sent without a token"
+
+
+async def test_a_message_queued_again_on_a_removed_channel_fails_instead_of_waiting(
+    stack_factory: Any,
+) -> None:
+    stack, _key = await stack_factory(SandboxConfig())
+    [channel] = await stack.hub.channels.list_all()
+    await stack.hub.channels.remove(channel["id"])
+    assert stack.hub.outbox is not None
+    await stack.hub.outbox.refresh_channels()  # the worker has seen the removal
+    # As a retry or a resend of a send in flight at removal would leave it.
+    now = time.time()
+    async with stack.hub.db.transaction() as conn:
+        await message_q.insert_message(
+            conn,
+            {
+                "id": "msg_after_removal",
+                "channel_id": channel["id"],
+                "chat_id": "4915123456700@s.whatsapp.net",
+                "direction": "out",
+                "type": "text",
+                "content": {"type": "text", "text": {"body": "hi"}},
+                "status": "queued",
+                "ordering_key": "4915123456700@s.whatsapp.net",
+                "priority": 0,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    stack.hub.outbox_wakeup.notify()
+
+    await wait_final(stack, 1)
+
+    async with stack.hub.db.read() as conn:
+        row = await message_q.get_message(conn, "msg_after_removal")
+    assert row is not None
+    assert (row["status"], row["error_code"]) == ("failed", "channel_removed")
+    assert stack.sandbox is not None
+    assert stack.sandbox.sends == []

@@ -62,7 +62,9 @@ async def test_admin_adds_a_whapi_channel_by_api(
     assert channel["phone_number_id"] is None
     assert "whapi-secret-token" not in response.text
     row = await stored(hub, channel["id"])
-    assert row["credentials"] == {"token": "whapi-secret-token"}
+    assert hub.channels.cipher.open(row["credentials"], channel="artists") == {
+        "token": "whapi-secret-token"
+    }
     provider = hub.providers.for_channel(row)
     assert isinstance(provider, WhapiProvider)
     assert provider.own_phone == "+14155550100"
@@ -101,7 +103,7 @@ async def test_cloudapi_channels_are_added_as_before(
     channel = response.json()
     assert (channel["kind"], channel["base_url"]) == ("cloudapi", "https://graph.facebook.com")
     row = await stored(hub, channel["id"])
-    assert row["credentials"] == {"access_token": "EAAG"}
+    assert hub.channels.cipher.open(row["credentials"], channel="meta") == {"access_token": "EAAG"}
     assert isinstance(hub.providers.for_channel(row), CloudApiProvider)
 
 
@@ -123,7 +125,7 @@ async def test_changed_token_rebuilds_the_adapter(hub: Hub, sandbox: Sandbox) ->
     row = await stored(hub, channel["id"])
     first = hub.providers.groups_for_channel(row)
     assert hub.providers.groups_for_channel(dict(row)) is first
-    changed = {**row, "credentials": {"token": "another"}}
+    changed = {**row, "credentials": hub.channels.cipher.seal({"token": "another"})}
     assert hub.providers.groups_for_channel(changed) is not first
 
 

@@ -6,19 +6,20 @@ ids and group ids to send; everything that changes configuration needs an admin 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictFloat, StrictInt
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
 from wahub.api.bodies import JsonBodyRoute
-from wahub.api.params import IdPath, NamePath
+from wahub.api.params import ChannelPath, IdPath, NamePath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import (
     ChannelList,
     ChannelOut,
+    ChannelRemovedOut,
     ChatList,
     ChatOut,
     CreatedKeyOut,
@@ -79,6 +80,29 @@ class ChannelCreate(_Body):
     )
 
 
+class ChannelUpdate(_Body):
+    """Only the fields given change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    access_token: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="A new token (stored sealed; the channel is unverified until proved).",
+    )
+    phone_number_id: str | None = Field(default=None, min_length=1, max_length=64)
+    phone_number: str | None = Field(default=None, max_length=32)
+    base_url: str | None = Field(default=None, max_length=500)
+    api_version: str | None = Field(default=None, min_length=1, max_length=16)
+    rate_per_second: StrictFloat | None = Field(default=None, gt=0, le=10_000)
+    pair_burst: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    pair_interval_seconds: StrictFloat | None = Field(default=None, ge=0, le=86_400)
+    enforce_service_window: StrictBool | None = None
+    paused: StrictBool | None = Field(
+        default=None, description="true: workers leave its messages queued until false."
+    )
+
+
 class TemplateCreate(_Body):
     name: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
     language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", examples=["en_US"])
@@ -110,7 +134,9 @@ class KeyCreate(_Body):
 
 @router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"])
 async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> Response:
-    """Add a Cloud API or WHAPI connection. The token is stored and never shown again."""
+    """Add a Cloud API, WHAPI or Periskope connection, unverified until a send proves it.
+    The token is stored sealed and never shown again; an empty token is 422, a name or a
+    (kind, phone_number_id) another channel has is 409 ``duplicate_channel``."""
     channel = await hub.channels.create(
         name=body.name,
         kind=body.kind,
@@ -132,18 +158,69 @@ async def list_channels(hub: HubDep, _actor: ActorDep) -> Response:
     return JsonResponse({"data": [channel_out(c) for c in await hub.channels.list_all()]})
 
 
+@router.get("/channels/{channel}", response_model=ChannelOut, tags=["channels"])
+async def get_channel(channel: ChannelPath, hub: HubDep, _actor: ActorDep) -> Response:
+    """One channel, by id or name."""
+    return JsonResponse(channel_out(await hub.channels.get(channel)))
+
+
+@router.patch("/channels/{channel}", response_model=ChannelOut, tags=["channels"])
+async def update_channel(
+    channel: ChannelPath, body: ChannelUpdate, hub: HubDep, _admin: AdminDep
+) -> Response:
+    """Rename, re-token, re-pace, pause or resume a channel (by id or name). A new token,
+    URL or number makes it unverified again; a name or number another channel has is 409."""
+    token = body.access_token.get_secret_value() if body.access_token is not None else None
+    updated = await hub.channels.update(
+        channel,
+        name=body.name,
+        access_token=token,
+        phone_number_id=body.phone_number_id,
+        phone_number=body.phone_number,
+        base_url=body.base_url,
+        api_version=body.api_version,
+        rate_per_second=body.rate_per_second,
+        pair_burst=body.pair_burst,
+        pair_interval_seconds=body.pair_interval_seconds,
+        enforce_service_window=body.enforce_service_window,
+        paused=body.paused,
+    )
+    return JsonResponse(channel_out(updated))
+
+
+@router.delete("/channels/{channel}", response_model=ChannelRemovedOut, tags=["channels"])
+async def remove_channel(
+    channel: ChannelPath,
+    hub: HubDep,
+    _admin: AdminDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="Remove even with messages queued: those fail with channel_removed; "
+            "sending and uncertain ones settle as usual."
+        ),
+    ] = False,
+) -> Response:
+    """Remove a channel (by id or name): 409 while it has messages queued, sending or
+    uncertain, unless ``force``. Its messages and chats stay; its token is erased."""
+    removal = await hub.channels.remove(channel, force=force)
+    return JsonResponse(
+        {"id": removal.channel_id, "removed": True, "failed_messages": removal.failed_messages}
+    )
+
+
 @router.post(
-    "/channels/{channel_id}/templates",
+    "/channels/{channel}/templates",
     status_code=201,
     response_model=TemplateOut,
     tags=["channels"],
 )
 async def add_template(
-    channel_id: IdPath, body: TemplateCreate, hub: HubDep, _admin: AdminDep
+    channel: ChannelPath, body: TemplateCreate, hub: HubDep, _admin: AdminDep
 ) -> Response:
     """Register (or update) an approved template, so sends naming it are checked early."""
     template = await hub.channels.add_template(
-        channel_id,
+        channel,
         name=body.name,
         language=body.language,
         body_parameters=body.body_parameters,
@@ -152,9 +229,9 @@ async def add_template(
     return JsonResponse(template_out(template), status_code=201)
 
 
-@router.get("/channels/{channel_id}/templates", response_model=TemplateList, tags=["channels"])
-async def list_templates(channel_id: IdPath, hub: HubDep, _actor: ActorDep) -> Response:
-    templates = await hub.channels.list_templates(channel_id)
+@router.get("/channels/{channel}/templates", response_model=TemplateList, tags=["channels"])
+async def list_templates(channel: ChannelPath, hub: HubDep, _actor: ActorDep) -> Response:
+    templates = await hub.channels.list_templates(channel)
     return JsonResponse({"data": [template_out(t) for t in templates]})
 
 

@@ -4,7 +4,7 @@ Every error body is ``{"error": {"code", "message", "details"}}``:
 
     ValidationError 422, NotFound 404, AuthenticationFailed 401, PermissionDenied 403,
     ConflictError 409, PayloadTooLarge 413, UnsupportedMediaType 415, InvalidEncoding 400,
-    StoreUnavailable 503, any other WahubError 400;
+    StoreUnavailable and CredentialsUnreadable 503, any other WahubError 400;
     FastAPI's request validation 422 (``validation_error``, or ``invalid_json``);
     unknown route 404, wrong method 405; anything unexpected 500 ``internal_error``.
 
@@ -32,6 +32,7 @@ from wahub.api.responses import JsonResponse
 from wahub.domain.errors import (
     AuthenticationFailed,
     ConflictError,
+    CredentialsUnreadable,
     InvalidEncoding,
     NotFound,
     PayloadTooLarge,
@@ -55,6 +56,8 @@ _STATUS_BY_ERROR: tuple[tuple[type[WahubError], int], ...] = (
     (UnsupportedMediaType, 415),
     (InvalidEncoding, 400),
     (StoreUnavailable, 503),
+    # The hub's key is wrong, not the request: the same request works once it is fixed.
+    (CredentialsUnreadable, 503),
 )
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -23,6 +23,11 @@ NAME_MAX_LENGTH = 200
 IdPath = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH)]
 ChatIdPath = Annotated[str, Path(min_length=1, max_length=CHAT_ID_MAX_LENGTH)]
 NamePath = Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)]
+# A channel by its id or its name (names are at most NAME_MAX_LENGTH, ids shorter).
+ChannelPath = Annotated[
+    str,
+    Path(min_length=1, max_length=NAME_MAX_LENGTH, description="The channel's id or its name."),
+]
 RowIdPath = Annotated[int, Path(ge=1, le=MAX_SQL_INT)]
 
 IdQuery = Annotated[str | None, Query(min_length=1, max_length=ID_MAX_LENGTH)]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from wahub.domain.phones import chat_recipient
 from wahub.features.access import CreatedKey
@@ -107,6 +107,8 @@ def channel_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "pair_burst": row["pair_burst"],
         "pair_interval_seconds": row["pair_interval_seconds"],
         "status": row["status"],
+        "verified_at": iso(row.get("verified_at")),
+        "paused": bool(row.get("paused")),
         "enforce_service_window": bool(row.get("enforce_service_window")),
         "heartbeat_at": iso(row.get("heartbeat_at")),
         "created_at": iso(row["created_at"]),
@@ -229,10 +231,23 @@ class ChannelOut(BaseModel):
     rate_per_second: float
     pair_burst: int
     pair_interval_seconds: float
-    status: str
+    status: str = Field(
+        description="unverified until a send or a check succeeds with its credentials, "
+        "then connected."
+    )
+    verified_at: str | None = Field(description="When a send or a check last proved it.")
+    paused: bool = Field(description="Workers leave its messages queued until resumed.")
     enforce_service_window: bool = False
     heartbeat_at: str | None
     created_at: str
+
+
+class ChannelRemovedOut(BaseModel):
+    id: str
+    removed: bool
+    failed_messages: int = Field(
+        description="Queued messages failed with channel_removed (only with force)."
+    )
 
 
 class TemplateOut(BaseModel):

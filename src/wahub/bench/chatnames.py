@@ -46,7 +46,7 @@ from urllib.parse import quote
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from wahub.bench.send import bench_database_url
+from wahub.bench.send import bench_database_url, bench_secret_key
 from wahub.bench.serving import serve_process
 from wahub.config import Settings
 from wahub.domain.errors import ValidationError
@@ -242,7 +242,9 @@ async def run_chatnames_bench(
         stream, weights = message_chats(chat_ids, messages, rng)
         hit_chats = rng.choices(chat_ids, weights, k=hit_lookups)
         async with bench_database_url(database, "chatnames") as database_url:
-            hub = Hub.build(Settings(_env_file=None, database_url=database_url))
+            hub = Hub.build(
+                Settings(_env_file=None, database_url=database_url, secret_key=bench_secret_key())
+            )
             await hub.start(workers=False, realtime=False)
             try:
                 channel = await hub.channels.create(

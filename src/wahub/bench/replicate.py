@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import make_url
 
-from wahub.bench.send import throwaway_database
+from wahub.bench.send import bench_secret_key, throwaway_database
+from wahub.domain.credentials import CredentialCipher
 from wahub.domain.ids import new_id
 from wahub.features.channels import Channels
 from wahub.replication.config import DatabaseSinkConfig
@@ -194,7 +195,8 @@ async def _run(source_url: str, agent_url: str, rate: float, seconds: float) -> 
     repl.on_shipped = shipped
     try:
         await upgrade(db)
-        channel = await Channels(db).create(
+        cipher = CredentialCipher([bench_secret_key().get_secret_value()])
+        channel = await Channels(db, cipher).create(
             name="bench", phone_number_id="bench", access_token="x", enforce_service_window=False
         )
         load = _Load(db, str(channel["id"]))

@@ -54,6 +54,7 @@ from sqlalchemy.pool import NullPool
 from wahub.config import Settings
 from wahub.domain.actors import Actor, Role
 from wahub.domain.content import SendRequest
+from wahub.domain.credentials import generate_key
 from wahub.domain.errors import StoreUnavailable, ValidationError
 from wahub.embedded import SANDBOX_PHONE_NUMBER_ID, SANDBOX_TOKEN, embedded_stack, free_port
 from wahub.runtime import Hub
@@ -210,6 +211,16 @@ async def throwaway_database(url: str) -> AsyncIterator[str]:
         await engine.dispose()
 
 
+# Benchmarks run on throwaway databases: without WAHUB_SECRET_KEY they seal with a key of
+# their own (PostgreSQL refuses to start without one), shared with the workers they start.
+_THROWAWAY_KEY = generate_key()
+
+
+def bench_secret_key() -> SecretStr:
+    """The key a benchmark's hub and worker processes seal channel credentials with."""
+    return SecretStr(os.environ.get("WAHUB_SECRET_KEY") or _THROWAWAY_KEY)
+
+
 @contextlib.asynccontextmanager
 async def bench_database_url(database: str | None, name: str) -> AsyncIterator[str]:
     """Where a benchmark keeps its data: a throwaway database on the PostgreSQL server
@@ -247,6 +258,7 @@ async def worker_processes(
         "WAHUB_DATABASE_URL": database_url,
         "WAHUB_WORKER_CONCURRENCY": str(concurrency),
         "WAHUB_LOG_LEVEL": "WARNING",
+        "WAHUB_SECRET_KEY": bench_secret_key().get_secret_value(),
     }
     workers: list[_Worker] = []
     with contextlib.ExitStack() as logs:
@@ -442,6 +454,7 @@ async def run_send_bench(
             worker_concurrency=concurrency,
             # The sandbox is told to sign with it (_configure_sandbox).
             cloudapi_app_secret=SecretStr(secrets.token_urlsafe(24)),
+            secret_key=bench_secret_key(),
         )
         await _configure_sandbox(http, sandbox_url, settings)
         hub = (

@@ -9,14 +9,19 @@ from wahub.cli.output import emit
 
 
 def migrate(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
-    """Create or upgrade the schema (also done on every start)."""
+    """Create or upgrade the schema (also done on every start). Channel tokens an older
+    wahub stored in plaintext are sealed with WAHUB_SECRET_KEY (or the SQLite key file)."""
     from wahub.store.database import Database
     from wahub.store.migrate import upgrade
+    from wahub.store.secret_key import load_cipher
 
     async def go() -> dict[str, Any]:
-        db = Database(settings_for(database).database_url)
+        settings = settings_for(database)
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        cipher = load_cipher(secret, settings.database_url)
+        db = Database(settings.database_url)
         try:
-            return await upgrade(db)
+            return await upgrade(db, cipher=cipher)
         finally:
             await db.dispose()
 

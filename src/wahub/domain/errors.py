@@ -11,10 +11,13 @@ stable machine-readable ``code`` plus optional ``details`` (e.g. the offending f
     ├── AuthenticationFailed     401  missing/unknown API key, bad webhook signature
     ├── PermissionDenied         403  role or group assignment forbids the action
     ├── ConflictError            409  idempotency key reused with another body, wrong state
+    │   └── DuplicateChannel           a channel with that name or number exists already
     ├── PayloadTooLarge          413  a request body over its limit
     ├── UnsupportedMediaType     415  a request body in a content type the route does not take
     ├── InvalidEncoding          400  a request body that is not UTF-8
     ├── StoreUnavailable         503  the database cannot be reached
+    ├── CredentialsUnreadable    503  a channel's sealed token does not open with our keys
+    ├── SecretKeyError                WAHUB_SECRET_KEY missing (PostgreSQL) or malformed
     └── ProviderError                 raised by provider adapters, never reaches a client as-is
         ├── RetryableProviderError     throttling, 5xx, timeouts: try again later
         ├── PermanentProviderError     bad number, missing template, 24 h window: give up
@@ -71,6 +74,10 @@ class ConflictError(WahubError):
     code = "conflict"
 
 
+class DuplicateChannel(ConflictError):
+    code = "duplicate_channel"
+
+
 class PayloadTooLarge(WahubError):
     code = "payload_too_large"
 
@@ -85,6 +92,19 @@ class InvalidEncoding(WahubError):
 
 class StoreUnavailable(WahubError):
     code = "store_unavailable"
+
+
+class CredentialsUnreadable(WahubError):
+    """A channel's stored credentials do not open with the configured keys (a wrong or
+    missing ``WAHUB_SECRET_KEY``, or a key file that is not the one that sealed them)."""
+
+    code = "credentials_unreadable"
+
+
+class SecretKeyError(WahubError):
+    """``WAHUB_SECRET_KEY`` is missing where it is required, or is not a Fernet key."""
+
+    code = "secret_key_invalid"
 
 
 class ProviderError(WahubError):

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from wahub.domain.errors import NotFound, ValidationError
+from wahub.domain.credentials import CredentialCipher
+from wahub.domain.errors import (
+    ConflictError,
+    CredentialsUnreadable,
+    DuplicateChannel,
+    NotFound,
+    ValidationError,
+)
 from wahub.domain.ids import new_id
 from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id, normalize_phone
 from wahub.store import channels as q
-from wahub.store.database import Database
+from wahub.store import messages as message_q
+from wahub.store.database import Connection, Database
 
 SECRET_FIELDS = ("credentials", "lease_owner")
 
@@ -26,14 +35,101 @@ DEFAULT_BASE_URLS = {
 _CREDENTIAL_KEYS = {"cloudapi": "access_token", "whapi": "token", "periskope": "api_key"}
 
 
+# The error code of messages failed because their channel was removed.
+CHANNEL_REMOVED = "channel_removed"
+
+
 def public_channel(row: dict[str, Any]) -> dict[str, Any]:
     """A channel as the API shows it: never its credentials."""
     return {k: v for k, v in row.items() if k not in SECRET_FIELDS}
 
 
+def channel_label(row: dict[str, Any]) -> str:
+    """How errors name a channel: its name and id."""
+    return f"{row['name']!r} ({row['id']})"
+
+
+async def _find(conn: Connection, ref: str) -> dict[str, Any]:
+    channel = await q.find_channel(conn, ref)
+    if channel is None:
+        raise NotFound(f"no channel {ref!r} (by id or name)", details={"channel": ref})
+    return channel
+
+
+async def _refuse_duplicate(conn: Connection, row: dict[str, Any]) -> None:
+    clash = await q.find_duplicate_channel(
+        conn,
+        name=row["name"],
+        kind=row["kind"],
+        phone_number_id=row["phone_number_id"],
+        exclude_id=row["id"],
+    )
+    if clash is None:
+        return
+    field, other = clash
+    what = (
+        f"the name {row['name']!r}"
+        if field == "name"
+        else f"{row['kind']} phone_number_id {row['phone_number_id']!r}"
+    )
+    raise DuplicateChannel(
+        f"{field}: channel {other['id']} already has {what}",
+        details={"field": field, "channel": other["id"]},
+    )
+
+
+def _name(name: str) -> str:
+    if not name.strip():
+        raise ValidationError("name must not be empty", details={"field": "name"})
+    return name.strip()
+
+
+def _token(kind: str, token: str) -> str:
+    """The token, refused when empty: a channel without one can never send."""
+    if not token.strip():
+        what = {"cloudapi": "access token", "whapi": "token", "periskope": "API key"}[kind]
+        raise ValidationError(
+            f"access_token: a {kind} channel needs its {what}", details={"field": "access_token"}
+        )
+    return token.strip()
+
+
+def _base_url(base_url: str) -> str:
+    if not base_url.startswith(("http://", "https://")):
+        raise ValidationError("base_url must be an http(s) URL", details={"field": "base_url"})
+    return base_url.rstrip("/")
+
+
+def _check_pacing(rate_per_second: float, pair_burst: int, pair_interval_seconds: float) -> None:
+    if rate_per_second <= 0:
+        raise ValidationError(
+            "rate_per_second must be positive", details={"field": "rate_per_second"}
+        )
+    if pair_burst < 1:
+        raise ValidationError("pair_burst must be at least 1", details={"field": "pair_burst"})
+    if pair_interval_seconds < 0:
+        raise ValidationError(
+            "pair_interval_seconds must be >= 0", details={"field": "pair_interval_seconds"}
+        )
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What removing a channel did: its id, and how many queued messages were failed."""
+
+    channel_id: str
+    failed_messages: int
+
+
 class Channels:
-    def __init__(self, db: Database) -> None:
+    """Channels: provider connections, their sealed credentials and templates.
+
+    Every method that takes a channel accepts its id or its name (``ref``).
+    """
+
+    def __init__(self, db: Database, cipher: CredentialCipher) -> None:
         self.db = db
+        self.cipher = cipher
 
     async def create(
         self,
@@ -51,7 +147,7 @@ class Channels:
         channel_id: str | None = None,
         enforce_service_window: bool | None = None,
     ) -> dict[str, Any]:
-        """Add a provider connection. Raises ValidationError on bad values.
+        """Add a provider connection, ``unverified`` until a send or a check succeeds.
 
         ``kind`` is ``cloudapi`` (``phone_number_id`` required, ``access_token`` is the
         Graph API token) or ``whapi`` (``access_token`` is the WHAPI channel token;
@@ -59,51 +155,45 @@ class Channels:
         we left from groups we are in; ``phone_number_id`` is optional) or ``periskope``
         (``access_token`` is the organisation's API key; ``phone_number``, required, is the
         org phone sent as ``x-phone``; used for chat names, not for sending). ``base_url``
-        defaults to the provider's public API.
+        defaults to the provider's public API. The token is stored sealed.
+
+        Raises ValidationError on bad values (an empty token among them), and
+        DuplicateChannel when another channel has this name or this kind and
+        ``phone_number_id``.
         """
         if kind not in KINDS:
             raise ValidationError(
                 f"kind: must be one of {', '.join(KINDS)} (got {kind!r})",
                 details={"field": "kind"},
             )
+        name = _name(name)
         if kind == "cloudapi" and not (phone_number_id or "").strip():
             raise ValidationError(
                 "phone_number_id must not be empty", details={"field": "phone_number_id"}
             )
-        if kind in ("whapi", "periskope"):
-            if not access_token.strip():
-                raise ValidationError(
-                    f"access_token: a {kind} channel needs its "
-                    f"{'token' if kind == 'whapi' else 'API key'}",
-                    details={"field": "access_token"},
-                )
-            if kind == "periskope" and not (phone_number or "").strip():
-                raise ValidationError(
-                    "phone_number: a periskope channel needs its org phone (x-phone)",
-                    details={"field": "phone_number"},
-                )
-            if phone_number is not None:
-                phone_number = normalize_phone(phone_number, field="phone_number")
-        base_url = base_url or DEFAULT_BASE_URLS[kind]
-        if not base_url.startswith(("http://", "https://")):
-            raise ValidationError("base_url must be an http(s) URL", details={"field": "base_url"})
-        if rate_per_second <= 0:
+        access_token = _token(kind, access_token)
+        if kind == "periskope" and not (phone_number or "").strip():
             raise ValidationError(
-                "rate_per_second must be positive", details={"field": "rate_per_second"}
+                "phone_number: a periskope channel needs its org phone (x-phone)",
+                details={"field": "phone_number"},
             )
+        if kind in ("whapi", "periskope") and phone_number is not None:
+            phone_number = normalize_phone(phone_number, field="phone_number")
+        base_url = _base_url(base_url or DEFAULT_BASE_URLS[kind])
+        _check_pacing(rate_per_second, pair_burst, pair_interval_seconds)
         row = {
             "id": channel_id or new_id("ch"),
             "kind": kind,
             "name": name,
             "phone_number": phone_number,
-            "phone_number_id": phone_number_id or None,
-            "base_url": base_url.rstrip("/"),
+            "phone_number_id": (phone_number_id or "").strip() or None,
+            "base_url": base_url,
             "api_version": api_version,
-            "credentials": {_CREDENTIAL_KEYS[kind]: access_token},
+            "credentials": self.cipher.seal({_CREDENTIAL_KEYS[kind]: access_token}),
             "rate_per_second": rate_per_second,
             "pair_burst": pair_burst,
             "pair_interval_seconds": pair_interval_seconds,
-            "status": "connected",
+            "status": "unverified",
             # Meta refuses free-form messages outside the 24-hour window; a Cloud API
             # look-alike elsewhere (the sandbox, a test double) does not, so by default
             # only channels talking to Meta get the rule.
@@ -115,6 +205,8 @@ class Channels:
             "created_at": time.time(),
         }
         async with self.db.transaction() as conn:
+            await q.lock_channel_writes(conn)
+            await _refuse_duplicate(conn, row)
             await q.insert_channel(conn, row)
         return public_channel(row)
 
@@ -130,36 +222,192 @@ class Channels:
                 raise NotFound(f"no channel {channel_id!r}")
             await q.set_channel_base_url(conn, channel_id, base_url.rstrip("/"))
 
+    async def get(self, ref: str) -> dict[str, Any]:
+        """The channel ``ref`` (id or name) names. Raises NotFound."""
+        async with self.db.read() as conn:
+            return public_channel(await _find(conn, ref))
+
     async def list_all(self) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
             return [public_channel(c) for c in await q.list_channels(conn)]
 
-    async def add_template(
-        self, channel_id: str, *, name: str, language: str, body_parameters: int, category: str
+    async def update(
+        self,
+        ref: str,
+        *,
+        name: str | None = None,
+        access_token: str | None = None,
+        phone_number_id: str | None = None,
+        phone_number: str | None = None,
+        base_url: str | None = None,
+        api_version: str | None = None,
+        rate_per_second: float | None = None,
+        pair_burst: int | None = None,
+        pair_interval_seconds: float | None = None,
+        enforce_service_window: bool | None = None,
+        paused: bool | None = None,
     ) -> dict[str, Any]:
+        """Change what is given (None keeps the stored value) and return the channel.
+
+        A new token, base URL or number makes the channel ``unverified`` again until a
+        send or a check proves it. A paused channel is left alone by the workers: its
+        messages stay queued until it is resumed. Raises NotFound, ValidationError and
+        DuplicateChannel like ``create``.
+        """
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = _name(name)
+        if base_url is not None:
+            values["base_url"] = _base_url(base_url)
+        if api_version is not None:
+            if not api_version.strip():
+                raise ValidationError(
+                    "api_version must not be empty", details={"field": "api_version"}
+                )
+            values["api_version"] = api_version.strip()
+        if phone_number_id is not None:
+            if not phone_number_id.strip():
+                raise ValidationError(
+                    "phone_number_id must not be empty", details={"field": "phone_number_id"}
+                )
+            values["phone_number_id"] = phone_number_id.strip()
+        for field, value in (
+            ("rate_per_second", rate_per_second),
+            ("pair_burst", pair_burst),
+            ("pair_interval_seconds", pair_interval_seconds),
+            ("enforce_service_window", enforce_service_window),
+            ("paused", paused),
+        ):
+            if value is not None:
+                values[field] = value
+        async with self.db.transaction() as conn:
+            await q.lock_channel_writes(conn)
+            channel = await _find(conn, ref)
+            kind = channel["kind"]
+            if access_token is not None:
+                values["credentials"] = self.cipher.seal(
+                    {_CREDENTIAL_KEYS[kind]: _token(kind, access_token)}
+                )
+            if phone_number is not None:
+                values["phone_number"] = (
+                    normalize_phone(phone_number, field="phone_number")
+                    if kind in ("whapi", "periskope")
+                    else phone_number
+                )
+            merged = {**channel, **values}
+            _check_pacing(
+                merged["rate_per_second"], merged["pair_burst"], merged["pair_interval_seconds"]
+            )
+            if {"credentials", "base_url", "phone_number_id", "api_version"} & values.keys():
+                values.update(status="unverified", verified_at=None)
+            await _refuse_duplicate(conn, merged)
+            if values:
+                await q.update_channel(conn, channel["id"], values)
+            return public_channel({**channel, **values})
+
+    async def remove(self, ref: str, *, force: bool = False) -> Removal:
+        """Remove a channel: it leaves every list, its name and number are free again,
+        and its token is erased. Its messages and chats keep referring to it.
+
+        Refused with ConflictError while it has messages queued, sending or uncertain,
+        unless ``force``: then its queued messages fail at once with ``channel_removed``
+        (they were never handed to the provider). Sending and uncertain ones may have
+        reached it, so they are left to settle by their send result or status webhook; if
+        one would be sent again (a retry, a resend), the worker fails it with the same
+        code instead, once it has re-read its channels (every second): a retry due
+        before that still goes out. Raises NotFound.
+        """
+        now = time.time()
+        async with self.db.transaction() as conn:
+            channel = await _find(conn, ref)
+            unfinished = await q.count_unfinished_messages(conn, channel["id"])
+            if unfinished and not force:
+                counts = ", ".join(f"{n} {status}" for status, n in sorted(unfinished.items()))
+                raise ConflictError(
+                    f"channel {channel['name']!r} still has messages to send ({counts}): "
+                    "wait for them, or remove it with force to fail the queued ones",
+                    details={"channel": channel["id"], "messages": unfinished},
+                )
+            failed = await message_q.fail_queued_of_channel(
+                conn,
+                channel["id"],
+                now=now,
+                code=CHANNEL_REMOVED,
+                title=f"channel {channel['name']!r} was removed before this message was sent",
+            )
+            await q.update_channel(
+                conn,
+                channel["id"],
+                {"removed_at": now, "credentials": self.cipher.seal({})},
+            )
+        return Removal(channel_id=channel["id"], failed_messages=len(failed))
+
+    async def rotate_credentials(self) -> int:
+        """Re-seal every channel's credentials (removed ones too) under the first key;
+        plaintext left by an older wahub is sealed. All or nothing: if any channel's
+        credentials do not open with the configured keys, nothing changes and
+        CredentialsUnreadable names every such channel. Returns how many were re-sealed.
+        """
+        async with self.db.transaction() as conn:
+            rows = await q.list_channels(conn, include_removed=True)
+            resealed: dict[str, str] = {}
+            unreadable: list[str] = []
+            for row in rows:
+                try:
+                    resealed[row["id"]] = self.cipher.reseal(
+                        row["credentials"], channel=channel_label(row)
+                    )
+                except CredentialsUnreadable:
+                    unreadable.append(channel_label(row))
+            if unreadable:
+                raise CredentialsUnreadable(
+                    f"nothing was re-sealed: the credentials of {', '.join(unreadable)} do "
+                    f"not decrypt with {self.cipher.source} (keep the old key in the list, "
+                    "after the new one, until the rotation is done)",
+                    details={"channels": unreadable},
+                )
+            for channel_id, sealed in resealed.items():
+                await q.update_channel(conn, channel_id, {"credentials": sealed})
+        return len(resealed)
+
+    async def unreadable(self) -> list[str]:
+        """A readable error for each channel whose credentials do not open (a start-up
+        check: the hub runs, and those channels' sends fail saying why)."""
+        async with self.db.read() as conn:
+            rows = await q.list_channels(conn)
+        problems: list[str] = []
+        for row in rows:
+            try:
+                self.cipher.open(row["credentials"], channel=channel_label(row))
+            except CredentialsUnreadable as exc:
+                problems.append(exc.message)
+        return problems
+
+    async def add_template(
+        self, ref: str, *, name: str, language: str, body_parameters: int, category: str
+    ) -> dict[str, Any]:
+        """Register (or replace) an approved template on the channel ``ref`` names."""
         if body_parameters < 0:
             raise ValidationError(
                 "body_parameters must be >= 0", details={"field": "body_parameters"}
             )
-        row = {
-            "channel_id": channel_id,
-            "name": name,
-            "language": language,
-            "body_parameters": body_parameters,
-            "category": category,
-            "created_at": time.time(),
-        }
         async with self.db.transaction() as conn:
-            if await q.get_channel(conn, channel_id) is None:
-                raise NotFound(f"no channel {channel_id}")
+            channel = await _find(conn, ref)
+            row = {
+                "channel_id": channel["id"],
+                "name": name,
+                "language": language,
+                "body_parameters": body_parameters,
+                "category": category,
+                "created_at": time.time(),
+            }
             await q.upsert_template(conn, row)
         return row
 
-    async def list_templates(self, channel_id: str) -> list[dict[str, Any]]:
+    async def list_templates(self, ref: str) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
-            if await q.get_channel(conn, channel_id) is None:
-                raise NotFound(f"no channel {channel_id}")
-            return await q.list_templates(conn, channel_id)
+            channel = await _find(conn, ref)
+            return await q.list_templates(conn, channel["id"])
 
     async def register_group(
         self, *, chat_id: str, name: str | None, channel_id: str | None, readonly: bool = False
@@ -182,10 +430,14 @@ class Channels:
             "created_at": now,
         }
         async with self.db.transaction() as conn:
-            if channel_id is not None and await q.get_channel(conn, channel_id) is None:
-                raise ValidationError(
-                    f"channel_id: unknown channel {channel_id!r}", details={"field": "channel_id"}
-                )
+            if channel_id is not None:
+                channel = await q.find_channel(conn, channel_id)
+                if channel is None:
+                    raise ValidationError(
+                        f"channel_id: unknown channel {channel_id!r}",
+                        details={"field": "channel_id"},
+                    )
+                row["channel_id"] = channel["id"]
             await q.upsert_group_chat(conn, row)
             stored = await q.get_chat(conn, canonical)
         assert stored is not None

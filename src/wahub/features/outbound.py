@@ -105,29 +105,24 @@ def choose_channel(
     chat_id: str | None = None,
     default: str | None = None,
 ) -> dict[str, Any]:
-    """The channel to send on: the group's own (``chat_channel_id``), else the one
-    ``asked`` for, else ``default_channel`` (``default``, else the only one there is).
+    """The channel to send on: the one ``asked`` for (by id or name), else the group's
+    own (``chat_channel_id``), else ``default_channel`` (``default``, else the only one
+    there is).
 
     ``listed`` gives the channels (a caller may cache them; a channel asked for that is
     not in the list is read). Raises ValidationError naming ``channel_id`` for an
     unknown channel, a group's channel other than the one asked, or a choice to make.
     """
-    if chat_channel_id is not None:
-        if asked is not None and asked != chat_channel_id:
+    if asked is not None:
+        channel = _named(conn, asked, listed)
+        if chat_channel_id is not None and channel["id"] != chat_channel_id:
             raise ValidationError(
                 f"channel_id: group {chat_id} belongs to channel {chat_channel_id}, not {asked}",
                 details={"field": "channel_id", "value": asked},
             )
-        asked = chat_channel_id
-    if asked is not None:
-        known = next((c for c in listed() if c["id"] == asked), None)
-        channel = known or channel_q.get_channel_sync(conn, asked)
-        if channel is None:
-            raise ValidationError(
-                f"channel_id: unknown channel {asked!r}",
-                details={"field": "channel_id", "value": asked},
-            )
         return channel
+    if chat_channel_id is not None:
+        return _named(conn, chat_channel_id, listed)
     chosen = default_channel(conn, listed, default)
     if chosen is not None:
         return chosen
@@ -141,6 +136,23 @@ def choose_channel(
         "channel_id is required when more than one channel exists",
         details={"field": "channel_id", "choices": [c["id"] for c in channels]},
     )
+
+
+def _named(
+    conn: SyncConnection, ref: str, listed: Callable[[], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """The channel ``ref`` names, by id first, then by name; the listed ones first."""
+    cached = listed()
+    known = next((c for c in cached if c["id"] == ref), None) or next(
+        (c for c in cached if c["name"] == ref), None
+    )
+    channel = known or channel_q.find_channel_sync(conn, ref)
+    if channel is None:
+        raise ValidationError(
+            f"channel_id: unknown channel {ref!r}",
+            details={"field": "channel_id", "value": ref},
+        )
+    return channel
 
 
 def check_template(

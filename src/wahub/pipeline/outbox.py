@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from wahub.config import Settings
 from wahub.domain.errors import (
+    CredentialsUnreadable,
     PermanentProviderError,
     ProviderError,
     ProviderOutcomeUnknown,
@@ -41,6 +42,7 @@ from wahub.domain.errors import (
 )
 from wahub.domain.ids import is_message_id
 from wahub.domain.phones import chat_recipient, is_group_chat
+from wahub.features.channels import CHANNEL_REMOVED
 from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
 from wahub.pipeline.wakeup import Wakeup
@@ -114,6 +116,7 @@ class OutboxWorker:
         # attempt number, or None when the message is no longer ours to send).
         self._starts: asyncio.Queue[tuple[str, asyncio.Future[int | None]]] = asyncio.Queue()
         self._stopping = asyncio.Event()
+        self._verifying: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -124,7 +127,7 @@ class OutboxWorker:
         leases = asyncio.create_task(self._renew_channel_leases(), name="outbox-leases")
         maintenance = asyncio.create_task(self._maintain(), name="outbox-maintenance")
         try:
-            await self._refresh_channels()
+            await self.refresh_channels()
             await self._claim_loop()
         finally:
             leases.cancel()
@@ -153,7 +156,10 @@ class OutboxWorker:
 
     # -- channels ----------------------------------------------------------------------
 
-    async def _refresh_channels(self) -> None:
+    async def refresh_channels(self) -> None:
+        """Take or renew channel leases and re-read the channels this worker owns (their
+        pacing, status, removal). Runs every second by itself; a send between a change
+        and the next refresh still sees the channel as it was."""
         async with self.db.transaction() as conn:
             owned = await channel_q.acquire_channel_leases(
                 conn,
@@ -162,7 +168,11 @@ class OutboxWorker:
                 lease_seconds=self.settings.channel_lease_seconds,
                 limit=self.settings.worker_max_channels,
             )
-            rows = {c["id"]: c for c in await channel_q.list_channels(conn) if c["id"] in owned}
+            rows = {
+                c["id"]: c
+                for c in await channel_q.list_channels(conn, include_removed=True)
+                if c["id"] in owned
+            }
         self._log_lease_changes(self._channels, rows)
         self._channels = rows
         for channel_id, channel in rows.items():
@@ -209,7 +219,7 @@ class OutboxWorker:
         while True:
             await asyncio.sleep(min(self.settings.channel_lease_seconds / 3, 1.0))
             try:
-                await self._refresh_channels()
+                await self.refresh_channels()
             except WahubError as exc:
                 log.warning("channel lease renewal failed: %s", exc.message)
 
@@ -300,11 +310,20 @@ class OutboxWorker:
         attempt = int(row["attempts"])
         try:
             reply_to = await self._resolve_reply(row)
-            adapter = self.providers.for_channel(channel)
+            # Marked sending first, so whatever fails below (a removed channel, a token
+            # our key cannot open) is recorded against this attempt.
             started = await self._start(row["id"])
             if started is None:
                 return
             attempt = started
+            if channel["removed_at"] is not None:
+                # Queued again after its channel was removed (a retry, a resend): it
+                # cannot go, and its erased token could not build an adapter.
+                raise PermanentProviderError(
+                    f"channel {channel['name']!r} was removed before this message was sent",
+                    provider_code=CHANNEL_REMOVED,
+                )
+            adapter = self.providers.for_channel(channel)
             result = await adapter.send(
                 OutboundMessage(
                     tracking_id=row["id"],
@@ -329,10 +348,18 @@ class OutboxWorker:
             self._finish(row, attempt, "uncertain", exc)
         except ProviderError as exc:
             self._retry_or_fail(row, attempt, exc)
+        except CredentialsUnreadable as exc:
+            # The hub's key is wrong, not the message: retried (the operator may fix the
+            # key and restart), then failed with the reason, which names the channel.
+            self._retry_or_fail(
+                row, attempt, RetryableProviderError(exc.message, provider_code=exc.code)
+            )
         except WahubError as exc:
             self._finish(row, attempt, "failed", ProviderError(exc.message))
         else:
             self.stats.sent += 1
+            if channel["status"] != "connected":
+                await self._mark_verified(channel["id"])
             self._results.put_nowait(
                 q.SendOutcome(
                     row["id"],
@@ -385,6 +412,23 @@ class OutboxWorker:
                     started.set_result(attempts.get(message_id))
             if attempts:
                 self.on_change()
+
+    async def _mark_verified(self, channel_id: str) -> None:
+        """A send succeeded: the channel's credentials are proved, record ``connected``.
+        One write per channel until the next refresh shows the new status."""
+        if channel_id in self._verifying:
+            return
+        self._verifying.add(channel_id)
+        try:
+            await self.db.write(
+                functools.partial(
+                    channel_q.mark_channel_verified_sync, channel_id=channel_id, now=time.time()
+                )
+            )
+        except WahubError as exc:
+            log.warning("recording channel %s as connected failed: %s", channel_id, exc.message)
+        finally:
+            self._verifying.discard(channel_id)
 
     async def _resolve_reply(self, row: dict[str, Any]) -> str | None:
         reply_to: str | None = row["reply_to"]

@@ -5,6 +5,9 @@ A channel's ``kind`` picks the adapter: ``cloudapi`` (credentials ``access_token
 channel's own number, which tells groups we left from groups we are in). ``periskope``
 channels (credentials ``api_key``; ``phone_number`` is the org phone) have a chat
 directory (``chats_for_channel``) but send nothing yet.
+
+Channel rows carry their credentials sealed; they are opened here, when an adapter is
+built, and nowhere else, so a channel row passed around or logged holds no token.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from wahub.domain.credentials import CredentialCipher
 from wahub.domain.errors import ValidationError
 from wahub.providers.base import ChatDirectory, GroupDirectory, Provider
 from wahub.providers.cloudapi import CloudApiProvider
@@ -31,9 +35,16 @@ ECHOING_KINDS = frozenset(
 
 
 class ProviderRegistry:
-    """One adapter per channel, created on first use. ``close`` closes the shared session."""
+    """One adapter per channel, created on first use. ``close`` closes the shared session.
 
-    def __init__(self, *, timeout_s: float = 15.0, connection_limit: int = 256) -> None:
+    Building an adapter raises ``CredentialsUnreadable`` (naming the channel) when the
+    channel's credentials do not open with ``cipher``.
+    """
+
+    def __init__(
+        self, cipher: CredentialCipher, *, timeout_s: float = 15.0, connection_limit: int = 256
+    ) -> None:
+        self._cipher = cipher
         self._timeout_s = timeout_s
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
@@ -86,11 +97,11 @@ class ProviderRegistry:
                 "inbound profiles there; periskope and whapi channels can be asked)",
                 details={"field": "channel_id", "kind": kind},
             )
-        credentials = channel["credentials"] or {}
-        fingerprint = (channel["base_url"], channel.get("phone_number"), credentials.get("api_key"))
+        fingerprint = (channel["base_url"], channel.get("phone_number"), channel["credentials"])
         cached = self._directories.get(channel["id"])
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
+        credentials = self._open(channel)
         try:
             directory = PeriskopeChatDirectory(
                 api_key=credentials.get("api_key", ""),
@@ -106,21 +117,31 @@ class ProviderRegistry:
         self._directories[channel["id"]] = (fingerprint, directory)
         return directory
 
+    def _open(self, channel: dict[str, Any]) -> dict[str, str]:
+        return self._cipher.open(
+            channel["credentials"], channel=f"{channel['name']!r} ({channel['id']})"
+        )
+
     def _adapter(self, channel: dict[str, Any]) -> Adapter:
-        credentials = channel["credentials"] or {}
-        # Rebuild the adapter when the channel's connection settings changed.
+        # Rebuild the adapter when the channel's connection settings changed (a new
+        # token is a new sealed value: re-sealing alone rebuilds it too, harmlessly).
         fingerprint = (
             channel["kind"],
             channel["base_url"],
             channel.get("api_version"),
             channel.get("phone_number_id"),
             channel.get("phone_number"),
-            credentials.get("access_token"),
-            credentials.get("token"),
+            channel["credentials"],
         )
         cached = self._adapters.get(channel["id"])
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
+        if channel["kind"] not in ("cloudapi", "whapi"):
+            raise ValidationError(
+                f"channel kind {channel['kind']!r} cannot send yet",
+                details={"field": "kind", "kind": channel["kind"]},
+            )
+        credentials = self._open(channel)
         adapter: Adapter
         if channel["kind"] == "cloudapi":
             adapter = CloudApiProvider(
@@ -131,18 +152,13 @@ class ProviderRegistry:
                 api_version=channel["api_version"],
                 timeout_s=self._timeout_s,
             )
-        elif channel["kind"] == "whapi":
+        else:
             adapter = WhapiProvider(
                 token=credentials.get("token", ""),
                 session=self._http(),
                 base_url=channel["base_url"],
                 own_phone=channel.get("phone_number"),
                 timeout_s=self._timeout_s,
-            )
-        else:
-            raise ValidationError(
-                f"channel kind {channel['kind']!r} cannot send yet",
-                details={"field": "kind", "kind": channel["kind"]},
             )
         self._adapters[channel["id"]] = (fingerprint, adapter)
         return adapter

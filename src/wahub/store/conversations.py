@@ -61,7 +61,8 @@ def find_channel_sync(
 
     Without a ref, the provider's only channel; None when none or several match.
     """
-    stmt = select(channels).where(channels.c.kind == provider)
+    # A removed channel receives nothing: its deliveries become dead letters.
+    stmt = select(channels).where(channels.c.kind == provider, channels.c.removed_at.is_(None))
     if ref is not None:
         digits = ref.lstrip("+").split("@", 1)[0]
         stmt = stmt.where(

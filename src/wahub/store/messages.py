@@ -826,6 +826,39 @@ def settle_uncertain_sync(
     return changes
 
 
+def fail_queued_of_channel_sync(
+    conn: SyncConnection, channel_id: str, *, now: float, code: str, title: str
+) -> list[StatusChange]:
+    """Fail every ``queued`` outbound message of the channel with ``code``: they were
+    never handed to the provider, so "failed, not sent" is exact for each."""
+    rows = list(
+        conn.execute(
+            update(messages)
+            .where(messages.c.channel_id == channel_id, messages.c.status == "queued")
+            .values(
+                status="failed",
+                failed_at=now,
+                error_code=code,
+                error_title=title,
+                updated_at=now,
+            )
+            .returning(
+                messages.c.id,
+                messages.c.chat_id,
+                messages.c.sender_user_id,
+                messages.c.attempts,
+            )
+        )
+    )
+    record_events_sync(
+        conn, [EventRecord(r.id, Status.FAILED, "operator", r.attempts, 0, code) for r in rows], now
+    )
+    return [
+        StatusChange(r.id, r.chat_id, channel_id, r.sender_user_id, "failed", "queued")
+        for r in rows
+    ]
+
+
 def requeue_failed_sync(conn: SyncConnection, message_id: str, now: float) -> bool:
     """Operator retry of a failed message: back to ``queued`` with a fresh attempt budget."""
     result = conn.execute(
@@ -894,6 +927,7 @@ expire_leases = in_one_hop(expire_leases_sync)
 settle_uncertain = in_one_hop(settle_uncertain_sync)
 start_sends = in_one_hop(start_sends_sync)
 requeue_failed = in_one_hop(requeue_failed_sync)
+fail_queued_of_channel = in_one_hop(fail_queued_of_channel_sync)
 count_by_status = in_one_hop(count_by_status_sync)
 statuses_by_id = in_one_hop(statuses_by_id_sync)
 count_failures_by_code = in_one_hop(count_failures_by_code_sync)

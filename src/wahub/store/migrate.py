@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+from wahub.domain.credentials import CredentialCipher
 from wahub.domain.errors import WahubError
 from wahub.store.database import Database
 
@@ -51,7 +52,9 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
     return any(r.revision == revision for r in script.walk_revisions())
 
 
-def _upgrade(conn: Connection, to: str = "head") -> str | None:
+def _upgrade(
+    conn: Connection, to: str = "head", cipher: CredentialCipher | None = None
+) -> str | None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     current = _current_revision(conn)
@@ -64,14 +67,20 @@ def _upgrade(conn: Connection, to: str = "head") -> str | None:
         )
     cfg = _config()
     cfg.attributes["connection"] = conn
+    # Data migrations that seal channel credentials (0012) need the key.
+    cfg.attributes["credential_cipher"] = cipher
     command.upgrade(cfg, to)
     return current
 
 
-async def upgrade(db: Database, *, to: str = "head") -> dict[str, Any]:
+async def upgrade(
+    db: Database, *, to: str = "head", cipher: CredentialCipher | None = None
+) -> dict[str, Any]:
     """Bring the schema to head, or to the revision ``to`` (tests build a database as an
     older wahub left it this way, to check that upgrading it keeps and indexes its rows).
+    ``cipher`` seals credentials an older wahub stored in plaintext; upgrading a database
+    that has such rows without one fails and changes nothing.
     Returns ``{"from": rev|None, "to": rev}``."""
     async with db.transaction() as conn:
-        previous = await conn.run_sync(_upgrade, to)
+        previous = await conn.run_sync(_upgrade, to, cipher)
     return {"from": previous, "to": head_revision() if to == "head" else to}

@@ -42,11 +42,20 @@ channels = Table(
     Column("phone_number_id", String(64)),
     Column("base_url", String(500), nullable=False),
     Column("api_version", String(16), nullable=False, server_default="21.0"),
-    Column("credentials", JSON, nullable=False),  # never returned by the API
+    # A Fernet token (a JSON string) of the provider credentials, sealed with
+    # WAHUB_SECRET_KEY or the SQLite key file (migration 0012); never returned by the API.
+    Column("credentials", JSON, nullable=False),
     Column("rate_per_second", Float, nullable=False, server_default="80"),
     Column("pair_burst", Integer, nullable=False, server_default="45"),
     Column("pair_interval_seconds", Float, nullable=False, server_default="6"),
+    # unverified until a send or a check proves the credentials work, then connected.
     Column("status", String(20), nullable=False, server_default="connected"),
+    Column("verified_at", Float),
+    # Workers leave a paused channel's messages queued (it is not leased) until resumed.
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    # Removed channels keep their row (messages and chats refer to it) but leave every
+    # list and free their name and number for a new channel.
+    Column("removed_at", Float),
     Column("lease_owner", String(80)),
     Column("lease_until", Float),
     Column("heartbeat_at", Float),
