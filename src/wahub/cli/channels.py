@@ -14,7 +14,16 @@ app = typer.Typer(help="Provider channels and their templates.", no_args_is_help
 ChannelArg = Annotated[str, typer.Argument(help="The channel's name or id.")]
 
 # What `channels list` shows people; --json carries every public field.
-_LIST_COLUMNS = ("id", "name", "kind", "phone_number", "phone_number_id", "status", "base_url")
+_LIST_COLUMNS = (
+    "id",
+    "name",
+    "kind",
+    "phone_number",
+    "phone_number_id",
+    "status",
+    "paused",
+    "base_url",
+)
 
 
 @app.command("add")
@@ -51,7 +60,11 @@ def add(
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a Cloud API, WHAPI or Periskope (chat names only) channel."""
+    """Add a Cloud API, WHAPI or Periskope (chat names only) channel.
+
+    It is unverified until a send succeeds. An empty token, a name another channel has,
+    or another channel's phone number id on the same provider is refused.
+    """
     row = on_hub(
         database,
         lambda hub: hub.channels.create(
@@ -109,5 +122,85 @@ def template(
         as_json,
         lambda v: console.print(
             f"template {v['template']} ({v['language']}) registered on {v['channel']}"
+        ),
+    )
+
+
+@app.command("update")
+def update(
+    channel: ChannelArg,
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="A new token (stored sealed; the channel is unverified until a send works).",
+            envvar="WAHUB_CHANNEL_TOKEN",
+        ),
+    ] = None,
+    phone_number_id: Annotated[str | None, typer.Option(help="A new phone number id.")] = None,
+    phone_number: Annotated[str | None, typer.Option(help="The channel's own number.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="A new API base URL.")] = None,
+    api_version: Annotated[str | None, typer.Option(help="Graph API version.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Messages per second for this number.")] = None,
+    paused: Annotated[
+        bool | None,
+        typer.Option(
+            "--pause/--resume",
+            help="Pause: workers leave its messages queued. Resume: they send them again.",
+        ),
+    ] = None,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a channel (by name or id); only the options given change."""
+    row = on_hub(
+        database,
+        lambda hub: hub.channels.update(
+            channel,
+            name=name,
+            access_token=token,
+            phone_number_id=phone_number_id,
+            phone_number=phone_number,
+            base_url=base_url,
+            api_version=api_version,
+            rate_per_second=rate,
+            paused=paused,
+        ),
+    )
+    emit(
+        row,
+        as_json,
+        lambda r: console.print(
+            f"channel {r['name']} ({r['id']}) updated: {r['status']}"
+            + (", paused" if r.get("paused") else "")
+        ),
+    )
+
+
+@app.command("remove")
+def remove(
+    channel: ChannelArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Remove it even with messages queued: they fail with channel_removed.",
+        ),
+    ] = False,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a channel (by name or id); refused while it has messages to send.
+
+    Its messages and chats are kept; its token is erased; its name and number can be
+    used by a new channel.
+    """
+    removal = on_hub(database, lambda hub: hub.channels.remove(channel, force=force))
+    emit(
+        {"id": removal.channel_id, "removed": True, "failed_messages": removal.failed_messages},
+        as_json,
+        lambda v: console.print(
+            f"channel {v['id']} removed"
+            + (f"; {v['failed_messages']} queued message(s) failed" if v["failed_messages"] else "")
         ),
     )

@@ -65,3 +65,23 @@ def revoke(key_id: str, database: DatabaseOpt = None, as_json: JsonOpt = False) 
     """Revoke a key by its id (from `wahub keys list`)."""
     on_hub(database, lambda hub: hub.access.revoke_key(key_id))
     emit({"revoked": key_id}, as_json, lambda v: console.print(f"revoked {v['revoked']}"))
+
+
+@app.command("rotate-secret")
+def rotate_secret(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-seal every channel's provider token under the first key of WAHUB_SECRET_KEY.
+
+    Put the new key first and keep the old one after it (WAHUB_SECRET_KEY=NEW,OLD; on
+    SQLite the old one is in the key file beside the database), run this, then drop the
+    old key. All or nothing: if a channel's token opens with no key, it is named and
+    nothing changes.
+    """
+    count = on_hub(database, lambda hub: hub.channels.rotate_credentials())
+    emit(
+        {"resealed": count},
+        as_json,
+        lambda v: console.print(
+            f"re-sealed the tokens of {v['resealed']} channel(s) under the first key; "
+            "the old key can be removed from WAHUB_SECRET_KEY now"
+        ),
+    )
