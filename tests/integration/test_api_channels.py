@@ -3,11 +3,14 @@ update (PATCH) and removal (DELETE, 409 while messages wait unless ``force``).""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 
+from wahub.embedded import SANDBOX_TOKEN, add_sandbox_channel
+from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
 
 Headers = Callable[[str], dict[str, str]]
@@ -139,3 +142,44 @@ async def test_delete_is_409_while_messages_wait_and_force_fails_them(
     assert listed.json()["data"] == []
     gone = await client.get("/v1/channels/main", headers=headers_for("admin"))
     assert gone.status_code == 404
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[str]:
+    """A sandbox that accepts only the sandbox channel's token."""
+    sandbox = Sandbox(SandboxConfig(access_token=SANDBOX_TOKEN))
+    url = await sandbox.start()
+    try:
+        yield url
+    finally:
+        await sandbox.stop()
+
+
+async def test_a_check_the_provider_answers_proves_the_channel_connected(
+    client: httpx.AsyncClient, headers_for: Headers, hub: Hub, sandbox: str
+) -> None:
+    await add_sandbox_channel(hub, sandbox)
+
+    response = await client.post("/v1/channels/sandbox/check", headers=headers_for("admin"))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["ok"], body["error"]) == (True, None)
+    assert body["channel"]["status"] == "connected"
+    assert (await hub.channels.get("sandbox"))["status"] == "connected", "stored"
+
+
+async def test_a_check_with_a_refused_token_reports_it_and_proves_nothing(
+    client: httpx.AsyncClient, headers_for: Headers, hub: Hub, sandbox: str
+) -> None:
+    await add_sandbox_channel(hub, sandbox)
+    await hub.channels.update("sandbox", access_token="not-the-sandbox-token")
+
+    response = await client.post("/v1/channels/sandbox/check", headers=headers_for("admin"))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is False
+    assert body["error"]["code"] == "190"
+    assert body["channel"]["status"] == "unverified"
+    assert (await hub.channels.get("sandbox"))["status"] == "unverified"

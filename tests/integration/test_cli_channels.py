@@ -126,3 +126,13 @@ def test_rotate_secret_without_the_old_key_names_the_channel_and_changes_nothing
     assert "Traceback" not in result.output
     assert "'main' (ch_" in result.output
     assert "nothing was re-sealed" in result.output
+
+
+def test_check_of_an_unreachable_provider_exits_1_saying_why(settings: Settings) -> None:
+    add_main(settings)  # its base URL, 127.0.0.1:9, refuses connections
+
+    result = wahub(settings, "channels", "check", "main")
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "channel main: check failed:" in result.output

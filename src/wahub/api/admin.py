@@ -17,6 +17,7 @@ from wahub.api.bodies import JsonBodyRoute
 from wahub.api.params import ChannelPath, IdPath, NamePath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import (
+    ChannelCheckOut,
     ChannelList,
     ChannelOut,
     ChannelRemovedOut,
@@ -33,6 +34,7 @@ from wahub.api.serializers import (
     template_out,
 )
 from wahub.domain.actors import Role
+from wahub.domain.errors import WahubError
 
 router = APIRouter(prefix="/v1", tags=["admin"], route_class=JsonBodyRoute)
 
@@ -186,6 +188,25 @@ async def update_channel(
         paused=body.paused,
     )
     return JsonResponse(channel_out(updated))
+
+
+@router.post("/channels/{channel}/check", response_model=ChannelCheckOut, tags=["channels"])
+async def check_channel(channel: ChannelPath, hub: HubDep, _admin: AdminDep) -> Response:
+    """Prove a channel's token with a provider call that sends nothing (Cloud API: its
+    phone number; WHAPI: one group). ``ok`` true stores ``connected``; false carries the
+    provider's refusal as ``error`` and changes nothing."""
+    result = await hub.channels.check(channel, hub.providers)
+    error = (
+        None
+        if result.error is None
+        else {"code": _error_code(result.error), "message": result.error.message}
+    )
+    return JsonResponse({"ok": result.ok, "channel": channel_out(result.channel), "error": error})
+
+
+def _error_code(exc: WahubError) -> str:
+    provider_code = getattr(exc, "provider_code", None)
+    return exc.code if provider_code is None else str(provider_code)
 
 
 @router.delete("/channels/{channel}", response_model=ChannelRemovedOut, tags=["channels"])

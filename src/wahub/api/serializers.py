@@ -242,6 +242,17 @@ class ChannelOut(BaseModel):
     created_at: str
 
 
+class CheckErrorOut(BaseModel):
+    code: str = Field(description="The provider's code (190: token refused) or ours.")
+    message: str
+
+
+class ChannelCheckOut(BaseModel):
+    ok: bool
+    channel: ChannelOut
+    error: CheckErrorOut | None
+
+
 class ChannelRemovedOut(BaseModel):
     id: str
     removed: bool

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from wahub.cli.common import DatabaseOpt, JsonOpt, console, on_hub
 from wahub.cli.output import emit, render
+
+if TYPE_CHECKING:
+    from wahub.runtime import Hub
 
 app = typer.Typer(help="Provider channels and their templates.", no_args_is_help=True)
 
@@ -204,3 +207,27 @@ def remove(
             + (f"; {v['failed_messages']} queued message(s) failed" if v["failed_messages"] else "")
         ),
     )
+
+
+@app.command("check")
+def check(channel: ChannelArg, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Prove a channel's token with a provider call that sends nothing; on success the
+    channel is stored as connected. Exits 1 when the provider refuses."""
+
+    async def go(hub: Hub) -> dict[str, Any]:
+        result = await hub.channels.check(channel, hub.providers)
+        error = None if result.error is None else result.error.message
+        return {"ok": result.ok, "channel": result.channel, "error": error}
+
+    outcome = on_hub(database, go)
+
+    def human(v: dict[str, Any]) -> None:
+        name = v["channel"]["name"]
+        if v["ok"]:
+            console.print(f"channel {name}: connected")
+        else:
+            console.print(f"channel {name}: check failed: {v['error']}")
+
+    emit(outcome, as_json, human)
+    if not outcome["ok"]:
+        raise typer.Exit(1)

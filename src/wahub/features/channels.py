@@ -13,10 +13,13 @@ from wahub.domain.errors import (
     CredentialsUnreadable,
     DuplicateChannel,
     NotFound,
+    ProviderError,
     ValidationError,
+    WahubError,
 )
 from wahub.domain.ids import new_id
 from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id, normalize_phone
+from wahub.providers.registry import ProviderRegistry
 from wahub.store import channels as q
 from wahub.store import messages as message_q
 from wahub.store.database import Connection, Database
@@ -119,6 +122,15 @@ class Removal:
 
     channel_id: str
     failed_messages: int
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A channel check: the channel as stored after it, and the provider's refusal."""
+
+    channel: dict[str, Any]
+    ok: bool
+    error: WahubError | None
 
 
 class Channels:
@@ -341,6 +353,24 @@ class Channels:
                 {"removed_at": now, "credentials": self.cipher.seal({})},
             )
         return Removal(channel_id=channel["id"], failed_messages=len(failed))
+
+    async def check(self, ref: str, providers: ProviderRegistry) -> CheckResult:
+        """Prove the channel ``ref`` names with a provider call that changes nothing
+        (Cloud API: its phone number node; WHAPI: one group listed). Success stores
+        ``connected`` and ``verified_at``; a failure is reported, not raised, and leaves
+        the status as it was (a network error disproves nothing). Raises NotFound, and
+        ValidationError for a kind that cannot send (periskope)."""
+        async with self.db.read() as conn:
+            channel = await _find(conn, ref)
+        try:
+            await providers.for_channel(channel).check()
+        except (ProviderError, CredentialsUnreadable) as exc:
+            return CheckResult(public_channel(channel), ok=False, error=exc)
+        async with self.db.transaction() as conn:
+            await q.mark_channel_verified(conn, channel["id"], now=time.time())
+            proved = await q.get_channel(conn, channel["id"])
+        assert proved is not None
+        return CheckResult(public_channel(proved), ok=True, error=None)
 
     async def rotate_credentials(self) -> int:
         """Re-seal every channel's credentials (removed ones too) under the first key;

@@ -71,6 +71,11 @@ class Provider(Protocol):
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
 
+    async def check(self) -> None:
+        """Prove the channel's credentials with a call that changes nothing at the
+        provider. Raises ``ProviderError`` (a refused token is permanent)."""
+        ...
+
     async def close(self) -> None: ...
 
 

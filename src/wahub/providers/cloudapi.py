@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 
-from wahub.domain.errors import PermanentProviderError, ProviderOutcomeUnknown
+from wahub.domain.errors import PermanentProviderError, ProviderError, ProviderOutcomeUnknown
 from wahub.providers.base import OutboundMessage, SendResult
 from wahub.providers.cloudapi_errors import classify_error
 from wahub.providers.cloudapi_webhooks import (
@@ -143,7 +144,8 @@ class CloudApiProvider:
             "Cloud API", session, base_url, token=access_token, timeout_s=timeout_s
         )
         version = api_version.removeprefix("v")
-        self._messages_path = f"/v{version}/{quote(phone_number_id, safe='')}/messages"
+        self._number_path = f"/v{version}/{quote(phone_number_id, safe='')}"
+        self._messages_path = f"{self._number_path}/messages"
 
     def __repr__(self) -> str:
         # Spelled out so the access token can never end up in a log line.
@@ -170,6 +172,18 @@ class CloudApiProvider:
         body = build_send_body(message)
         return await self._http.send(
             self._messages_path, body, classify=classify_error, accepted=_parse_send_success
+        )
+
+    async def check(self) -> None:
+        """``GET /{phone_number_id}``: Meta answers it only for a token allowed to use the
+        number. Raises ``PermanentProviderError`` (an invalid token is code 190) or
+        ``RetryableProviderError`` like a read."""
+        await self._http.get_json(
+            self._number_path,
+            params={"fields": "id,display_phone_number"},
+            what="GET /{phone_number_id}",
+            classify=_classify_read,
+            parse=_phone_number_node,
         )
 
     async def close(self) -> None:
@@ -207,3 +221,22 @@ def _first_item_field(payload: Any, list_key: str, field: str) -> str | None:
         return None
     value = items[0].get(field)
     return value if isinstance(value, str) and value else None
+
+
+def _classify_read(
+    http_status: int, body: bytes | None, headers: Mapping[str, str], /, *, what: str
+) -> ProviderError:
+    error = classify_error(http_status, body, headers)
+    return type(error)(
+        f"Cloud API {what}: {error.message}",
+        provider_code=error.provider_code,
+        http_status=error.http_status,
+        retry_after=error.retry_after,
+        details=error.details,
+    )
+
+
+def _phone_number_node(payload: Any) -> str:
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+        raise ValueError("not a phone number node")
+    return str(payload["id"])

@@ -158,6 +158,11 @@ class WhapiProvider:
 
     # -- group directory -----------------------------------------------------------------
 
+    async def check(self) -> None:
+        """One group listed (``GET /groups?count=1``): WHAPI answers it only for the
+        channel's token. Raises like ``list_groups``."""
+        await self.list_groups(count=1)
+
     async def list_groups(self, *, offset: int = 0, count: int = 100) -> GroupPage:
         """One page of the channel's groups (``GET /groups?count=&offset=``).
 

@@ -58,6 +58,8 @@ from wahub.providers.sandbox.whapi import WhapiSandbox
 logger = logging.getLogger(__name__)
 
 SEND_ROUTE = r"/v{version:\d+\.\d+}/{phone_number_id:[^/]+}/messages"
+# The phone number node (GET), which channel checks read to prove a token works.
+PHONE_NUMBER_ROUTE = r"/v{version:\d+\.\d+}/{phone_number_id:[^/]+}"
 JSON = "application/json"
 
 # How long stop() lets in-flight requests finish; held (timeout knob) requests are
@@ -220,6 +222,7 @@ class Sandbox:
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[_client_gone])
         app.router.add_post(SEND_ROUTE, self._handle_send)
+        app.router.add_get(PHONE_NUMBER_ROUTE, self._handle_phone_number)
         app.router.add_get("/_sandbox/sends", self._handle_sends)
         app.router.add_get("/_sandbox/stats", self._handle_stats)
         app.router.add_post("/_sandbox/reset", self._handle_reset)
@@ -234,6 +237,23 @@ class Sandbox:
         # One send log for both providers, so tests count what arrived the same way.
         self.sends.append(record)
         self._counters.accepted += 1
+
+    async def _handle_phone_number(self, request: web.Request) -> web.Response:
+        """``GET /{phone_number_id}`` as Meta answers it: the number's id and display
+        number, or the OAuth error (190) for a token that is not the sandbox's."""
+        config = self._config
+        if (
+            config.access_token is not None
+            and request.headers.get("Authorization") != f"Bearer {config.access_token}"
+        ):
+            return self._refuse(AUTH_FAILED)
+        return web.json_response(
+            {
+                "id": request.match_info["phone_number_id"],
+                "display_phone_number": config.display_phone_number,
+                "verified_name": "wahub sandbox",
+            }
+        )
 
     async def _handle_send(self, request: web.Request) -> web.Response:
         config = self._config
