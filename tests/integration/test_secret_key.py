@@ -87,3 +87,29 @@ async def test_with_wahub_secret_key_set_no_key_file_is_written(tmp_path: Path) 
     hub = Hub.build(settings)
     await hub.stop()
     assert not (tmp_path / "w.db.key").exists()
+
+
+async def test_a_hub_started_with_another_key_logs_each_unreadable_channel_by_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    sealing = Hub.build(
+        Settings(_env_file=None, database_url=url, secret_key=SecretStr(generate_key()))
+    )
+    await sealing.start(workers=False, realtime=False)
+    try:
+        channel = await sealing.channels.create(
+            name="main", phone_number_id="1", access_token=TOKEN
+        )
+    finally:
+        await sealing.stop()
+    caplog.set_level(logging.ERROR, logger="wahub")
+
+    other = Hub.build(
+        Settings(_env_file=None, database_url=url, secret_key=SecretStr(generate_key()))
+    )
+    await other.start(workers=False, realtime=False)
+    await other.stop()
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(f"channel 'main' ({channel['id']})" in e and "do not decrypt" in e for e in errors)
