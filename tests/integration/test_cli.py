@@ -19,6 +19,11 @@ from wahub.embedded import add_sandbox_channel, embedded_stack
 LONG_RUNNING = {"serve", "worker", "sandbox", "demo"}
 
 
+def any_port(settings: Settings) -> Settings:
+    """The hub on a free port: 8080, the default, may be taken on a shared machine."""
+    return settings.model_copy(update={"port": 0})
+
+
 def _leaf_commands() -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
 
@@ -86,7 +91,7 @@ def test_send_without_a_country_code_is_a_readable_error(settings: Settings) -> 
 
 
 async def test_send_wait_follows_the_message_to_read(settings: Settings) -> None:
-    async with embedded_stack(settings, with_sandbox=True, workers=True) as stack:
+    async with embedded_stack(any_port(settings), with_sandbox=True, workers=True) as stack:
         assert stack.sandbox_url is not None
         await add_sandbox_channel(stack.hub, stack.sandbox_url)
         args = ["send", "+4915123456789", "--text", "hello", "--wait", "--timeout", "30"]
@@ -103,7 +108,7 @@ async def test_send_wait_follows_the_message_to_read(settings: Settings) -> None
 
 def test_send_wait_gives_up_when_no_worker_runs(settings: Settings) -> None:
     async def channel_without_workers() -> None:
-        async with embedded_stack(settings, with_sandbox=True, workers=False) as stack:
+        async with embedded_stack(any_port(settings), with_sandbox=True, workers=False) as stack:
             assert stack.sandbox_url is not None
             await add_sandbox_channel(stack.hub, stack.sandbox_url)
 
