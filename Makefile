@@ -27,6 +27,7 @@ test: install
 ifeq ($(WAHUB_TEST_POSTGRES),required)
 	./scripts/ensure-postgres
 endif
+	./scripts/ensure-curl
 	$(BIN)/pytest -q
 
 lint: install

@@ -12,6 +12,7 @@ once and equal a full recount.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import time
 from collections import Counter
@@ -143,6 +144,9 @@ async def run_demo(
     campaign: bool = True,
 ) -> DemoResult:
     console = console or Console()
+    # The demo's tables are its output: the worker's lease lines (an operator's concern)
+    # would land between them. Warnings still show.
+    logging.getLogger("wahub.outbox").setLevel(logging.WARNING)
     tmp = tempfile.TemporaryDirectory(prefix="wahub-demo-")
     base = data_dir or Path(tmp.name)
     settings = Settings(

@@ -8,12 +8,9 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from wahub.embedded import free_port
 
@@ -28,7 +25,6 @@ def quickstart_script() -> str:
     return blocks[0]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the quickstart uses curl")
 def test_the_readme_quickstart_works_as_written(tmp_path: Path) -> None:
     script = quickstart_script()
     api_port, sandbox_port = free_port(), free_port()

@@ -145,10 +145,11 @@ class OutboxWorker:
                     released = await channel_q.release_channel_leases(
                         conn, owner=self.worker_id, now=time.time()
                     )
-                log.info(
-                    "channel leases released",
-                    extra={"worker": self.worker_id, "channels": released},
-                )
+                if released:
+                    log.info(
+                        "channel leases released",
+                        extra={"worker": self.worker_id, "channels": released},
+                    )
 
     def stop(self) -> None:
         self._stopping.set()
