@@ -19,7 +19,8 @@ demo: install
 	$(BIN)/wahub demo
 
 # Store contract tests run on SQLite and on a throwaway PostgreSQL cluster the suite
-# starts itself. `make test WAHUB_TEST_POSTGRES=optional` skips PostgreSQL when absent.
+# starts itself (one per test process). Two processes share the machine's two cores; the
+# crash tests (marker `slow`) run alone after them, since they time kills against load. `make test WAHUB_TEST_POSTGRES=optional` skips PostgreSQL when absent.
 WAHUB_TEST_POSTGRES ?= required
 export WAHUB_TEST_POSTGRES
 
@@ -28,7 +29,8 @@ ifeq ($(WAHUB_TEST_POSTGRES),required)
 	./scripts/ensure-postgres
 endif
 	./scripts/ensure-curl
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 -m "not slow"
+	$(BIN)/pytest -q -m slow
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -157,3 +157,32 @@ async def claimed_by(db: Database, pid: int) -> Counter[str]:
             .group_by(messages.c.status)
         )
     return Counter({str(status): int(n) for status, n in rows})
+
+
+def judge(
+    poster: ChatPoster,
+    sends: list[dict[str, Any]],
+    claimed_at_kill: list[Counter[str]],
+    *,
+    kills: int,
+    messages_posted: int,
+    story: str,
+) -> None:
+    """The crash tests' verdict, after printing what happened (``story``: the run's
+    timings and counts, for the log): every kill happened and some interrupted claimed
+    work (a test that kills nothing mid-send proves nothing), every post made a message,
+    and the sandbox's record shows nothing lost, twice or out of order."""
+    count = tally(poster, sends)
+    interrupted = sum(claimed_at_kill, Counter[str]())
+    print(
+        f"{story}; posts retried {dict(poster.retried)}; "
+        f"claimed at each kill {[dict(c) for c in claimed_at_kill]}; "
+        f"lost {len(count.lost)}, duplicated {len(count.duplicated)}, "
+        f"chats out of order {len(count.out_of_order)}"
+    )
+    assert len(claimed_at_kill) == kills
+    assert interrupted.total() > 0, "no kill interrupted claimed work: the test proved nothing"
+    assert len(poster.ids) == messages_posted, (
+        f"{messages_posted} posts made {len(poster.ids)} messages"
+    )
+    assert not count.problems(), "; ".join(count.problems())

@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from crash_counter import ChatPoster, claimed_by, tally
+from crash_counter import ChatPoster, claimed_by, judge
 from multiprocess import FINAL_STATUSES, Processes, message_statuses, wait_http
 from wahub.config import Settings
 from wahub.embedded import SANDBOX_PHONE_NUMBER_ID, free_port
@@ -170,19 +170,15 @@ async def test_serve_killed_five_times_loses_nothing_sends_nothing_twice_keeps_o
             await asyncio.gather(posting, return_exceptions=True)
         await check.dispose()
 
-    count = tally(poster, sends)
-    interrupted = sum(claimed_at_kill, Counter[str]())
-    print(
-        f"all posted after {posted_after:.0f} s, final after {final_after:.0f} s; "
-        f"posts retried {dict(poster.retried)}; statuses {dict(statuses)}; "
-        f"claimed at each kill {[dict(c) for c in claimed_at_kill]}; "
-        f"lost {len(count.lost)}, duplicated {len(count.duplicated)}, "
-        f"chats out of order {len(count.out_of_order)}"
+    judge(
+        poster,
+        sends,
+        claimed_at_kill,
+        kills=KILLS,
+        messages_posted=MESSAGES,
+        story=f"all posted after {posted_after:.0f} s, final after {final_after:.0f} s; "
+        f"statuses {dict(statuses)}",
     )
-    assert len(claimed_at_kill) == KILLS
-    assert interrupted.total() > 0, "no kill interrupted claimed work: the test proved nothing"
-    assert len(poster.ids) == MESSAGES, f"{MESSAGES} posts made {len(poster.ids)} messages"
-    assert not count.problems(), "; ".join(count.problems())
     assert final == MESSAGES, f"not all final after the run: {dict(statuses)}"
     assert serve.poll() is None, "the last serve process died"
     tracebacks = procs.count_in_logs("Traceback")
