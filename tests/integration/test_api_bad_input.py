@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
+from asgi_probe import post_declaring
 from wahub.config import Settings
 from wahub.runtime import Hub
 from wahub.store import messages as messages_q
@@ -287,41 +288,16 @@ async def test_a_campaign_csv_that_is_not_utf8_is_400_naming_the_body(
 async def test_a_campaign_upload_over_its_limit_is_413_before_a_byte_is_read(
     app: FastAPI, settings: Settings, api_keys: dict[str, str]
 ) -> None:
-    reads = 0
-    sent: list[MutableMapping[str, Any]] = []
+    probe = await post_declaring(
+        app,
+        "/v1/campaigns",
+        content_length=settings.max_upload_bytes + 1,
+        content_type="text/csv",
+        query=b"name=spring",
+        headers=[(b"authorization", f"Bearer {api_keys['admin']}".encode())],
+        chunk=b"phone\n",
+    )
 
-    async def receive() -> MutableMapping[str, Any]:
-        nonlocal reads
-        reads += 1
-        return {"type": "http.request", "body": b"phone\n", "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    declared = settings.max_upload_bytes + 1
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/campaigns",
-        "raw_path": b"/v1/campaigns",
-        "root_path": "",
-        "query_string": b"name=spring",
-        "headers": [
-            (b"host", b"wahub.test"),
-            (b"authorization", f"Bearer {api_keys['admin']}".encode()),
-            (b"content-type", b"text/csv"),
-            (b"content-length", str(declared).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("wahub.test", 80),
-        "state": {},
-    }
-
-    await app(scope, receive, send)
-
-    assert sent[0]["status"] == 413
-    assert b"WAHUB_MAX_UPLOAD_BYTES" in sent[1]["body"]
-    assert reads == 0, "the body was read before its declared size was checked"
+    assert probe.status == 413
+    assert b"WAHUB_MAX_UPLOAD_BYTES" in probe.body
+    assert probe.reads == 0, "the body was read before its declared size was checked"

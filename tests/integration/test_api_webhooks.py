@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from asgi_probe import post_declaring
 from random_secrets import APP_SECRET, VERIFY_TOKEN  # conftest's settings
 from wahub.runtime import Hub
 from wahub.store.schema import inbox
@@ -161,42 +162,13 @@ async def test_oversize_body_is_413_by_content_length_and_stores_nothing(
 async def test_oversize_content_length_is_refused_without_reading_the_body(
     app: FastAPI, hub: Hub
 ) -> None:
-    reads = 0
-    sent: list[MutableMapping[str, Any]] = []
+    probe = await post_declaring(
+        app, URL, content_length=MAX_BYTES + 1, content_type="application/json"
+    )
 
-    async def receive() -> MutableMapping[str, Any]:
-        nonlocal reads
-        reads += 1
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": URL,
-        "raw_path": URL.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"wahub.test"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(MAX_BYTES + 1).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("wahub.test", 80),
-        "state": {},
-    }
-
-    await app(scope, receive, send)
-
-    assert sent[0]["type"] == "http.response.start"
-    assert sent[0]["status"] == 413
-    assert reads == 0, "the body was read before its declared size was checked"
+    assert probe.sent[0]["type"] == "http.response.start"
+    assert probe.status == 413
+    assert probe.reads == 0, "the body was read before its declared size was checked"
     assert await inbox_rows(hub) == []
 
 
