@@ -221,12 +221,11 @@ async def run_webhook_ingest_bench(
                 f"http://127.0.0.1:{port}",
                 what="the do-nothing server",
             ) as noop:
-                raw_http_per_s = await _drive(f"{noop}/noop", requests, concurrency)
+                raw_http_per_s = await _drive(f"{noop.url}/noop", requests, concurrency)
 
             env = {"WAHUB_CLOUDAPI_APP_SECRET": SECRET, "WAHUB_GROUP_SYNC_CRON": ""}
-            async with serve_process(
-                url, free_port(), env=env, what="ingest", workers=True
-            ) as hub_url:
+            async with serve_process(url, free_port(), env=env, what="ingest", workers=True) as hub:
+                hub_url = hub.url
                 started = time.perf_counter()
                 intake_per_s = await _drive(
                     f"{hub_url}/v1/webhooks/cloudapi", requests, concurrency
