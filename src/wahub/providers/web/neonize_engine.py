@@ -149,6 +149,7 @@ class NeonizeSession:
         self._connection: asyncio.Future[Any] | None = None
         self._dial_timer: asyncio.TimerHandle | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._stop_task: asyncio.Future[None] | None = None
         # Only touched on the loop (handlers hop there first).
         self._connected = False
         self._pairing = False
@@ -200,13 +201,19 @@ class NeonizeSession:
 
     async def stop(self) -> None:
         """Disconnect and keep the credentials. Returns within about twice
-        ``stop_timeout_s`` whatever the Go side does."""
-        client, executor, connection = self._client, self._executor, self._connection
+        ``stop_timeout_s`` whatever the Go side does. Stops asked for at once (the dial
+        timer's and the caller's) share one."""
         self._stopping = True
         self._connected = False
         self._cancel_dial_timer()
-        if client is None:
+        if self._client is None:
             return
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._stop_task)
+
+    async def _release(self) -> None:
+        client, executor, connection = self._client, self._executor, self._connection
         # A call still inside Go when the client is released could meet a nil client
         # and panic: let calls in flight finish first (bounded).
         if self._inflight:
@@ -223,6 +230,7 @@ class NeonizeSession:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         self._client = self._executor = self._connection = None
+        self._stop_task = None
 
     async def logout(self) -> None:
         """Unlink this device from the phone (when connected) and delete the stored
@@ -469,10 +477,14 @@ def _in_own_thread(function: Callable[[], Any]) -> asyncio.Future[Any]:
     future: Future[Any] = Future()
 
     def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # nobody waits any more (the caller was cancelled)
         try:
-            future.set_result(function())
+            result = function()
         except BaseException as error:
             future.set_exception(error)
+        else:
+            future.set_result(result)
 
     threading.Thread(target=run, name="neonize-stop", daemon=True).start()
     return asyncio.wrap_future(future)
