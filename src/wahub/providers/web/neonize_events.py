@@ -322,8 +322,11 @@ def map_joined_group(event: Any) -> list[SessionEvent]:
     group = group_info(event.GroupInfo)
     if group is None:
         return []
+    # The event carries no time of its own; the group's creation is the best we have
+    # (0 when whatsmeow gave none), and a join is never older than that.
+    created = unix_seconds(int(event.GroupInfo.GroupCreated))
     changed = GroupChanged(
-        chat_id=group.chat_id, timestamp=0, name=group.name, joined=group.participants
+        chat_id=group.chat_id, timestamp=created, name=group.name, joined=group.participants
     )
     return [*group_identities(event.GroupInfo), changed]
 
