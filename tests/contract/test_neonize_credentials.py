@@ -7,14 +7,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 
-from wahub.providers.web.neonize_engine import NeonizeEngine
-from wahub.providers.web.neonize_store import SCHEMA, credential_store, store_beside
+from wahub.providers.web.neonize_engine import NeonizeEngine, build_engine
+from wahub.providers.web.neonize_store import SCHEMA, credential_store
 from wahub.providers.web.session import ConnectFailed, SessionEvent
 
 DEVICE = "4915110000001:7@s.whatsapp.net"
+
+
+def store_location(database_url: str) -> str:
+    """The credential store the session process uses beside ``database_url``: the same
+    PostgreSQL database, or a directory next to the SQLite file."""
+    if database_url.startswith("sqlite"):
+        return database_url.split(":///", 1)[1] + ".sessions"
+    return database_url
 
 
 async def dial_once(engine: NeonizeEngine, channel_id: str) -> SessionEvent:
@@ -50,7 +59,7 @@ async def postgres_tables(url: str) -> set[tuple[str, str]]:
 
 
 async def test_whatsmeow_creates_its_tables_in_their_own_place(database_url: str) -> None:
-    location = store_beside(database_url)
+    location = store_location(database_url)
     engine = NeonizeEngine(location)
 
     outcome = await dial_once(engine, "ch_creds")
@@ -108,7 +117,7 @@ async def link_by_hand(location: str, channel_id: str) -> None:
 async def test_a_linked_channel_has_credentials_its_neighbour_does_not_see(
     database_url: str,
 ) -> None:
-    location = store_beside(database_url)
+    location = store_location(database_url)
     engine = NeonizeEngine(location)
     await dial_once(engine, "ch_linked")
     await dial_once(engine, "ch_other")
@@ -123,7 +132,7 @@ async def test_a_linked_channel_has_credentials_its_neighbour_does_not_see(
 
 
 async def test_logout_deletes_the_stored_credentials(database_url: str) -> None:
-    location = store_beside(database_url)
+    location = store_location(database_url)
     engine = NeonizeEngine(location)
     await dial_once(engine, "ch_bye")
     await link_by_hand(location, "ch_bye")
@@ -133,3 +142,17 @@ async def test_logout_deletes_the_stored_credentials(database_url: str) -> None:
 
     assert not await engine.has_credentials("ch_bye")
     await engine.close()
+
+
+async def test_the_session_process_engine_follows_the_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = build_engine(SimpleNamespace(database_url=database_url), tmp_path / "state")
+
+    await dial_once(engine, "ch_built")
+    await engine.close()
+
+    if database_url.startswith("sqlite"):
+        assert (tmp_path / "state" / "whatsapp" / "ch_built.sqlite3").is_file()
+    else:
+        assert (SCHEMA, "whatsmeow_device") in await postgres_tables(database_url)

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from neonize._binder import ProxySettings
 from neonize.client import NewClient
@@ -82,7 +82,7 @@ from wahub.providers.web.session import (
     WebOutbound,
 )
 
-__all__ = ["NeonizeEngine", "NeonizeSession"]
+__all__ = ["NeonizeEngine", "NeonizeSession", "build_engine"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -536,3 +536,18 @@ class NeonizeEngine:
             await session.stop()
         self._sessions.clear()
         await self._store.close()
+
+
+class _DatabaseSettings(Protocol):
+    database_url: str
+
+
+def build_engine(settings: _DatabaseSettings, state_dir: Path) -> NeonizeEngine:
+    """The engine the session process uses for real phones: on PostgreSQL (scale-out)
+    credentials go to schema ``wahub_sessions`` of wahub's own database, so any session
+    process resumes any phone; on SQLite (embedded) to one file per channel under
+    ``state_dir/whatsapp``, beside the database."""
+    url = settings.database_url
+    if url.startswith(("postgres://", "postgresql")):
+        return NeonizeEngine(url)
+    return NeonizeEngine(state_dir / "whatsapp")

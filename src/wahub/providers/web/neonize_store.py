@@ -202,16 +202,6 @@ class PostgresStore:
             self._pool = None
 
 
-def store_beside(database_url: str) -> str:
-    """The default credential store for wahub's database: on SQLite a directory beside
-    the database file (``wahub.db`` -> ``wahub.db.sessions/``), on PostgreSQL the same
-    database (whatsmeow's tables go to schema ``wahub_sessions``)."""
-    if database_url.startswith("sqlite"):
-        path = database_url.split(":///", 1)[1] if ":///" in database_url else "wahub.db"
-        return f"{path.split('?', 1)[0]}.sessions"
-    return database_url
-
-
 def credential_store(location: str | Path) -> CredentialStore:
     """A ``PostgresStore`` for a PostgreSQL URL, else a ``DirectoryStore``."""
     text = str(location)
