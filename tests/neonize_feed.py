@@ -26,9 +26,11 @@ def jid(user: str, server: str = "s.whatsapp.net") -> Any:
 
 
 class Feed:
-    def __init__(self, tmp_path: Path, channel_id: str = "ch_feed") -> None:
+    def __init__(
+        self, tmp_path: Path, channel_id: str = "ch_feed", engine: NeonizeEngine | None = None
+    ) -> None:
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue()
-        self.engine = NeonizeEngine(tmp_path / "sessions")
+        self.engine = engine or NeonizeEngine(tmp_path / "sessions")
         self.session: NeonizeSession = self.engine.open(channel_id, on_event=self.events.put_nowait)
         self.client = NewClient(str(tmp_path / "feed.sqlite3"), uuid=channel_id)
         self.session.attach(self.client)

@@ -10,10 +10,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import asyncpg
+from neonize.events import LoggedOutEv
 
+from neonize_feed import Feed
 from wahub.providers.web.neonize_engine import NeonizeEngine, build_engine
 from wahub.providers.web.neonize_store import SCHEMA, credential_store
-from wahub.providers.web.session import ConnectFailed, SessionEvent
+from wahub.providers.web.session import ConnectFailed, LoggedOut, SessionEvent
 
 DEVICE = "4915110000001:7@s.whatsapp.net"
 
@@ -156,3 +158,21 @@ async def test_the_session_process_engine_follows_the_database(
         assert (tmp_path / "state" / "whatsapp" / "ch_built.sqlite3").is_file()
     else:
         assert (SCHEMA, "whatsmeow_device") in await postgres_tables(database_url)
+
+
+async def test_the_phone_unlinking_us_forgets_the_credentials_before_saying_so(
+    database_url: str, tmp_path: Path
+) -> None:
+    location = store_location(database_url)
+    engine = NeonizeEngine(location)
+    await dial_once(engine, "ch_unlinked")
+    await link_by_hand(location, "ch_unlinked")
+    # An unconnected client of neonize's own, fed whatsmeow's LoggedOut through
+    # neonize's dispatcher (no network reaches WhatsApp here).
+    feed = Feed(tmp_path, "ch_unlinked", engine=engine)
+
+    told = await feed.collect(LoggedOutEv(OnConnect=False, Reason=2), 1)
+
+    assert told == [LoggedOut(reason="logged out from the phone")]
+    assert not await engine.has_credentials("ch_unlinked")
+    await feed.close()

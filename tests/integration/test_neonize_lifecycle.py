@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 
 from neonize_feed import Feed
-from wahub.domain.errors import PermanentProviderError, RetryableProviderError, ValidationError
+from wahub.domain.errors import (
+    ConflictError,
+    PermanentProviderError,
+    RetryableProviderError,
+    ValidationError,
+)
 from wahub.providers.web.neonize_engine import NeonizeEngine
 from wahub.providers.web.session import ConnectFailed, SessionEvent, WebOutbound
 
@@ -116,7 +121,7 @@ async def test_a_message_that_cannot_be_built_is_refused_for_good_before_any_cal
 async def test_a_pairing_code_needs_a_phone_and_a_session_showing_qr_codes(feed: Feed) -> None:
     with pytest.raises(ValidationError):
         await feed.session.pair_phone("not a phone")
-    with pytest.raises(RetryableProviderError, match="while the session shows QR codes"):
+    with pytest.raises(ConflictError, match="while the session shows QR codes"):
         await feed.session.pair_phone("+4915110000001")
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -51,6 +51,7 @@ from neonize.events import (
 )
 
 from wahub.domain.errors import (
+    ConflictError,
     PermanentProviderError,
     ProviderOutcomeUnknown,
     RetryableProviderError,
@@ -99,7 +100,6 @@ _PLAIN_EVENTS: dict[Any, Mapper] = {
     ReceiptEv: mapping.map_receipt,
     GroupInfoEv: mapping.map_group_change,
     JoinedGroupEv: mapping.map_joined_group,
-    LoggedOutEv: mapping.map_logged_out,
     TemporaryBanEv: mapping.map_temporary_ban,
     ConnectFailureEv: mapping.map_connect_failure,
     PairStatusEv: mapping.map_pair_status,
@@ -150,6 +150,7 @@ class NeonizeSession:
         self._dial_timer: asyncio.TimerHandle | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
         self._stop_task: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         # Only touched on the loop (handlers hop there first).
         self._connected = False
         self._pairing = False
@@ -249,11 +250,11 @@ class NeonizeSession:
 
     async def pair_phone(self, phone: str) -> str:
         """A pairing code for ``phone`` (E.164). Raises ``ValidationError`` for a number
-        that is not one, ``RetryableProviderError`` when not pairing (no socket yet,
-        or already linked)."""
+        that is not one, ``ConflictError`` when the session is not pairing (no QR shown
+        yet, or already linked)."""
         digits = normalize_phone(phone, field="phone")[1:]
         if not self._pairing or self._connected or self._client is None:
-            raise RetryableProviderError(
+            raise ConflictError(
                 "a pairing code can only be requested while the session shows QR codes"
             )
         code: str = await self._call(self._client.PairPhone, digits, True)
@@ -353,9 +354,20 @@ class NeonizeSession:
         except Exception as error:
             raise RetryableProviderError(f"WhatsApp refused: {error}") from error
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the loop, keeping a reference until it ends (the loop keeps
+        only weak ones)."""
+        if self._loop is None:
+            work.close()
+            return
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _register_handlers(self, client: Any) -> None:
         for event_type, mapper in _PLAIN_EVENTS.items():
             client.event(event_type)(self._threadsafe_handler(mapper))
+        client.event(LoggedOutEv)(self._on_logged_out)
         client.event(ConnectedEv)(self._threadsafe_handler(lambda _e: [], self._connected_soon))
         client.event.qr(self._on_qr)
 
@@ -420,14 +432,29 @@ class NeonizeSession:
             and self._loop is not None
         ):
             # Stored under the LID now; the phone, when whatsmeow knows it, merges it.
-            self._loop.create_task(self._learn_phone(event.sender_lid))
+            self._spawn(self._learn_phone(event.sender_lid))
+
+    def _on_logged_out(self, _client: Any, event: Any) -> None:
+        unlinked = mapping.map_logged_out(event)
+        self._to_loop([], lambda: self._unlinked_soon(unlinked))
+
+    def _unlinked_soon(self, unlinked: list[SessionEvent]) -> None:
+        self._connected = False
+        self._spawn(self._unlinked(unlinked))
+
+    async def _unlinked(self, unlinked: list[SessionEvent]) -> None:
+        """The phone (or WhatsApp) unlinked us: the credentials are worthless now, so
+        they go before ``LoggedOut`` is told, and a restart pairs anew."""
+        await self.stop()
+        await self._store.forget(self.channel_id)
+        for event in unlinked:
+            self._emit(event)
 
     def _connected_soon(self) -> None:
         self._cancel_dial_timer()
         self._connected = True
         self._pairing = False
-        if self._loop is not None:
-            self._loop.create_task(self._announce_connected())
+        self._spawn(self._announce_connected())
 
     async def _announce_connected(self) -> None:
         me: Any = None
@@ -452,8 +479,7 @@ class NeonizeSession:
         self._emit(
             ConnectFailed(reason=f"WhatsApp did not answer within {self._dial_timeout_s:g} s")
         )
-        if self._loop is not None:
-            self._loop.create_task(self.stop())
+        self._spawn(self.stop())
 
     def _cancel_dial_timer(self) -> None:
         if self._dial_timer is not None:
