@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from neonize.events import ConnectedEv
 
 from neonize_feed import Feed
 from wahub.domain.errors import (
@@ -22,7 +23,7 @@ from wahub.domain.errors import (
     ValidationError,
 )
 from wahub.providers.web.neonize_engine import NeonizeEngine
-from wahub.providers.web.session import ConnectFailed, SessionEvent, WebOutbound
+from wahub.providers.web.session import Connected, ConnectFailed, SessionEvent, WebOutbound
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,3 +192,22 @@ def test_the_engine_never_reaches_that_panic_on_an_unconnected_session(tmp_path:
         "phone None",
         "survived",
     ]
+
+
+async def test_refusals_from_whatsmeow_are_retryable_and_name_the_reason(feed: Feed) -> None:
+    """Connected as far as our events go, while the Go client has no connection (what
+    a connection lost between the two looks like): neonize answers each call with an
+    error instead of panicking, and the engine passes it on as retryable."""
+    [connected] = await feed.collect(ConnectedEv(status=True), 1)
+    text = WebOutbound(tracking_id="m", to="4915110000001@s.whatsapp.net", kind="text", text="x")
+    image = WebOutbound(
+        tracking_id="m", to="4915110000001@s.whatsapp.net", kind="image", media=b"\x89PNG"
+    )
+
+    assert connected == Connected(me_phone=None)
+    with pytest.raises(RetryableProviderError, match=r"WhatsApp refused: .*client is nil"):
+        await feed.session.send(text)
+    with pytest.raises(RetryableProviderError, match=r"WhatsApp refused: .*client is nil"):
+        await feed.session.send(image)
+    with pytest.raises(RetryableProviderError, match=r"WhatsApp refused: .*client is nil"):
+        await feed.session.list_groups()

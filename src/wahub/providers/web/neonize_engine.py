@@ -115,6 +115,10 @@ _PLAIN_EVENTS: dict[Any, Mapper] = {
 _CONNECTION_LOST = (Disconnected, LoggedOut, StreamReplaced, TemporaryBan, ConnectFailed)
 
 
+class _CallTimedOut(RetryableProviderError):
+    """A neonize call did not return within ``call_timeout_s`` (its thread goes on)."""
+
+
 def _device_jid(jid: Any) -> str | None:
     if jid is None or not jid.User:
         return None
@@ -292,10 +296,14 @@ class NeonizeSession:
             )
         try:
             response = await self._call(client.send_message, to, body)
-        except TimeoutError as error:
-            raise ProviderOutcomeUnknown(
-                f"WhatsApp did not answer the send within {self._call_timeout_s:g} s"
-            ) from error
+        except _CallTimedOut as error:
+            raise ProviderOutcomeUnknown(f"the send may have left: {error}") from error
+        except RetryableProviderError as error:
+            # whatsmeow gives up waiting for the server's ack with "timed out": the
+            # message may be out, and a resend could deliver it twice.
+            if "timed out" in str(error):
+                raise ProviderOutcomeUnknown(f"the send may have left: {error}") from error
+            raise
         wa_id = to.User if to.Server == mapping.PERSON_SERVER else None
         return SendResult(provider_message_id=response.ID, wa_id=wa_id)
 
@@ -326,7 +334,7 @@ class NeonizeSession:
     async def _learn_phone(self, lid: str) -> None:
         try:
             phone = await self.phone_for_lid(lid)
-        except (TimeoutError, RetryableProviderError) as error:
+        except RetryableProviderError as error:
             log.warning("neonize session %s: no phone for %s: %s", self.channel_id, lid, error)
             return
         if phone is not None:
@@ -340,8 +348,8 @@ class NeonizeSession:
         return self._client
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a blocking neonize call on our pool, bounded by ``call_timeout_s``. Raises
-        ``TimeoutError`` on time-out, ``RetryableProviderError`` for neonize's errors."""
+        """Run a blocking neonize call on our pool, bounded by ``call_timeout_s``.
+        Raises ``RetryableProviderError`` when it times out or neonize raises."""
         if self._executor is None or self._loop is None:
             raise RetryableProviderError(f"web session {self.channel_id} is not started")
         future = self._loop.run_in_executor(self._executor, lambda: function(*args))
@@ -349,8 +357,10 @@ class NeonizeSession:
         future.add_done_callback(self._inflight.discard)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self._call_timeout_s)
-        except TimeoutError:
-            raise
+        except TimeoutError as error:
+            raise _CallTimedOut(
+                f"WhatsApp did not answer within {self._call_timeout_s:g} s"
+            ) from error
         except Exception as error:
             raise RetryableProviderError(f"WhatsApp refused: {error}") from error
 
@@ -462,7 +472,7 @@ class NeonizeSession:
         try:
             if await self._really_connected():
                 me = await self._call(client.get_me)
-        except (TimeoutError, RetryableProviderError) as error:
+        except RetryableProviderError as error:
             log.warning("neonize session %s: who am I? %s", self.channel_id, error)
         phone = mapping.jid_phone(me.JID) if me is not None else None
         lid = mapping.jid_lid(me.LID) if me is not None else None
