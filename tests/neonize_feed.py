@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,14 @@ from neonize.proto.Neonize_pb2 import JID
 
 from wahub.providers.web.neonize_engine import NeonizeEngine, NeonizeSession
 from wahub.providers.web.session import SessionEvent
+
+
+def refusing_proxy() -> str:
+    """An HTTP proxy address where nothing listens: a dial through it is refused, on a
+    machine with a network as on one without."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 def jid(user: str, server: str = "s.whatsapp.net") -> Any:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import asyncpg
 from neonize.events import LoggedOutEv
 
-from neonize_feed import Feed
+from neonize_feed import Feed, refusing_proxy
 from wahub.providers.web.neonize_engine import NeonizeEngine, build_engine
 from wahub.providers.web.neonize_store import SCHEMA, credential_store
 from wahub.providers.web.session import ConnectFailed, LoggedOut, SessionEvent
@@ -30,7 +30,8 @@ def store_location(database_url: str) -> str:
 
 async def dial_once(engine: NeonizeEngine, channel_id: str) -> SessionEvent:
     """Start a session (which makes whatsmeow open and migrate its store), wait for the
-    dial's outcome (no network here) and stop it."""
+    dial's outcome (refused: the engines here dial through a proxy where nothing
+    listens) and stop it."""
     events: asyncio.Queue[SessionEvent] = asyncio.Queue()
     session = engine.open(channel_id, on_event=events.put_nowait)
     await session.start()
@@ -62,7 +63,7 @@ async def postgres_tables(url: str) -> set[tuple[str, str]]:
 
 async def test_whatsmeow_creates_its_tables_in_their_own_place(database_url: str) -> None:
     location = store_location(database_url)
-    engine = NeonizeEngine(location)
+    engine = NeonizeEngine(location, proxy=refusing_proxy())
 
     outcome = await dial_once(engine, "ch_creds")
     linked = await engine.has_credentials("ch_creds")
@@ -120,7 +121,7 @@ async def test_a_linked_channel_has_credentials_its_neighbour_does_not_see(
     database_url: str,
 ) -> None:
     location = store_location(database_url)
-    engine = NeonizeEngine(location)
+    engine = NeonizeEngine(location, proxy=refusing_proxy())
     await dial_once(engine, "ch_linked")
     await dial_once(engine, "ch_other")
 
@@ -135,7 +136,7 @@ async def test_a_linked_channel_has_credentials_its_neighbour_does_not_see(
 
 async def test_logout_deletes_the_stored_credentials(database_url: str) -> None:
     location = store_location(database_url)
-    engine = NeonizeEngine(location)
+    engine = NeonizeEngine(location, proxy=refusing_proxy())
     await dial_once(engine, "ch_bye")
     await link_by_hand(location, "ch_bye")
 
@@ -164,7 +165,7 @@ async def test_the_phone_unlinking_us_forgets_the_credentials_before_saying_so(
     database_url: str, tmp_path: Path
 ) -> None:
     location = store_location(database_url)
-    engine = NeonizeEngine(location)
+    engine = NeonizeEngine(location, proxy=refusing_proxy())
     await dial_once(engine, "ch_unlinked")
     await link_by_hand(location, "ch_unlinked")
     # An unconnected client of neonize's own, fed whatsmeow's LoggedOut through
