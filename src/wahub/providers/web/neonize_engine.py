@@ -505,6 +505,9 @@ class NeonizeSession:
         reason = f"could not connect to WhatsApp: {error}" if error else "the connection ended"
         if not self._failed:
             self._emit(ConnectFailed(reason=reason))
+        # Nothing runs for this session any more: release its client and threads now
+        # rather than when (or if) the session process asks.
+        self._spawn(self.stop())
 
 
 def _in_own_thread(function: Callable[[], Any]) -> asyncio.Future[Any]:
