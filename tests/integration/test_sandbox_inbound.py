@@ -17,8 +17,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from wahub.providers import cloudapi_webhooks, periskope_webhooks, whapi_webhooks
+from wahub.providers.cloudapi import webhooks as cloudapi_webhooks
+from wahub.providers.periskope import webhooks as periskope_webhooks
 from wahub.providers.sandbox import Sandbox, SandboxConfig
+from wahub.providers.whapi import webhooks as whapi_webhooks
 
 APP_SECRET = "test-app-secret"
 WHAPI_SECRET = "test-whapi-secret"

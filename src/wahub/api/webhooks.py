@@ -27,8 +27,9 @@ from wahub.api.auth import HubDep
 from wahub.api.bodies import read_limited_body
 from wahub.api.errors import ErrorOut, error_response
 from wahub.domain.errors import AuthenticationFailed
-from wahub.providers import periskope_webhooks, whapi_webhooks
-from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
+from wahub.providers.cloudapi.webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
+from wahub.providers.periskope import webhooks as periskope_webhooks
+from wahub.providers.whapi import webhooks as whapi_webhooks
 from wahub.webhook_secrets import secret_value
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wahub.domain.errors import ValidationError
-from wahub.providers import cloudapi_webhooks, periskope_webhooks, whapi_webhooks
 from wahub.providers.base import ParsedDelivery
+from wahub.providers.cloudapi import webhooks as cloudapi_webhooks
+from wahub.providers.periskope import webhooks as periskope_webhooks
+from wahub.providers.whapi import webhooks as whapi_webhooks
 
 DeliveryParser = Callable[[bytes], ParsedDelivery]
 

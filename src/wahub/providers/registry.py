@@ -20,10 +20,10 @@ import orjson
 from wahub.domain.credentials import CredentialCipher
 from wahub.domain.errors import ValidationError
 from wahub.providers.base import ChatDirectory, GroupDirectory, Provider
-from wahub.providers.cloudapi import CloudApiProvider
+from wahub.providers.cloudapi.adapter import CloudApiProvider
 from wahub.providers.group_chats import GroupChatDirectory
-from wahub.providers.periskope import PeriskopeChatDirectory
-from wahub.providers.whapi import WhapiProvider
+from wahub.providers.periskope.adapter import PeriskopeChatDirectory
+from wahub.providers.whapi.adapter import WhapiProvider
 
 Adapter = CloudApiProvider | WhapiProvider
 

@@ -1,9 +1,8 @@
 """The Meta WhatsApp Cloud API adapter (Graph API ``POST /{phone_number_id}/messages``).
 
 ``CloudApiProvider`` implements the provider port (``wahub.providers.base.Provider``).
-Error classification lives in ``cloudapi_errors`` and webhook handling in
-``cloudapi_webhooks``; both are re-exported here, with ``http.parse_retry_after``, so
-callers import one module.
+Error classification lives in ``errors`` and webhook handling in ``webhooks``, beside
+this module.
 """
 
 from __future__ import annotations
@@ -18,26 +17,14 @@ import aiohttp
 
 from wahub.domain.errors import PermanentProviderError, ProviderError, ProviderOutcomeUnknown
 from wahub.providers.base import OutboundMessage, SendResult
-from wahub.providers.cloudapi_errors import classify_error
-from wahub.providers.cloudapi_webhooks import (
-    SIGNATURE_HEADER,
-    parse_statuses,
-    verify_handshake,
-    verify_signature,
-)
-from wahub.providers.http import ProviderHttp, parse_retry_after, snippet
+from wahub.providers.cloudapi.errors import classify_error
+from wahub.providers.http import ProviderHttp, snippet
 
 __all__ = [
     "MAX_TRACKING_ID_CHARS",
-    "SIGNATURE_HEADER",
     "SUPPORTED_TYPES",
     "CloudApiProvider",
     "build_send_body",
-    "classify_error",
-    "parse_retry_after",
-    "parse_statuses",
-    "verify_handshake",
-    "verify_signature",
 ]
 
 # biz_opaque_callback_data limit (pywa, Meta as quoted by telepie).
