@@ -21,11 +21,14 @@ from wahub.providers.cloudapi.errors import classify_error
 from wahub.providers.http import ProviderHttp, snippet
 
 __all__ = [
+    "DEFAULT_API_VERSION",
     "MAX_TRACKING_ID_CHARS",
     "SUPPORTED_TYPES",
     "CloudApiProvider",
     "build_send_body",
 ]
+
+DEFAULT_API_VERSION: Final = "21.0"
 
 # biz_opaque_callback_data limit (pywa, Meta as quoted by telepie).
 MAX_TRACKING_ID_CHARS: Final = 512
@@ -106,10 +109,6 @@ class CloudApiProvider:
     to the last byte of the answer; at most half of it goes to getting a connection.
     """
 
-    kind: str = "cloudapi"
-    # Meta echoes our biz_opaque_callback_data in every status of the message.
-    echoes_tracking_id: bool = True
-
     def __init__(
         self,
         *,
@@ -117,7 +116,7 @@ class CloudApiProvider:
         access_token: str,
         session: aiohttp.ClientSession,
         base_url: str = "https://graph.facebook.com",
-        api_version: str = "21.0",
+        api_version: str = DEFAULT_API_VERSION,
         timeout_s: float = 15.0,
     ) -> None:
         """Raises ``ValueError`` for an empty id or token, a base URL that is not an
