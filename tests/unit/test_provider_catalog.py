@@ -6,10 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
+from fastapi.routing import APIRoute
 
+from wahub.api.webhooks import router as webhooks_router
+from wahub.config import Settings
 from wahub.domain.credentials import CredentialCipher, generate_key
 from wahub.domain.errors import ValidationError
+from wahub.domain.status import Status
+from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.providers import catalog
 from wahub.providers.cloudapi.webhooks import parse_body
 from wahub.providers.registry import ECHOING_KINDS, ProviderRegistry
@@ -81,3 +87,32 @@ def test_asking_a_kind_for_an_undeclared_capability_is_a_validation_error(
         with pytest.raises(ValidationError) as refused:
             ask(registry, channel)
         assert refused.value.details["kind"] == spec.kind
+
+
+def test_every_webhook_receiver_gets_a_route_and_a_documented_secret() -> None:
+    routes = {
+        (route.path, method)
+        for route in webhooks_router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    for receiver in catalog.RECEIVERS.values():
+        if receiver.webhook is None:
+            continue
+        assert (f"/v1/webhooks/{receiver.provider}", "POST") in routes
+        field = Settings.model_fields[receiver.webhook.secret_setting]
+        assert field.description, receiver.webhook.secret_env
+
+
+def test_a_stored_delivery_is_read_by_the_parser_its_provider_declared() -> None:
+    body = orjson.dumps(
+        {
+            "statuses": [{"id": "w1", "status": "read", "timestamp": 1700000000}],
+            "event": {"type": "statuses", "event": "post"},
+            "channel_id": "ch",
+        }
+    )
+    (status,) = parse_stored_delivery("whapi", body).statuses
+    assert (status.provider_message_id, status.status) == ("w1", Status.READ)
+    with pytest.raises(ValidationError, match="no parser for provider 'nosuch'"):
+        parse_stored_delivery("nosuch", body)
