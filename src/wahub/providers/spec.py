@@ -115,7 +115,9 @@ class ProviderSpec:
     WhatsApp number (stored as E.164), not a free label. ``echoes_tracking_id``: the
     provider's statuses carry our message id back, so a send whose outcome is unknown
     and that no status mentions within the grace period provably did not go out.
-    ``names_people``: its chat directory knows people as well as groups.
+    ``names_people``: its chat directory knows people as well as groups. ``send_types``
+    are the message content types its sender can send (Cloud API names); any other is
+    refused with ``PermanentProviderError`` before a request is made.
     """
 
     kind: str
@@ -131,6 +133,7 @@ class ProviderSpec:
     receiver: Receiver | None = None
     echoes_tracking_id: bool = False
     names_people: bool = False
+    send_types: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         built = {
@@ -146,6 +149,9 @@ class ProviderSpec:
                     f"{'declared' if capability in self.capabilities else 'not declared'} "
                     f"but its factory is {'missing' if factory is None else 'set'}"
                 )
+
+        if Capability.SEND in self.capabilities and not self.send_types:
+            raise ValueError(f"provider {self.kind!r}: a sender must name its send_types")
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from wahub.providers.cloudapi.adapter import DEFAULT_API_VERSION, CloudApiProvider
+from wahub.providers.cloudapi.adapter import DEFAULT_API_VERSION, SUPPORTED_TYPES, CloudApiProvider
 from wahub.providers.cloudapi.webhooks import (
     SIGNATURE_HEADER,
     dedupe_key,
@@ -54,4 +54,5 @@ SPEC: Final = ProviderSpec(
     receiver=RECEIVER,
     # Meta echoes our biz_opaque_callback_data in every status of the message.
     echoes_tracking_id=True,
+    send_types=SUPPORTED_TYPES,
 )

@@ -68,4 +68,6 @@ SPEC: Final = ProviderSpec(
     receiver=RECEIVER,
     # WHAPI statuses carry only its own message id, which a lost answer never told us.
     echoes_tracking_id=False,
+    # Only text goes through WHAPI today (build_text_body refuses the rest).
+    send_types=frozenset({"text"}),
 )
