@@ -28,6 +28,7 @@ from wahub.api import (
     realtime,
     replication,
     search,
+    subscriptions,
     webhooks,
 )
 from wahub.api.docs import install_docs
@@ -106,7 +107,7 @@ def create_app(
     # /v1/messages/search would otherwise match /v1/messages/{message_id}.
     hot = (webhooks, search, messages)
     routers = (health, metrics, conversations, admin, groups, campaigns, compat)
-    for module in (*hot, *routers, replication, chat_names, realtime):
+    for module in (*hot, *routers, replication, subscriptions, chat_names, realtime):
         app.include_router(module.router)
     install_docs(app)
     install_error_responses(app)

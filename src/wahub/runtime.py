@@ -24,7 +24,10 @@ from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
+from wahub.features.subscriptions import Subscriptions
 from wahub.pipeline.campaigns import CampaignDispatcher
+from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
+from wahub.pipeline.event_fanout import fanout_shipper
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.intake import WebhookIntake
 from wahub.pipeline.outbox import OutboxWorker
@@ -33,6 +36,7 @@ from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.registry import ProviderRegistry
 from wahub.realtime.hub import RealtimeHub
 from wahub.replication.service import Replication
+from wahub.replication.shipper import Shipper
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 from wahub.store.notify import EVENTS, INBOX, OUTBOX, Listener
@@ -57,6 +61,9 @@ class Hub:
     outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
     campaign_wakeup: Wakeup = field(default_factory=Wakeup)
+    events_wakeup: Wakeup = field(default_factory=Wakeup)
+    deliveries: DeliveryWorker | None = None
+    fanout: Shipper | None = None
     dispatcher: CampaignDispatcher | None = None
     outbox: OutboxWorker | None = None
     inbox: InboxProcessor | None = None
@@ -113,6 +120,25 @@ class Hub:
             retention_hours=self.settings.replication_retention_hours,
             poll_interval=self.settings.replication_poll_interval_seconds,
             lease_seconds=self.settings.replication_lease_seconds,
+        )
+
+    @cached_property
+    def delivery_policy(self) -> DeliveryPolicy:
+        s = self.settings
+        return DeliveryPolicy(
+            timeout_seconds=s.subscription_timeout_seconds,
+            retry_seconds=s.subscription_retry_hours * 3600,
+            pause_after_seconds=s.subscription_pause_after_hours * 3600,
+            backoff_max_seconds=s.subscription_backoff_max_seconds,
+        )
+
+    @cached_property
+    def subscriptions(self) -> Subscriptions:
+        return Subscriptions(
+            self.db,
+            self.channels.cipher,
+            self.delivery_policy,
+            on_due=self.events_wakeup.notify,
         )
 
     @classmethod
@@ -197,10 +223,24 @@ class Hub:
                 policy=InboundPolicy.from_settings(self.settings),
             )
             self.dispatcher = CampaignDispatcher(self.campaigns, self.campaign_wakeup)
+            # Event subscriptions: the log read into their outboxes (one reader across
+            # processes, a leased cursor), and deliveries claimed by every process.
+            self.fanout = await fanout_shipper(
+                self.db,
+                owner=self.replication.owner,
+                lease_seconds=self.settings.replication_lease_seconds,
+                poll_interval=self.settings.replication_poll_interval_seconds,
+                on_stored=self.events_wakeup.notify,
+            )
+            self.deliveries = DeliveryWorker(
+                self.db, self.channels.cipher, self.events_wakeup, self.delivery_policy
+            )
             self._tasks = [
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.inbox.run(), name="inbox"),
                 asyncio.create_task(self.dispatcher.run(), name="campaigns"),
+                asyncio.create_task(self.fanout.run(), name="event-fanout"),
+                asyncio.create_task(self.deliveries.run(), name="event-deliveries"),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._pipeline_task_done)
@@ -246,6 +286,10 @@ class Hub:
             self.inbox.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.fanout is not None:
+            self.fanout.stop()
+        if self.deliveries is not None:
+            self.deliveries.stop()
         if "replication" in self.__dict__:
             await self.replication.stop()
         if self._scheduler_task is not None:

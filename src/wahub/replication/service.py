@@ -36,6 +36,8 @@ from wahub.store.schema import chats, metadata
 log = logging.getLogger("wahub.replication")
 
 PRUNE_INTERVAL_SECONDS = 60.0
+# Cursors of the hub's own log readers (``@subscriptions``); sink names cannot start so.
+INTERNAL_PREFIX = "@"
 Progress = Callable[[str, int, int], None]  # (table, rows done, rows in the table)
 
 
@@ -197,6 +199,8 @@ class Replication:
             dead = q.dead_letter_counts_sync(conn)
             sinks = []
             for cursor in cursors:
+                if cursor["sink"].startswith(INTERNAL_PREFIX):
+                    continue  # the hub's own reader (event subscriptions), not a sink
                 last_seq = int(cursor["last_seq"])
                 oldest = q.oldest_unshipped_sync(conn, last_seq)
                 pending = q.pending_count_sync(conn, last_seq) if oldest else 0
