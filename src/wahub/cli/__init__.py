@@ -25,6 +25,7 @@ from wahub.cli import (
     send,
     serve,
     settings,
+    subscriptions,
     worker,
 )
 
@@ -70,6 +71,7 @@ app.add_typer(groups.app, name="groups")
 app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(campaigns.stats_app, name="stats")
 app.add_typer(replicate.app, name="replicate")
+app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(bench.app, name="bench")
 
 

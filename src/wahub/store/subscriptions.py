@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     delete,
     false,
     func,
@@ -198,11 +199,36 @@ class Settled:
 
 
 def settle_sync(conn: SyncConnection, settled: Sequence[Settled], *, owner: str, now: float) -> int:
-    """Record results of a worker's claimed deliveries (only rows it still leases).
-    Returns how many rows were settled."""
+    """Record results of a worker's claimed deliveries (only rows it still leases: one
+    whose lease lapsed belongs to another worker now) and log each attempt. Returns how
+    many rows were settled."""
     ed = event_deliveries
-    done = 0
+    done: dict[int, int] = {}  # delivery id -> its attempts count after this one
+    delivered = [i for i in settled if i.attempted and i.state == DELIVERED]
+    if delivered:
+        # The common case in one statement: a chat's run of successes.
+        rows = conn.execute(
+            update(ed)
+            .where(ed.c.id.in_([i.delivery_id for i in delivered]), ed.c.lease_owner == owner)
+            .values(
+                state=DELIVERED,
+                attempts=ed.c.attempts + 1,
+                last_status_code=case(
+                    *((ed.c.id == i.delivery_id, i.status_code) for i in delivered),
+                    else_=None,
+                ),
+                last_error=None,
+                delivered_at=now,
+                next_attempt_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+            .returning(ed.c.id, ed.c.attempts)
+        )
+        done.update((int(r[0]), int(r[1])) for r in rows)
     for item in settled:
+        if item.attempted and item.state == DELIVERED:
+            continue
         values: dict[str, Any] = {
             "state": item.state,
             "next_attempt_at": item.next_attempt_at,
@@ -213,39 +239,31 @@ def settle_sync(conn: SyncConnection, settled: Sequence[Settled], *, owner: str,
             values["attempts"] = ed.c.attempts + 1
             values["last_status_code"] = item.status_code
             values["last_error"] = item.error
-            if item.state == DELIVERED:
-                values["delivered_at"] = now
-            elif item.error is not None:
-                values["first_failure_at"] = func.coalesce(ed.c.first_failure_at, now)
-        result = conn.execute(
+            values["first_failure_at"] = func.coalesce(ed.c.first_failure_at, now)
+        row = conn.execute(
             update(ed)
             .where(ed.c.id == item.delivery_id, ed.c.lease_owner == owner)
             .values(**values)
             .returning(ed.c.attempts)
         ).first()
-        if result is None:
-            continue  # the lease lapsed and another worker took the row
-        done += 1
-        if item.attempted:
-            conn.execute(
-                delivery_attempts.insert().values(
-                    delivery_id=item.delivery_id,
-                    subscription_id=item.subscription_id,
-                    attempt=int(result[0]),
-                    status_code=item.status_code,
-                    latency_ms=item.latency_ms,
-                    error=item.error,
-                    attempted_at=now,
-                )
-            )
-    return done
-
-
-def first_failure_sync(conn: SyncConnection, delivery_id: int) -> float | None:
-    value = conn.execute(
-        select(event_deliveries.c.first_failure_at).where(event_deliveries.c.id == delivery_id)
-    ).scalar()
-    return None if value is None else float(value)
+        if row is not None:
+            done[item.delivery_id] = int(row[0])
+    log = [
+        {
+            "delivery_id": item.delivery_id,
+            "subscription_id": item.subscription_id,
+            "attempt": done[item.delivery_id],
+            "status_code": item.status_code,
+            "latency_ms": item.latency_ms,
+            "error": item.error,
+            "attempted_at": now,
+        }
+        for item in settled
+        if item.attempted and item.delivery_id in done
+    ]
+    if log:
+        conn.execute(delivery_attempts.insert(), log)
+    return len(done)
 
 
 def mark_subscription_result_sync(
