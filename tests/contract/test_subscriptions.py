@@ -319,3 +319,21 @@ async def test_a_receiver_that_never_answers_times_out_and_is_retried(env: Any) 
     assert [a["status_code"] for a in reversed(log)] == [None, 204]
     assert "Timeout" in (log[-1]["error"] or "")
     assert bodies(receiver.accepted) == ["slow"]
+
+
+async def test_a_channel_paused_and_resumed_is_a_channel_status_event(env: Any) -> None:
+    receiver = Receiver()
+    async with serve(receiver) as url, rig(env) as r:
+        created = await r.subs.create(url=url, event_types=["channel.status"])
+        receiver.secret = created["secret"]
+        await env.channels.update(env.channel_id, paused=True)
+        await env.channels.update(env.channel_id, name="renamed")  # not a state change
+        await env.channels.update(env.channel_id, paused=False)
+        r.clock.now = time.time()
+        await r.deliver_all()
+
+    assert [(p["type"], p["data"]["paused"]) for p in receiver.accepted] == [
+        ("channel.status", True),
+        ("channel.status", False),
+    ]
+    assert receiver.accepted[0]["data"]["channel_id"] == env.channel_id

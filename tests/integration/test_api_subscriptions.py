@@ -250,3 +250,18 @@ async def inject_inbound(hub: Hub, channel_id: str) -> None:
     }
     async with hub.db.transaction() as conn:
         await messages_q.insert_message(conn, row)
+
+
+async def test_metrics_count_paused_subscriptions(
+    client: httpx.AsyncClient, headers_for: Headers
+) -> None:
+    admin = headers_for("admin")
+    sub = (await create(client, admin, "http://127.0.0.1:9/hook")).json()
+    await create(client, admin, "http://127.0.0.1:9/other")
+    await client.post(f"/v1/subscriptions/{sub['id']}/pause", headers=admin)
+
+    text = (await client.get("/metrics")).text
+
+    assert 'wahub_subscriptions{state="paused"} 1.0' in text
+    assert 'wahub_subscriptions{state="active"} 1.0' in text
+    assert 'wahub_event_deliveries{state="dead"} 0.0' in text

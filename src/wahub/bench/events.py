@@ -47,7 +47,8 @@ from wahub.store import subscriptions as q
 from wahub.store.schema import event_deliveries, messages
 
 TICK_SECONDS = 0.01
-DRAIN_TIMEOUT_SECONDS = 180.0
+# Generous: on a loaded machine the inbound path alone may take minutes for 10,000.
+DRAIN_TIMEOUT_SECONDS = 900.0
 
 
 @dataclass

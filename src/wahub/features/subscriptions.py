@@ -18,9 +18,8 @@ import orjson
 from wahub.domain.credentials import CredentialCipher
 from wahub.domain.errors import NotFound, ValidationError
 from wahub.domain.ids import new_id
-from wahub.domain.subscription_events import EVENT_TYPES, PING
+from wahub.domain.subscription_events import EVENT_TYPES, PING, Event
 from wahub.pipeline.event_deliveries import DeliveryPolicy, new_session, open_secret
-from wahub.pipeline.event_fanout import Event
 from wahub.signed_webhooks import Outcome, new_secret, post_signed, secret_key, standard_headers
 from wahub.store import subscriptions as q
 from wahub.store.database import Database

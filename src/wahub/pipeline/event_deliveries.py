@@ -34,8 +34,7 @@ from sqlalchemy import Connection as SyncConnection
 from wahub.domain.backoff import backoff
 from wahub.domain.credentials import CredentialCipher
 from wahub.domain.errors import WahubError
-from wahub.domain.subscription_events import SUBSCRIPTION_PAUSED
-from wahub.pipeline.event_fanout import Event, delivery_rows
+from wahub.domain.subscription_events import SUBSCRIPTION_PAUSED, Event, delivery_rows
 from wahub.pipeline.wakeup import Wakeup
 from wahub.signed_webhooks import Attempt, Outcome, post_signed, secret_key, standard_headers
 from wahub.store import subscriptions as q

@@ -21,9 +21,8 @@ What each change means (``derive_events``):
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,8 @@ from wahub.domain.subscription_events import (
     MESSAGE_FAILED,
     MESSAGE_RECEIVED,
     MESSAGE_STATUS,
+    Event,
+    delivery_rows,
 )
 from wahub.replication.config import SinkSettings
 from wahub.replication.shipper import Shipper
@@ -51,26 +52,6 @@ from wahub.store.schema import campaigns, messages
 
 CURSOR_NAME = "@subscriptions"
 FINISHED_CAMPAIGN = frozenset({"completed", "cancelled", "failed"})
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event: ``webhook_id`` is the same for every subscriber and every attempt."""
-
-    webhook_id: str
-    type: str
-    ordering_key: str
-    channel_id: str | None
-    data: dict[str, Any]
-    occurred_at: float
-
-    def payload(self) -> dict[str, Any]:
-        """The JSON body (Standard Webhooks' recommended ``type``/``timestamp``/``data``)."""
-        return {"type": self.type, "timestamp": iso(self.occurred_at), "data": self.data}
-
-
-def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,44 +120,6 @@ def derive_events(change: Change, context: Context) -> list[Event]:
     if change.table == "chats" and synced_group and data.get("last_synced_at"):
         return [event(GROUP_SYNCED, data.get("channel_id"), data)]
     return []
-
-
-def matches(subscription: dict[str, Any], event: Event) -> bool:
-    """The subscription wants this type, and (for an event of a channel) this channel,
-    and existed when the event happened."""
-    if event.type not in subscription["event_types"]:
-        return False
-    if event.occurred_at < subscription["created_at"]:
-        return False  # a change from before the subscription, read late
-    channels = subscription["channel_ids"]
-    return channels is None or event.channel_id is None or event.channel_id in channels
-
-
-def delivery_rows(
-    subscriptions: Iterable[dict[str, Any]], events: Iterable[Event], now: float
-) -> list[dict[str, Any]]:
-    """An ``event_deliveries`` row per event per subscription that wants it."""
-    subs = list(subscriptions)
-    rows: list[dict[str, Any]] = []
-    for ev in events:
-        body = ev.payload()
-        for sub in subs:
-            if matches(sub, ev):
-                rows.append(
-                    {
-                        "subscription_id": sub["id"],
-                        "webhook_id": ev.webhook_id,
-                        "event_type": ev.type,
-                        "ordering_key": ev.ordering_key,
-                        "channel_id": ev.channel_id,
-                        "payload": body,
-                        "state": q.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                )
-    return rows
 
 
 class EventFanout:

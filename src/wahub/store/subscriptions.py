@@ -30,7 +30,8 @@ from sqlalchemy import (
     update,
 )
 
-from wahub.store.schema import delivery_attempts, event_deliveries, subscriptions
+from wahub.domain.subscription_events import CHANNEL_STATUS, Event, delivery_rows
+from wahub.store.schema import channels, delivery_attempts, event_deliveries, subscriptions
 from wahub.store.sql import insert_ignore
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -398,3 +399,55 @@ def replay_sync(
         )
     )
     return int(result.rowcount)
+
+
+# -- channel.status ------------------------------------------------------------------
+
+CHANNEL_STATE_COLUMNS = ("status", "paused", "removed_at")
+
+
+def channel_state_sync(conn: SyncConnection, channel_id: str) -> dict[str, Any] | None:
+    """What a ``channel.status`` event reports about a channel."""
+    row = conn.execute(
+        select(
+            channels.c.id,
+            channels.c.name,
+            channels.c.kind,
+            *(channels.c[c] for c in CHANNEL_STATE_COLUMNS),
+        ).where(channels.c.id == channel_id)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def announce_channel_state_sync(
+    conn: SyncConnection, channel_id: str, before: dict[str, Any] | None, now: float
+) -> int:
+    """Store a ``channel.status`` event for the subscriptions asking for it, in the
+    transaction that changed the channel, when its status, pause or removal changed
+    (``before``: the state read before the change). Returns deliveries stored."""
+    after = channel_state_sync(conn, channel_id)
+    if after is None:
+        return 0
+    changed = before is None or any(before[c] != after[c] for c in CHANNEL_STATE_COLUMNS)
+    if not changed:
+        return 0
+    data = {
+        "channel_id": channel_id,
+        "name": after["name"],
+        "kind": after["kind"],
+        "status": after["status"],
+        "paused": bool(after["paused"]),
+        "removed": after["removed_at"] is not None,
+        "previous_status": None if before is None else before["status"],
+    }
+    event = Event(
+        webhook_id=f"evt_channel_{channel_id}_{int(now * 1_000_000)}",
+        type=CHANNEL_STATUS,
+        ordering_key=f"channel:{channel_id}",
+        channel_id=channel_id,
+        data=data,
+        occurred_at=now,
+    )
+    rows = delivery_rows(list_subscriptions_sync(conn), [event], now)
+    insert_deliveries_sync(conn, rows)
+    return len(rows)
