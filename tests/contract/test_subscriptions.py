@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -25,6 +26,7 @@ from wahub.features.subscriptions import Subscriptions
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
 from wahub.pipeline.event_fanout import fanout_shipper
 from wahub.pipeline.wakeup import Wakeup
+from wahub.replication.service import Replication, ReplicationError
 from wahub.replication.shipper import Shipper
 from wahub.store.schema import changes, sink_cursors
 
@@ -337,3 +339,14 @@ async def test_a_channel_paused_and_resumed_is_a_channel_status_event(env: Any) 
         ("channel.status", False),
     ]
     assert receiver.accepted[0]["data"]["channel_id"] == env.channel_id
+
+
+async def test_the_fanout_cursor_is_not_a_sink_to_list_or_forget(env: Any) -> None:
+    async with rig(env):
+        replication = Replication(env.db, sinks="")
+        status = await replication.status()
+
+        with pytest.raises(ReplicationError, match="not a sink"):
+            await replication.forget("@subscriptions")
+
+    assert status["sinks"] == []

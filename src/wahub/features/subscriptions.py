@@ -69,8 +69,8 @@ async def check_url(url: str) -> str:
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
             infos = await loop.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError):
-        return url
+    except (OSError, TimeoutError, ValueError, UnicodeError):
+        return url  # unresolvable now: deliveries retry until it resolves
     for info in infos:
         if forbidden_address(str(info[4][0])):
             raise ValidationError(

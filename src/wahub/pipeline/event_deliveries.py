@@ -52,11 +52,17 @@ class DeliveryPolicy:
     # blip, and a chat's later events wait behind a failed one.
     backoff_base_seconds: float = 0.25
     backoff_max_seconds: float = 600.0
-    lease_seconds: float = 60.0
     batch_size: int = 500
-    per_key: int = 20
+    per_key: int = 10
     concurrency: int = 64
     poll_interval: float = 0.2
+
+    @property
+    def lease_seconds(self) -> float:
+        """Long enough for a claimed chat's every post to time out in turn, so a lease
+        never lapses while its worker still posts (which would let a second worker send
+        the same chat's events, out of order)."""
+        return self.per_key * self.timeout_seconds + 30.0
 
 
 def open_secret(cipher: CredentialCipher, sealed: object, subscription_id: str) -> str:

@@ -247,6 +247,8 @@ class Replication:
     async def forget(self, name: str) -> bool:
         """Delete the cursor of a sink no longer configured, so it stops holding back
         log pruning."""
+        if name.startswith(INTERNAL_PREFIX):
+            raise ReplicationError(f"{name!r} is the hub's own reader of the log, not a sink")
         if any(c.name == name for c in self.configs):
             raise ReplicationError(f"sink {name!r} is still configured; remove it first")
         return await self.db.write(lambda c: q.forget_cursor_sync(c, name))

@@ -60,7 +60,8 @@ async def post_signed(
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
             status = answer.status
             text = "" if status < 300 else (await answer.text(errors="replace"))
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    # ValueError: a URL the HTTP client cannot use (stored before a check existed).
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         return Attempt(
             Outcome.RETRY, None, _ms(started), f"{type(exc).__name__}: {exc}".strip(": ")
         )
