@@ -24,6 +24,7 @@ from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
+from wahub.features.passwords import Passwords
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.intake import WebhookIntake
@@ -83,6 +84,10 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def passwords(self) -> Passwords:
+        return Passwords(self.db)
 
     @cached_property
     def notifications(self) -> Notifications:

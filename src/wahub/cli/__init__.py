@@ -25,6 +25,7 @@ from wahub.cli import (
     send,
     serve,
     settings,
+    users,
     worker,
 )
 
@@ -64,6 +65,7 @@ app.command("migrate")(migrate.migrate)
 app.command("send")(send.send)
 app.command("settings")(settings.settings)
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.add_typer(channels.app, name="channels")
 app.add_typer(chats.app, name="chats")
 app.add_typer(groups.app, name="groups")
