@@ -22,6 +22,7 @@ from wahub.features.channels import Channels
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
+from wahub.features.inbox import Inbox
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
 from wahub.features.passwords import Passwords
@@ -84,6 +85,10 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def inbox_view(self) -> Inbox:
+        return Inbox(self.db, self.conversations)
 
     @cached_property
     def passwords(self) -> Passwords:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -34,8 +36,14 @@ HTML_NAME = "<script>window.__pwned = 1</script>"
 @dataclass(frozen=True)
 class Server:
     url: str
+    sandbox_url: str
     keys: dict[str, str]
     shots: Path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Call the hub's API as the admin (outside the browser)."""
+        headers = {"Authorization": f"Bearer {self.keys['admin']}"}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
 
 async def _prepare(db_url: str) -> dict[str, str]:
@@ -77,15 +85,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("ui")
     db_url = f"sqlite:///{tmp / 'wahub.db'}"
     keys = outside_playwright_loop(_prepare(db_url))
-    port = free_port()
+    port, sandbox_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAHUB_")}
     env.update(WAHUB_DATABASE_URL=db_url, WAHUB_SECRET_KEY=os.environ["WAHUB_SECRET_KEY"])
     procs = Processes(tmp)
-    serve = procs.spawn("serve", ["serve", "--sandbox", "--port", str(port)], env)
+    args = ["serve", "--sandbox", "--port", str(port), "--sandbox-port", str(sandbox_port)]
+    serve = procs.spawn("serve", args, env)
     url = f"http://127.0.0.1:{port}"
     try:
         outside_playwright_loop(wait_http(f"{url}/healthz", timeout=120))
-        yield Server(url, keys, screenshot_dir(tmp / "screenshots"))
+        yield Server(
+            url, f"http://127.0.0.1:{sandbox_port}", keys, screenshot_dir(tmp / "screenshots")
+        )
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
@@ -138,3 +149,62 @@ def test_a_wrong_password_is_named_then_the_right_one_signs_in(page: Page, serve
     expect(page.locator("h1")).to_have_text("Overview")
     expect(page.locator("header .who")).to_contain_text("bea")
     expect(page.locator("header .who .role")).to_have_text("agent")
+
+
+def conversation_with(server: Server, phone: str) -> str:
+    """Have ``phone`` write to the sandbox channel (a signed inbound webhook from the
+    sandbox); the id of the conversation it opens, once the hub has processed it."""
+    emitted = httpx.post(
+        f"{server.sandbox_url}/_sandbox/inbound",
+        json={"provider": "cloudapi", "count": 1, "kinds": ["text"], "from": [phone]},
+        timeout=30,
+    )
+    assert emitted.status_code == 200, emitted.text
+    chat_id = phone.lstrip("+") + "@s.whatsapp.net"
+    for _ in range(300):  # the inbox processor runs within a second; bounded, not timed
+        rows = server.api("GET", "/v1/conversations").json()["data"]
+        found = [r["id"] for r in rows if r["chat_id"] == chat_id]
+        if found:
+            return str(found[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no conversation for {phone} after its inbound message")
+
+
+def test_a_reply_from_the_inbox_ticks_sent_delivered_read_live(page: Page, server: Server) -> None:
+    conversation = conversation_with(server, "+4915112340001")
+    # Paused, the channel keeps the reply queued: the page shows it waiting, and every
+    # status after that can only reach the page live.
+    assert server.api("PATCH", "/v1/channels/sandbox", json={"paused": True}).status_code == 200
+    sign_in_with_key(page, server, "admin")
+    page.goto(f"{server.url}/ui/inbox")
+    page.click(f'tr[data-conversation-id="{conversation}"] a')
+    page.fill("#text", "Your order ships today <b>for sure</b>")
+    page.click("#reply-text button[type=submit]")
+
+    tick = page.locator("#thread .bubble.out .tick").last
+    expect(tick).to_have_attribute("data-status", "queued")
+    expect(page.locator("#thread .bubble.out .body").last).to_have_text(
+        "Your order ships today <b>for sure</b>"
+    )
+    page.evaluate("window.__sameDocument = true")
+
+    assert server.api("PATCH", "/v1/channels/sandbox", json={"paused": False}).status_code == 200
+
+    expect(tick).to_have_attribute("data-status", "read", timeout=60_000)
+    assert page.evaluate("window.__sameDocument") is True, "the ticks changed without a reload"
+    page.screenshot(path=server.shots / "thread.png", full_page=True)
+
+
+def test_an_agent_cannot_open_an_unassigned_chat_by_its_url(page: Page, server: Server) -> None:
+    hidden = conversation_with(server, "+4915112340002")
+    sign_in_with_key(page, server, "agent")
+
+    page.goto(f"{server.url}/ui/inbox")
+    expect(page.locator("h1")).to_have_text("Inbox")
+    expect(page.locator(f'tr[data-conversation-id="{hidden}"]')).to_have_count(0)
+
+    answer = page.goto(f"{server.url}/ui/inbox/{hidden}")
+
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.locator(".error")).to_contain_text(f"no conversation {hidden}")

@@ -53,6 +53,31 @@ def clock(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", moment)
 
 
+TICKS = {
+    "queued": "\u25f7",  # a clock: waiting its turn
+    "sending": "\u25f7",
+    "uncertain": "?",
+    "sent": "\u2713",
+    "delivered": "\u2713\u2713",
+    "read": "\u2713\u2713",
+    "failed": "\u2717",
+}
+
+
+def tick(status: str) -> str:
+    """The delivery tick people know from WhatsApp for a message status."""
+    return TICKS.get(status, status)
+
+
+def countdown(until: float | None, now: float) -> str:
+    """``closes in 3 h 12 min`` for an open 24-hour window, ``closed`` otherwise."""
+    if until is None or until <= now:
+        return "closed"
+    left = int(until - now)
+    hours, minutes = divmod(left // 60, 60)
+    return f"closes in {hours} h {minutes:02d} min"
+
+
 environment = Environment(
     loader=PackageLoader("wahub.ui", "templates"),
     autoescape=True,  # every template, whatever its name
@@ -62,6 +87,8 @@ environment = Environment(
 )
 environment.filters["ago"] = ago
 environment.filters["clock"] = clock
+environment.filters["tick"] = tick
+environment.globals["countdown"] = countdown
 
 
 def render(template: str, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:
