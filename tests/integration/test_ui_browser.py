@@ -40,9 +40,11 @@ class Server:
     keys: dict[str, str]
     shots: Path
 
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def api(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """Call the hub's API as the admin (outside the browser)."""
-        headers = {"Authorization": f"Bearer {self.keys['admin']}"}
+        headers = {"Authorization": f"Bearer {self.keys['admin']}", **(headers or {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
 
@@ -208,3 +210,27 @@ def test_an_agent_cannot_open_an_unassigned_chat_by_its_url(page: Page, server: 
     assert answer is not None
     assert answer.status == 404
     expect(page.locator(".error")).to_contain_text(f"no conversation {hidden}")
+
+
+def test_the_messages_log_filters_by_chat_and_opens_a_message(page: Page, server: Server) -> None:
+    sent = server.api(
+        "POST",
+        "/v1/messages",
+        json={"to": "+4915112340003", "text": {"body": "log me"}},
+        headers={"Idempotency-Key": "ui-browser-log-1"},
+    )
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["id"]
+    sign_in_with_key(page, server, "viewer")
+
+    page.goto(f"{server.url}/ui/messages")
+    page.fill("#chat", "+49 151 1234 0003")  # any form of the number
+    page.click("#filters button[type=submit]")
+
+    rows = page.locator("#messages tbody tr")
+    expect(rows).to_have_count(1)
+    page.click(f'tr[data-message-id="{message_id}"] a')
+    expect(page.locator("h1")).to_contain_text(message_id)
+    expect(page.locator("#history")).to_contain_text("queued")
+    expect(page.locator("#retry")).to_have_count(0)  # a viewer changes nothing
+    page.screenshot(path=server.shots / "message.png", full_page=True)

@@ -33,14 +33,14 @@
 
   function listen() {
     const thread = document.getElementById("thread");
-    if (!thread || !window.EventSource) return;
+    if (!document.querySelector(".tick[data-message-id]") || !window.EventSource) return;
     const source = new EventSource("/ui/stream");
     source.onmessage = function (message) {
       let event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
       if (event.type === "message.status") applyStatus(event);
       // A new message in this chat: show it (the page is the thread as the server has it).
-      if (event.type === "message.received" && event.chat_id === thread.dataset.chatId) {
+      if (thread && event.type === "message.received" && event.chat_id === thread.dataset.chatId) {
         window.location.reload();
       }
     };
