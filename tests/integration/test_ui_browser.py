@@ -26,11 +26,14 @@ from multiprocess import Processes, wait_http
 from wahub.config import Settings
 from wahub.embedded import free_port
 from wahub.runtime import Hub
+from wahub.store.schema import group_members
 
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery"
 HTML_NAME = "<script>window.__pwned = 1</script>"
+LOOKUP_GROUP = "120363000000000042@g.us"
+LOOKUP_PHONE = "+4915199887766"
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,23 @@ async def _prepare(db_url: str) -> dict[str, str]:
             for role in ("admin", "agent", "viewer")
         }
         await hub.passwords.set_password(user_name="bea", password=PASSWORD, role="agent")
-        await hub.channels.create(
+        channel = await hub.channels.create(
             name=HTML_NAME,
             phone_number_id="4242424242",
             access_token="never-used",
             base_url="http://127.0.0.1:9",
         )
+        await hub.channels.register_group(
+            chat_id=LOOKUP_GROUP, name="Acme team", channel_id=channel["id"]
+        )
+        await hub.accounts.create(name="Acme", group_ids=[LOOKUP_GROUP])
+        await hub.group_sync.drain()  # its sync fails (no directory): members come below
+        async with hub.db.transaction() as conn:
+            await conn.execute(
+                group_members.insert().values(
+                    chat_id=LOOKUP_GROUP, member_phone=LOOKUP_PHONE, rank="admin", synced_at=1.0
+                )
+            )
         return keys
     finally:
         await hub.stop()
@@ -234,3 +248,19 @@ def test_the_messages_log_filters_by_chat_and_opens_a_message(page: Page, server
     expect(page.locator("#history")).to_contain_text("queued")
     expect(page.locator("#retry")).to_have_count(0)  # a viewer changes nothing
     page.screenshot(path=server.shots / "message.png", full_page=True)
+
+
+def test_the_lookup_finds_a_number_typed_any_way(page: Page, server: Server) -> None:
+    sign_in_with_key(page, server, "agent")
+    page.goto(f"{server.url}/ui/groups")
+    page.fill("#phone", "0049 (151) 998-877-66")
+    page.click("#lookup button[type=submit]")
+
+    expect(page.locator("#lookup-summary")).to_contain_text(f"{LOOKUP_PHONE}: in 1 group")
+    expect(page.locator("#lookup-results")).to_contain_text("Acme team")
+    page.screenshot(path=server.shots / "lookup.png", full_page=True)
+
+    page.fill("#phone", "not a phone")
+    page.click("#lookup button[type=submit]")
+    expect(page.locator("#phone-error")).to_be_visible()
+    expect(page.locator("#phone")).to_have_value("not a phone")
