@@ -264,3 +264,34 @@ def test_the_lookup_finds_a_number_typed_any_way(page: Page, server: Server) -> 
     page.click("#lookup button[type=submit]")
     expect(page.locator("#phone-error")).to_be_visible()
     expect(page.locator("#phone")).to_have_value("not a phone")
+
+
+def test_an_admin_creates_a_key_shown_once_and_revokes_it(page: Page, server: Server) -> None:
+    sign_in_with_key(page, server, "admin")
+    page.click("nav a[href='/ui/operations']")
+    page.fill("#key-user", "new-agent")
+    page.select_option("#key-role", "agent")
+    page.click("#create-key button[type=submit]")
+
+    key = page.locator("#created-key code").inner_text()
+    assert key.startswith("wh_")
+    assert (
+        httpx.get(
+            f"{server.url}/v1/messages", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ).status_code
+        == 200
+    )
+
+    page.goto(f"{server.url}/ui/operations")
+    expect(page.locator("#created-key")).to_have_count(0)  # shown once
+    row = page.locator("#keys tr", has_text="new-agent")
+    row.locator("button", has_text="Revoke").click()
+
+    expect(page.locator("#keys tr", has_text="new-agent")).to_contain_text("revoked")
+    page.screenshot(path=server.shots / "operations.png", full_page=True)  # no secret on it
+    assert (
+        httpx.get(
+            f"{server.url}/v1/messages", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ).status_code
+        == 401
+    )
