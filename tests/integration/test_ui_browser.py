@@ -30,6 +30,9 @@ from wahub.store.schema import group_members
 
 T = TypeVar("T")
 
+# In a pytest process of their own (make test): see the marker's description.
+pytestmark = pytest.mark.browser
+
 PASSWORD = "correct horse battery"
 HTML_NAME = "<script>window.__pwned = 1</script>"
 LOOKUP_GROUP = "120363000000000042@g.us"
