@@ -37,6 +37,7 @@ from wahub.api.metrics import Metrics, RequestMetricsMiddleware
 from wahub.api.openapi import install_error_responses
 from wahub.config import Settings
 from wahub.runtime import Hub
+from wahub.ui import install_ui
 
 DESCRIPTION = """\
 Self-hosted WhatsApp messaging hub: durable outbox, verified webhooks, realtime status.
@@ -110,5 +111,6 @@ def create_app(
     for module in (*hot, *routers, replication, subscriptions, chat_names, realtime):
         app.include_router(module.router)
     install_docs(app)
+    install_ui(app)
     install_error_responses(app)
     return app

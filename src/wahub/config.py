@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         "`wahub keys rotate-secret`, then drop the old one). Required with PostgreSQL; on "
         "SQLite the default is a key file beside the database (wahub.db.key, mode 0600).",
     )
+    ui_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="How long a dashboard (/ui) sign-in lasts; its cookie is signed with a "
+        "secret derived from WAHUB_SECRET_KEY (or the key file), so rotating that key "
+        "signs everyone out.",
+    )
 
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,

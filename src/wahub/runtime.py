@@ -22,8 +22,10 @@ from wahub.features.channels import Channels
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
+from wahub.features.inbox import Inbox
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
+from wahub.features.passwords import Passwords
 from wahub.features.subscriptions import Subscriptions
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
@@ -90,6 +92,14 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def inbox_view(self) -> Inbox:
+        return Inbox(self.db, self.conversations)
+
+    @cached_property
+    def passwords(self) -> Passwords:
+        return Passwords(self.db)
 
     @cached_property
     def notifications(self) -> Notifications:

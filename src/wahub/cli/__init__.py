@@ -26,6 +26,7 @@ from wahub.cli import (
     serve,
     settings,
     subscriptions,
+    users,
     worker,
 )
 
@@ -65,6 +66,7 @@ app.command("migrate")(migrate.migrate)
 app.command("send")(send.send)
 app.command("settings")(settings.settings)
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.add_typer(channels.app, name="channels")
 app.add_typer(chats.app, name="chats")
 app.add_typer(groups.app, name="groups")

@@ -88,6 +88,8 @@ users = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("password_hash", String(200)),  # argon2id; NULL: signs in with a key only
+    Column("password_role", String(16)),  # the role a password sign-in gets
 )
 
 employee_groups = Table(
