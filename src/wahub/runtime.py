@@ -24,6 +24,7 @@ from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
+from wahub.features.records import RecordEdits
 from wahub.features.subscriptions import Subscriptions
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
@@ -90,6 +91,10 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def records(self) -> RecordEdits:
+        return RecordEdits(self.db)
 
     @cached_property
     def notifications(self) -> Notifications:

@@ -62,7 +62,9 @@ class Visibility:
         chat_ids = self._chat_ids
         if chat_ids is None or event.get("chat_id") in chat_ids:
             return True
-        return event.get("_sender_user_id") == self.actor.user_id
+        me = self.actor.user_id
+        # A conversation just assigned to an agent is theirs to see from then on.
+        return event.get("_sender_user_id") == me or event.get("assigned_user_id") == me
 
 
 def public_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -331,6 +331,7 @@ def contact_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "opted_out": row["opted_out_at"] is not None,
         "opted_out_at": iso(row["opted_out_at"]),
         "opt_out_reason": row["opt_out_reason"],
+        "attributes": row.get("attributes") or {},
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }

@@ -614,7 +614,7 @@ class Reader:
     every_chat: bool
 
 
-def _conversations_seen_by(reader: Reader) -> ColumnElement[bool]:
+def conversations_seen_by(reader: Reader) -> ColumnElement[bool]:
     """The conversations ``reader`` may see (agents only: others see every one)."""
     return or_(
         conversations.c.chat_id.in_(assigned_chats(reader.user_id)),
@@ -637,7 +637,7 @@ def _notifications_seen_by(reader: Reader) -> ColumnElement[bool]:
     addressed = func.coalesce(notifications.c.user_id, reader.user_id) == reader.user_id
     if reader.every_chat:
         return addressed
-    seen = select(conversations.c.id).where(_conversations_seen_by(reader))
+    seen = select(conversations.c.id).where(conversations_seen_by(reader))
     return and_(
         addressed,
         or_(
@@ -713,7 +713,7 @@ def is_conversation_seen_by_sync(
     """Whether the conversation exists and ``reader`` may see it."""
     stmt = select(conversations.c.id).where(conversations.c.id == conversation_id)
     if not reader.every_chat:
-        stmt = stmt.where(_conversations_seen_by(reader))
+        stmt = stmt.where(conversations_seen_by(reader))
     return conn.execute(stmt).first() is not None
 
 

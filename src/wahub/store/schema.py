@@ -125,6 +125,9 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),  # shown to humans to tell keys apart
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    # 0015: None acts on every channel; a list limits the key to those channel ids.
+    Column("channel_ids", JSON),
+    Column("read_only", Boolean, nullable=False, server_default=false()),
 )
 
 messages = Table(
@@ -374,6 +377,7 @@ contacts = Table(
     Column("opt_out_reason", String(300)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("attributes", JSON),  # 0015: the CRM's own fields (PATCH /v1/contacts/{id})
 )
 
 # One lead per contact: new (first inbound) -> contacted (we wrote) -> replied (they
