@@ -139,3 +139,51 @@ async def test_assigning_a_conversation_streams_it_to_the_new_assignee(
     assert event["chat_id"] == f"{SENDER}@s.whatsapp.net"
     mine = await client.get(f"/v1/conversations/{item['id']}", headers=headers_for("agent"))
     assert mine.status_code == 200, "an assigned conversation is the agent's to see"
+
+
+async def test_a_key_limited_to_another_channel_neither_sees_nor_edits_the_conversation(
+    client: httpx.AsyncClient, hub: Hub, headers_for: Headers
+) -> None:
+    item = await a_conversation(client, hub, headers_for)
+    other = await hub.channels.create(
+        name="other", phone_number_id="2", access_token="t", base_url="http://127.0.0.1:9"
+    )
+    created = await hub.access.create_key(user_name="crm", role="admin", channels=[other["id"]])
+    headers = {"Authorization": f"Bearer {created.key}"}
+
+    listed = await client.get("/v1/conversations", headers=headers)
+    patched = await client.patch(
+        f"/v1/leads/{item['lead_id']}", json={"status": "won"}, headers=headers
+    )
+    notes = await client.get("/v1/notifications", headers=headers)
+
+    assert listed.json()["data"] == []
+    assert patched.status_code == 404
+    assert (notes.json()["data"], notes.json()["unread_count"]) == ([], 0)
+
+
+async def test_the_stream_of_a_channel_limited_key_carries_only_its_channels_events(
+    live_server: str, hub: Hub, channel: dict[str, Any]
+) -> None:
+    other = await hub.channels.create(
+        name="other", phone_number_id="2", access_token="t", base_url="http://127.0.0.1:9"
+    )
+    created = await hub.access.create_key(user_name="crm", role="viewer", channels=[other["id"]])
+    url = live_server.replace("http://", "ws://") + "/v1/stream"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers={"Authorization": f"Bearer {created.key}"}) as ws,
+    ):
+        assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "subscribed"
+        hub.realtime.publish(
+            {"type": "conversation.updated", "conversation_id": "c1", "channel_id": channel["id"]},
+            {"type": "campaign.stats", "campaign_id": "cmp1"},
+            {"type": "lead.updated", "lead_id": "l1", "channel_ids": [channel["id"]]},
+            {"type": "lead.updated", "lead_id": "l2", "channel_ids": [channel["id"], other["id"]]},
+            {"type": "conversation.updated", "conversation_id": "c2", "channel_id": other["id"]},
+        )
+        first = await ws.receive_json(timeout=TIMEOUT)
+        second = await ws.receive_json(timeout=TIMEOUT)
+
+    assert (first["type"], first["lead_id"]) == ("lead.updated", "l2")
+    assert (second["type"], second["conversation_id"]) == ("conversation.updated", "c2")

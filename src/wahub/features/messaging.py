@@ -28,7 +28,7 @@ from wahub.domain.errors import (
 )
 from wahub.domain.ids import MAX_SQL_INT, is_message_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
-from wahub.features.access import AccessControl
+from wahub.features.access import AccessControl, check_channel
 from wahub.features.channels import public_channel
 from wahub.features.conversations import (
     Outbound,
@@ -292,8 +292,9 @@ class Messaging:
             listed=lambda: self._channels(conn),
             chat_channel_id=chat["channel_id"] if chat else None,
             chat_id=chat_id,
-            default=self.default_channel_id,
+            default=_only_channel(item.actor) or self.default_channel_id,
         )
+        check_channel(item.actor, channel["id"])
         if is_group_chat(chat_id):
             if chat is None:
                 raise ValidationError(
@@ -365,6 +366,8 @@ class Messaging:
         return row
 
     async def _may_see(self, actor: Actor, row: dict[str, Any]) -> bool:
+        if not actor.may_use_channel(row["channel_id"]):
+            return False
         if actor.sees_everything or row["sender_user_id"] == actor.user_id:
             return True
         visible = await self.access.visible_chat_ids(actor)
@@ -400,6 +403,7 @@ class Messaging:
                 limit=limit + 1,
                 visible_chat_ids=visible,
                 visible_sender=None if visible is None else actor.user_id,
+                channel_ids=actor.channel_ids,
             )
         next_cursor = rows[limit - 1]["seq"] if len(rows) > limit else None
         return rows[:limit], next_cursor
@@ -419,3 +423,10 @@ class Messaging:
             )
         self._on_enqueued()
         return await self.get(actor, message_id)
+
+
+def _only_channel(actor: Actor) -> str | None:
+    """The channel a key limited to exactly one channel sends on when none is named."""
+    if actor.channel_ids is not None and len(actor.channel_ids) == 1:
+        return next(iter(actor.channel_ids))
+    return None

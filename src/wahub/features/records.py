@@ -203,7 +203,9 @@ def _depth(value: Any) -> int:
 
 
 def _reader(actor: Actor) -> Reader:
-    return Reader(user_id=actor.user_id, every_chat=actor.sees_everything)
+    return Reader(
+        user_id=actor.user_id, every_chat=actor.sees_everything, channel_ids=actor.channel_ids
+    )
 
 
 def _check_user(conn: SyncConnection, user_id: str | None, field: str) -> None:

@@ -61,7 +61,7 @@ def conversations_of_contact_sync(conn: SyncConnection, contact_id: str) -> list
 def contact_seen_by_sync(conn: SyncConnection, reader: Reader, contact_id: str) -> bool:
     """Whether ``reader`` sees one of the contact's conversations (every reader who sees
     every chat sees every contact)."""
-    if reader.every_chat:
+    if reader.every_chat and reader.channel_ids is None:
         return True
     stmt = select(conversations.c.id).where(
         conversations.c.contact_id == contact_id, conversations_seen_by(reader)
