@@ -22,10 +22,12 @@ from wahub.features.channels import Channels
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
+from wahub.features.media import MediaLibrary
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
 from wahub.features.records import RecordEdits
 from wahub.features.subscriptions import Subscriptions
+from wahub.media import MediaStore, media_store_from_settings
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
 from wahub.pipeline.event_fanout import fanout_shipper
@@ -91,6 +93,14 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def media_store(self) -> MediaStore:
+        return media_store_from_settings(self.settings)
+
+    @cached_property
+    def media(self) -> MediaLibrary:
+        return MediaLibrary(self.db, self.media_store, max_bytes=self.settings.media_max_bytes)
 
     @cached_property
     def records(self) -> RecordEdits:

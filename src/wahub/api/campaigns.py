@@ -6,8 +6,6 @@ Admins manage campaigns; every role reads them (a funnel shows counts, no chats)
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 from typing import Annotated, Any
 
 import orjson
@@ -16,7 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
-from wahub.api.bodies import read_limited_body, require_media_type, require_utf8
+from wahub.api.bodies import form_parts, read_limited_body, require_media_type, require_utf8
 from wahub.api.params import IdPath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import iso
@@ -100,19 +98,13 @@ def _json(raw: bytes | str, what: str) -> Any:
 def _from_multipart(content_type: str, body: bytes) -> tuple[Any, str | None]:
     """(campaign JSON, audience CSV) from a multipart/form-data body: the standard
     library's MIME parser, no form-parsing dependency for one route."""
-    head = f"Content-Type: {content_type}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     campaign: Any = None
     audience: str | None = None
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        if name == "campaign":
-            campaign = _json(payload, "campaign")
-        elif name == "audience":
-            audience = require_utf8(payload, "audience")
+    for part in form_parts(content_type, body):
+        if part.name == "campaign":
+            campaign = _json(part.data, "campaign")
+        elif part.name == "audience":
+            audience = require_utf8(part.data, "audience")
     if campaign is None:
         raise ValidationError(
             "multipart: a 'campaign' field with the JSON object is required",
