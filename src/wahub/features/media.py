@@ -9,6 +9,7 @@ reference); anything else is refused with the type found.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import time
@@ -19,9 +20,17 @@ from typing import Any
 import filetype
 
 from wahub.domain.actors import Actor
-from wahub.domain.errors import MediaRefused, NotFound, PayloadTooLarge, ValidationError
+from wahub.domain.errors import (
+    MediaRefused,
+    NotFound,
+    PayloadTooLarge,
+    PermanentProviderError,
+    RetryableProviderError,
+    ValidationError,
+)
 from wahub.domain.ids import new_id
-from wahub.media.base import MediaStore
+from wahub.media.base import MediaMissing, MediaStore, MediaStoreUnavailable
+from wahub.providers.base import MEDIA_UPLOAD_KINDS, MediaUploader
 from wahub.store import media as q
 from wahub.store.database import Database
 
@@ -114,6 +123,59 @@ def _type_of_name(filename: str | None) -> str | None:
     return _SAME_TYPE.get(named, named)
 
 
+MEDIA_MESSAGE_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
+# Meta keeps an uploaded media id for 30 days; a day less leaves room for clock skew and
+# for a message that waits in the queue after its upload.
+PROVIDER_ID_VALID_SECONDS = 29 * 86400
+
+
+def media_ref(content: dict[str, Any]) -> tuple[str, str] | None:
+    """(message type, our media id) when ``content`` sends one of our files."""
+    kind = content.get("type")
+    body = content.get(kind) if isinstance(kind, str) else None
+    if kind in MEDIA_MESSAGE_TYPES and isinstance(body, dict):
+        media_id = body.get("id")
+        if isinstance(media_id, str) and media_id.startswith("med_"):
+            return str(kind), media_id
+    return None
+
+
+def check_sendable(
+    row: dict[str, Any] | None, actor: Actor, *, message_type: str, channel_kind: str
+) -> None:
+    """Raises ValidationError unless ``actor`` may send the file of ``row`` as a
+    ``message_type`` message on a channel of ``channel_kind``."""
+    field = f"{message_type}.id"
+    if row is None or not may_read(actor, row):
+        raise ValidationError(
+            f"{field}: no media with that id (upload it with POST /v1/media)",
+            details={"field": field},
+        )
+    kind = KINDS.get(row["mime_type"], "document")
+    if message_type not in (kind, "document"):
+        raise ValidationError(
+            f"{field}: {row['mime_type']} cannot be sent as {message_type}; send it as "
+            f"{kind} or document",
+            details={"field": field, "mime_type": row["mime_type"]},
+        )
+    if channel_kind not in MEDIA_UPLOAD_KINDS:
+        raise ValidationError(
+            f"{field}: {channel_kind} channels take media by link, not by uploaded id",
+            details={"field": field, "channel_kind": channel_kind},
+        )
+
+
+def may_read(actor: Actor, row: dict[str, Any]) -> bool:
+    """Whether ``actor`` may read (and send) the file of ``row``: its uploader, or a key
+    that sees every chat (admins, viewers) of the file's channel; a key limited to
+    channels not a file of no channel."""
+    if row["uploader_user_id"] == actor.user_id:
+        return True
+    if row["channel_id"] is None:
+        return actor.sees_everything and not actor.channel_scoped
+    return actor.sees_everything and actor.may_use_channel(row["channel_id"])
+
+
 class MediaLibrary:
     """``POST /v1/media`` and ``GET /v1/media/{id}``."""
 
@@ -121,6 +183,10 @@ class MediaLibrary:
         self.db = db
         self.store = store
         self.max_bytes = max_bytes
+        # One upload at a time per file and channel in this process: sends of one file to
+        # many chats start together, and each would upload it otherwise. (Two processes
+        # may still both upload once: two valid provider ids, no harm.)
+        self._uploads: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def upload(self, actor: Actor, data: bytes, filename: str | None) -> dict[str, Any]:
         """Check ``data`` (see ``check_content``), store it, then its row: a row never
@@ -149,7 +215,7 @@ class MediaLibrary:
         not a file of no channel). NotFound otherwise."""
         async with self.db.read() as conn:
             row = await q.get_media(conn, media_id)
-        if row is None or not await self._may_read(actor, row):
+        if row is None or not may_read(actor, row):
             raise NotFound(f"no media {media_id}")
         return row
 
@@ -158,11 +224,58 @@ class MediaLibrary:
         row = await self.get(actor, media_id)
         return row, await self.store.get(media_id)
 
-    async def _may_read(self, actor: Actor, row: dict[str, Any]) -> bool:
-        if row["uploader_user_id"] == actor.user_id:
-            return True
-        if row["channel_id"] is not None and not actor.may_use_channel(row["channel_id"]):
-            return False
-        if row["channel_id"] is None and actor.channel_scoped:
-            return False
-        return actor.sees_everything
+    async def for_provider(
+        self, content: dict[str, Any], channel_id: str, uploader: MediaUploader
+    ) -> dict[str, Any]:
+        """``content`` with our media id replaced by the provider's: the one stored for
+        ``channel_id`` while valid, else a new upload (remembered for later sends).
+
+        Raises RetryableProviderError (the media store is unreachable, or the upload
+        may be retried) or PermanentProviderError (the file is gone, or refused).
+        """
+        ref = media_ref(content)
+        if ref is None:
+            return content
+        message_type, media_id = ref
+        lock = self._uploads.setdefault((media_id, channel_id), asyncio.Lock())
+        async with lock:
+            row, provider_id = await self._provider_id(media_id, channel_id, uploader)
+        body = {**content[message_type], "id": provider_id}
+        if message_type == "document" and row["filename"] and "filename" not in body:
+            body["filename"] = row["filename"]
+        return {**content, message_type: body}
+
+    async def _provider_id(
+        self, media_id: str, channel_id: str, uploader: MediaUploader
+    ) -> tuple[dict[str, Any], str]:
+        async with self.db.read() as conn:
+            row = await q.get_media(conn, media_id)
+        if row is None:
+            raise PermanentProviderError(f"media {media_id} no longer exists")
+        now = time.time()
+        provider_id = row["provider_media_id"]
+        if (
+            provider_id is None
+            or row["provider_channel_id"] != channel_id
+            or (row["provider_media_expires_at"] or 0) <= now
+        ):
+            try:
+                data = await self.store.get(media_id)
+            except MediaMissing as exc:
+                raise PermanentProviderError(exc.message) from exc
+            except MediaStoreUnavailable as exc:
+                raise RetryableProviderError(exc.message) from exc
+            provider_id = await uploader.upload_media(
+                data, mime_type=row["mime_type"], filename=row["filename"] or media_id
+            )
+            expires = now + PROVIDER_ID_VALID_SECONDS
+            await self.db.write(
+                lambda conn: q.set_provider_media_sync(
+                    conn,
+                    media_id,
+                    provider_media_id=provider_id,
+                    provider_channel_id=channel_id,
+                    expires_at=expires,
+                )
+            )
+        return row, str(provider_id)

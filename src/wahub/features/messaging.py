@@ -36,6 +36,7 @@ from wahub.features.conversations import (
     check_may_send_many_sync,
     record_outbound_many_sync,
 )
+from wahub.features.media import check_sendable, media_ref
 from wahub.features.outbound import (
     check_template,
     choose_channel,
@@ -43,6 +44,7 @@ from wahub.features.outbound import (
     queued_message,
 )
 from wahub.store import channels as channel_q
+from wahub.store import media as media_q
 from wahub.store import messages as q
 from wahub.store.batching import WriteBatcher
 from wahub.store.database import Database
@@ -295,6 +297,14 @@ class Messaging:
             default=_only_channel(item.actor) or self.default_channel_id,
         )
         check_channel(item.actor, channel["id"])
+        if (ref := media_ref(request.content())) is not None:
+            message_type, media_id = ref
+            check_sendable(
+                media_q.get_media_sync(conn, media_id),
+                item.actor,
+                message_type=message_type,
+                channel_kind=channel["kind"],
+            )
         if is_group_chat(chat_id):
             if chat is None:
                 raise ValidationError(
