@@ -119,3 +119,18 @@ async def test_only_the_uploader_and_keys_that_see_every_chat_read_a_file(
     assert viewer.status_code == 200
     assert stranger.status_code == 404
     assert upload_as_viewer.status_code == 403
+
+
+async def test_a_key_limited_to_channels_reads_only_its_own_uploads(
+    client: httpx.AsyncClient, hub: Hub, headers_for: Headers, channel: dict[str, object]
+) -> None:
+    created = (await upload(client, headers_for("admin"), "doc.pdf", PDF)).json()
+    scoped = await hub.access.create_key(user_name="crm", role="admin", channels=["main"])
+    headers = {"Authorization": f"Bearer {scoped.key}"}
+
+    others = await client.get(f"/v1/media/{created['id']}", headers=headers)
+    own = (await upload(client, headers, "mine.pdf", PDF)).json()
+    mine = await client.get(f"/v1/media/{own['id']}", headers=headers)
+
+    assert others.status_code == 404, "a file of no channel is not a limited key's"
+    assert mine.status_code == 200

@@ -125,3 +125,21 @@ async def test_a_file_sent_as_a_type_it_is_not_is_refused_before_queuing(
     assert "application/pdf cannot be sent as image" in as_image.json()["error"]["message"]
     assert unknown.status_code == 422, unknown.text
     assert unknown.json()["error"]["details"]["field"] == "document.id"
+
+
+async def test_the_sandbox_refuses_a_send_naming_a_media_id_nobody_uploaded(
+    stack: tuple[Stack, dict[str, str]],
+) -> None:
+    started, _ = stack
+    body = {
+        "messaging_product": "whatsapp",
+        "to": "4915112345678",
+        "type": "image",
+        "image": {"id": "never-uploaded"},
+    }
+    async with httpx.AsyncClient(base_url=str(started.sandbox_url)) as sandbox:
+        response = await sandbox.post("/v21.0/106540352242922/messages", json=body)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == 100
+    assert "never-uploaded" in response.json()["error"]["error_data"]["details"]
