@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -42,6 +43,38 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024,
         ge=1024,
         description="Largest body of POST /v1/campaigns (the audience CSV), 413 beyond.",
+    )
+
+    # Media (uploads, received files): a directory by default, S3 when a bucket is set.
+    media_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest file POST /v1/media takes (413 beyond) and inbound media "
+        "downloads keep.",
+    )
+    media_dir: Path | None = Field(
+        default=None,
+        description="Directory of the media store. Default: beside the SQLite database "
+        "(<database>.media), else ./wahub-media. Ignored when WAHUB_MEDIA_S3_BUCKET is set.",
+    )
+    media_s3_bucket: str | None = Field(
+        default=None,
+        description="Keep media in this S3-compatible bucket instead of a directory "
+        "(needed when several hosts run serve/worker).",
+    )
+    media_s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3-compatible endpoint (MinIO, Ceph, R2, ...). Default: AWS S3.",
+    )
+    media_s3_region: str | None = Field(default=None, description="The bucket's region.")
+    media_s3_access_key_id: str | None = Field(
+        default=None, description="S3 access key id. Default: boto3's usual lookup."
+    )
+    media_s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key. Default: boto3's usual lookup."
+    )
+    media_s3_prefix: str = Field(
+        default="", max_length=200, description="Prefix of every object key (e.g. wahub/)."
     )
 
     # Cloud API webhooks: one Meta app signs every number's webhooks with its app secret.

@@ -23,10 +23,13 @@ from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
 from wahub.features.inbox import Inbox
+from wahub.features.media import MediaLibrary
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
 from wahub.features.passwords import Passwords
+from wahub.features.records import RecordEdits
 from wahub.features.subscriptions import Subscriptions
+from wahub.media import MediaStore, media_store_from_settings
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
 from wahub.pipeline.event_fanout import fanout_shipper
@@ -100,6 +103,18 @@ class Hub:
     @cached_property
     def passwords(self) -> Passwords:
         return Passwords(self.db)
+
+    @cached_property
+    def media_store(self) -> MediaStore:
+        return media_store_from_settings(self.settings)
+
+    @cached_property
+    def media(self) -> MediaLibrary:
+        return MediaLibrary(self.db, self.media_store, max_bytes=self.settings.media_max_bytes)
+
+    @cached_property
+    def records(self) -> RecordEdits:
+        return RecordEdits(self.db)
 
     @cached_property
     def notifications(self) -> Notifications:

@@ -195,6 +195,165 @@ async def test_permission_matrix(
         assert response.headers["www-authenticate"] == "Bearer"
 
 
+# --- keys limited to channels, and read-only keys (issue 18) ------------------------------
+
+SCOPED = ("admin on main", "admin on other", "read-only admin", "read-only agent")
+
+
+@pytest.fixture
+async def scoped_headers(hub: Hub, world: World, channel: dict[str, Any]) -> dict[str, Headers]:
+    """Keys of the scoped kinds, and a second channel ("other") the world has nothing on."""
+    other = await hub.channels.create(
+        name="other", phone_number_id="2", access_token="t", base_url="http://127.0.0.1:9"
+    )
+    made = {
+        "admin on main": await hub.access.create_key(
+            user_name="crm-main", role="admin", channels=["main"]
+        ),
+        "admin on other": await hub.access.create_key(
+            user_name="crm-other", role="admin", channels=[other["id"]]
+        ),
+        "read-only admin": await hub.access.create_key(
+            user_name="auditor", role="admin", read_only=True
+        ),
+        # The agent user: the same employee groups as the matrix's agent key.
+        "read-only agent": await hub.access.create_key(
+            user_name="agent", role="agent", read_only=True
+        ),
+    }
+    return {kind: {"Authorization": f"Bearer {created.key}"} for kind, created in made.items()}
+
+
+def on_main(to: str) -> dict[str, Any]:
+    return {**text_to(to), "channel_id": "main"}
+
+
+# route name -> (request, expected for each of SCOPED)
+SCOPED_MATRIX: dict[str, tuple[Call, tuple[int, int, int, int]]] = {
+    "send to person on main": (
+        lambda c, h, w: c.post("/v1/messages", json=on_main(PERSON), headers=h),
+        (202, 403, 403, 403),
+    ),
+    "send to assigned group": (
+        lambda c, h, w: c.post("/v1/messages", json=text_to(w.assigned_group), headers=h),
+        (202, 403, 403, 403),
+    ),
+    "compat send to assigned group": (
+        lambda c, h, w: c.post(
+            "/api/messages/send", json={"groupJid": w.assigned_group, "content": "hi"}, headers=h
+        ),
+        (202, 403, 403, 403),
+    ),
+    "get message in assigned group": (
+        lambda c, h, w: c.get(f"/v1/messages/{w.message_in_assigned}", headers=h),
+        (200, 404, 200, 200),
+    ),
+    "retry failed message in assigned group": (
+        lambda c, h, w: c.post(f"/v1/messages/{w.failed_in_assigned}/retry", headers=h),
+        (202, 404, 403, 403),
+    ),
+    "get channel main": (
+        lambda c, h, w: c.get("/v1/channels/main", headers=h),
+        (200, 404, 200, 200),
+    ),
+    "list keys": (
+        lambda c, h, w: c.get("/v1/keys", headers=h),
+        (403, 403, 200, 403),
+    ),
+    "create key": (
+        lambda c, h, w: c.post("/v1/keys", json={"user": "newbie", "role": "agent"}, headers=h),
+        (403, 403, 403, 403),
+    ),
+    "create channel": (
+        lambda c, h, w: c.post(
+            "/v1/channels",
+            json={"name": "third", "phone_number_id": "3", "access_token": "t"},
+            headers=h,
+        ),
+        (403, 403, 403, 403),
+    ),
+}
+
+SCOPED_CELLS = [
+    pytest.param(route, kind, expected[i], id=f"{route} as {kind}")
+    for route, (_, expected) in SCOPED_MATRIX.items()
+    for i, kind in enumerate(SCOPED)
+]
+
+
+@pytest.mark.parametrize(("route", "kind", "expected"), SCOPED_CELLS)
+async def test_scoped_key_matrix(
+    client: httpx.AsyncClient,
+    scoped_headers: dict[str, Headers],
+    world: World,
+    route: str,
+    kind: str,
+    expected: int,
+) -> None:
+    call, _ = SCOPED_MATRIX[route]
+
+    response = await call(client, scoped_headers[kind], world)
+
+    assert response.status_code == expected, f"{route} as {kind}: {response.text}"
+    if expected >= 400:
+        assert set(response.json()["error"]) == {"code", "message", "details"}
+
+
+async def test_a_key_limited_to_another_channel_lists_nothing_of_this_one(
+    client: httpx.AsyncClient, scoped_headers: dict[str, Headers], world: World
+) -> None:
+    other = scoped_headers["admin on other"]
+
+    messages = await client.get("/v1/messages", headers=other)
+    chats = await client.get("/v1/chats", headers=other)
+    channels = await client.get("/v1/channels", headers=other)
+
+    assert messages.json()["data"] == []
+    assert chats.json()["data"] == []
+    assert [c["name"] for c in channels.json()["data"]] == ["other"]
+
+
+async def test_a_key_limited_to_one_channel_sends_on_it_without_naming_it(
+    client: httpx.AsyncClient,
+    scoped_headers: dict[str, Headers],
+    world: World,
+    channel: dict[str, Any],
+) -> None:
+    scoped = await client.post(
+        "/v1/messages", json=text_to(PERSON), headers=scoped_headers["admin on main"]
+    )
+    unscoped = await client.post(
+        "/v1/messages", json=text_to(PERSON), headers=scoped_headers["read-only admin"]
+    )
+
+    assert scoped.status_code == 202, scoped.text
+    assert scoped.json()["channel_id"] == channel["id"]
+    assert unscoped.status_code == 403, "read-only keys never send"
+
+
+async def test_a_scoped_key_is_created_by_api_and_listed_with_its_limits(
+    client: httpx.AsyncClient, headers_for: Headers, channel: dict[str, Any]
+) -> None:
+    created = await client.post(
+        "/v1/keys",
+        json={"user": "crm", "role": "agent", "channels": ["main"], "read_only": True},
+        headers=headers_for("admin"),
+    )
+    unknown = await client.post(
+        "/v1/keys",
+        json={"user": "crm", "role": "agent", "channels": ["nope"]},
+        headers=headers_for("admin"),
+    )
+    listed = await client.get("/v1/keys", headers=headers_for("admin"))
+
+    assert created.status_code == 201, created.text
+    assert (created.json()["channel_ids"], created.json()["read_only"]) == ([channel["id"]], True)
+    assert unknown.status_code == 422
+    assert "no channel 'nope'" in unknown.json()["error"]["message"]
+    (crm,) = [k for k in listed.json()["data"] if k["user"] == "crm"]
+    assert (crm["channel_ids"], crm["read_only"]) == ([channel["id"]], True)
+
+
 async def test_x_api_key_header_authenticates_like_bearer(
     client: httpx.AsyncClient, api_keys: dict[str, str]
 ) -> None:
@@ -287,7 +446,17 @@ async def test_created_key_is_shown_once_and_works(
     assert key not in listed.text
     dana = [k for k in listed.json()["data"] if k["user"] == "dana"]
     assert len(dana) == 1
-    assert set(dana[0]) == {"id", "user_id", "user", "role", "prefix", "created_at", "revoked_at"}
+    assert set(dana[0]) == {
+        "id",
+        "user_id",
+        "user",
+        "role",
+        "prefix",
+        "created_at",
+        "revoked_at",
+        "channel_ids",
+        "read_only",
+    }
 
 
 async def test_key_with_unknown_role_is_422_naming_role(

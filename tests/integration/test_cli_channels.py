@@ -136,3 +136,23 @@ def test_check_of_an_unreachable_provider_exits_1_saying_why(settings: Settings)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "channel main: check failed:" in result.output
+
+
+def test_a_key_is_created_limited_to_a_channel_and_read_only(settings: Settings) -> None:
+    channel = add_main(settings)
+
+    created = wahub(
+        settings,
+        *("keys", "create", "--role", "agent", "--user", "crm"),
+        *("--channel", "main", "--read-only", "--json"),
+    )
+    listed = wahub(settings, "keys", "list", "--json")
+    unknown = wahub(settings, "keys", "create", "--role", "agent", "--user", "x", "--channel", "y")
+
+    assert created.exit_code == 0, created.output
+    value = json.loads(created.stdout)
+    assert (value["channel_ids"], value["read_only"]) == ([channel["id"]], True)
+    (crm,) = [k for k in json.loads(listed.stdout) if k["user_name"] == "crm"]
+    assert (crm["channel_ids"], crm["read_only"]) == ([channel["id"]], True)
+    assert unknown.exit_code == 1
+    assert "no channel 'y'" in unknown.output

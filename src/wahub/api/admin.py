@@ -34,7 +34,7 @@ from wahub.api.serializers import (
     template_out,
 )
 from wahub.domain.actors import Role
-from wahub.domain.errors import WahubError
+from wahub.domain.errors import NotFound, WahubError
 
 router = APIRouter(prefix="/v1", tags=["admin"], route_class=JsonBodyRoute)
 
@@ -132,6 +132,14 @@ class ChatAssign(_Body):
 class KeyCreate(_Body):
     user: str = Field(min_length=1, max_length=200, description="Created if new.")
     role: Role
+    channels: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Channel ids or names the key is limited to (sends, reads, the stream); "
+        "omitted: every channel. A limited key cannot use admin routes.",
+    )
+    read_only: StrictBool = Field(default=False, description="Reads only, whatever the role.")
 
 
 @router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"])
@@ -156,14 +164,19 @@ async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> 
 
 
 @router.get("/channels", response_model=ChannelList, tags=["channels"])
-async def list_channels(hub: HubDep, _actor: ActorDep) -> Response:
-    return JsonResponse({"data": [channel_out(c) for c in await hub.channels.list_all()]})
+async def list_channels(hub: HubDep, actor: ActorDep) -> Response:
+    """Every channel; for a key limited to channels, those."""
+    channels = [c for c in await hub.channels.list_all() if actor.may_use_channel(c["id"])]
+    return JsonResponse({"data": [channel_out(c) for c in channels]})
 
 
 @router.get("/channels/{channel}", response_model=ChannelOut, tags=["channels"])
-async def get_channel(channel: ChannelPath, hub: HubDep, _actor: ActorDep) -> Response:
-    """One channel, by id or name."""
-    return JsonResponse(channel_out(await hub.channels.get(channel)))
+async def get_channel(channel: ChannelPath, hub: HubDep, actor: ActorDep) -> Response:
+    """One channel, by id or name (404 for a key limited to other channels)."""
+    found = await hub.channels.get(channel)
+    if not actor.may_use_channel(found["id"]):
+        raise NotFound(f"no channel {channel}")
+    return JsonResponse(channel_out(found))
 
 
 @router.patch("/channels/{channel}", response_model=ChannelOut, tags=["channels"])
@@ -270,6 +283,8 @@ async def list_chats(hub: HubDep, actor: ActorDep) -> Response:
     """Admins and viewers see every chat; agents only the chats assigned to them."""
     visible = await hub.access.visible_chat_ids(actor)
     chats = [] if visible == [] else await hub.channels.list_chats(visible)
+    # A key limited to channels sees the chats of those (a chat of no channel: none).
+    chats = [c for c in chats if actor.may_use_channel(c["channel_id"])]
     return JsonResponse({"data": [chat_out(c) for c in chats]})
 
 
@@ -294,7 +309,9 @@ async def assign_chat_to_employee_group(
 @router.post("/keys", status_code=201, response_model=CreatedKeyOut, tags=["access"])
 async def create_key(body: KeyCreate, hub: HubDep, _admin: AdminDep) -> Response:
     """Create an API key. The key is in this response only: it is stored hashed."""
-    created = await hub.access.create_key(user_name=body.user, role=body.role.value)
+    created = await hub.access.create_key(
+        user_name=body.user, role=body.role.value, channels=body.channels, read_only=body.read_only
+    )
     return JsonResponse(created_key_out(created), status_code=201)
 
 

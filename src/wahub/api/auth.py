@@ -73,16 +73,24 @@ ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
 async def require_writer(actor: ActorDep) -> Actor:
-    """An admin or agent. Raises PermissionDenied (403) for viewers."""
+    """An admin or agent key that is not read-only. Raises PermissionDenied (403)."""
+    if actor.read_only:
+        raise PermissionDenied("this key is read-only: this needs a key that may write")
     if not actor.can_write:
         raise PermissionDenied("viewer keys are read-only: this needs an agent or admin key")
     return actor
 
 
-async def require_admin(actor: ActorDep) -> Actor:
-    """An admin. Raises PermissionDenied (403) for agents and viewers."""
+async def require_admin(conn: HTTPConnection, actor: ActorDep) -> Actor:
+    """An admin key acting on every channel (read-only ones for reads). Raises
+    PermissionDenied (403) for agents, viewers and channel-scoped keys: a key limited to
+    some channels must not create channels or an unlimited key."""
     if actor.role != Role.ADMIN:
         raise PermissionDenied(f"this needs an admin key (yours is {actor.role.value})")
+    if actor.channel_scoped:
+        raise PermissionDenied("this needs an admin key for every channel; yours is limited")
+    if actor.read_only and conn.scope.get("method") not in ("GET", "HEAD"):
+        raise PermissionDenied("this key is read-only: this needs a key that may write")
     return actor
 
 

@@ -3,6 +3,8 @@ every JSON route shares, made before FastAPI parses anything.
 
 ``read_limited_body``  the raw body, ``413`` past a limit (webhook receivers, campaign
                        uploads, and every JSON route through ``JsonBodyRoute``)
+``form_parts``         the parts of a ``multipart/form-data`` body (campaign and
+                       media uploads)
 ``JsonBodyRoute``      the route class of routers whose routes take a JSON body:
                        ``415`` for another content type, ``413`` past
                        ``WAHUB_MAX_REQUEST_BYTES``, ``400`` for bytes that are not UTF-8
@@ -15,7 +17,10 @@ body "should be a valid dictionary", and turns bytes that are not UTF-8 into a b
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import params
@@ -57,6 +62,37 @@ async def read_limited_body(request: Request, limit: int, *, setting: str) -> by
             raise _too_large(limit, setting)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class FormPart:
+    """One field of a multipart/form-data body (``filename`` for a file field)."""
+
+    name: str | None
+    filename: str | None
+    data: bytes
+
+
+def form_parts(content_type: str, body: bytes) -> list[FormPart]:
+    """The parts of a multipart/form-data body, in order: the standard library's MIME
+    parser, no form-parsing dependency. Parts without a decodable payload are left out."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts: list[FormPart] = []
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        parts.append(
+            FormPart(
+                name if isinstance(name, str) else None,
+                filename if isinstance(filename, str) else None,
+                payload,
+            )
+        )
+    return parts
 
 
 def _too_large(limit: int, setting: str) -> PayloadTooLarge:

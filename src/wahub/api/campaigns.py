@@ -6,8 +6,6 @@ Admins manage campaigns; every role reads them (a funnel shows counts, no chats)
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 from typing import Annotated, Any
 
 import orjson
@@ -16,13 +14,15 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from wahub.api.auth import ActorDep, AdminDep, HubDep
-from wahub.api.bodies import read_limited_body, require_media_type, require_utf8
+from wahub.api.bodies import form_parts, read_limited_body, require_media_type, require_utf8
 from wahub.api.params import IdPath
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import iso
+from wahub.domain.actors import Actor
 from wahub.domain.campaigns import CampaignStatus
-from wahub.domain.errors import ValidationError
+from wahub.domain.errors import NotFound, ValidationError
 from wahub.features.campaigns import MAX_AUDIENCE_CHARS, MAX_PAGE, CampaignCreate
+from wahub.runtime import Hub
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -98,19 +98,13 @@ def _json(raw: bytes | str, what: str) -> Any:
 def _from_multipart(content_type: str, body: bytes) -> tuple[Any, str | None]:
     """(campaign JSON, audience CSV) from a multipart/form-data body: the standard
     library's MIME parser, no form-parsing dependency for one route."""
-    head = f"Content-Type: {content_type}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     campaign: Any = None
     audience: str | None = None
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        if name == "campaign":
-            campaign = _json(payload, "campaign")
-        elif name == "audience":
-            audience = require_utf8(payload, "audience")
+    for part in form_parts(content_type, body):
+        if part.name == "campaign":
+            campaign = _json(part.data, "campaign")
+        elif part.name == "audience":
+            audience = require_utf8(part.data, "audience")
     if campaign is None:
         raise ValidationError(
             "multipart: a 'campaign' field with the JSON object is required",
@@ -163,18 +157,29 @@ async def list_campaigns(
     rows = await hub.campaigns.list_campaigns(
         status=status.value if status is not None else None, limit=limit
     )
+    # A key limited to channels sees their campaigns (the page may then hold fewer).
+    rows = [r for r in rows if actor.may_use_channel(r["channel_id"])]
     return JsonResponse({"data": [campaign_out(r) for r in rows]})
+
+
+async def _visible_campaign(hub: Hub, actor: Actor, campaign_id: str) -> dict[str, Any]:
+    campaign = await hub.campaigns.get(campaign_id)
+    if not actor.may_use_channel(campaign["channel_id"]):
+        raise NotFound(f"no campaign {campaign_id}")
+    return campaign
 
 
 @router.get("/{campaign_id}", summary="A campaign with its funnel")
 async def get_campaign(campaign_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
-    return JsonResponse(campaign_out(await hub.campaigns.get(campaign_id)))
+    return JsonResponse(campaign_out(await _visible_campaign(hub, actor, campaign_id)))
 
 
 @router.get("/{campaign_id}/stats", summary="The funnel per template, totals and rates")
 async def campaign_stats(campaign_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
     """Counters kept in the transaction of every status change: exact and live, one
     indexed read whatever the campaign's size."""
+    if actor.channel_scoped:
+        await _visible_campaign(hub, actor, campaign_id)
     return JsonResponse(await hub.campaigns.stats(campaign_id))
 
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from wahub.api.auth import ActorDep, AdminDep, HubDep, WriterDep
 from wahub.api.bodies import JsonBodyRoute
 from wahub.api.params import ID_MAX_LENGTH, IdPath, IdQuery, RowIdPath
+from wahub.api.records import set_fields
 from wahub.api.responses import JsonResponse
 from wahub.api.serializers import auto_reply_out, conversation_out, notification_out
 from wahub.features.conversations import MAX_PAGE
@@ -73,6 +74,31 @@ async def mark_conversation_read(
     conversation_id: IdPath, hub: HubDep, actor: WriterDep
 ) -> Response:
     return JsonResponse(conversation_out(await hub.conversations.mark_read(actor, conversation_id)))
+
+
+class ConversationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assigned_user_id: str | None = Field(
+        default=None, max_length=ID_MAX_LENGTH, description="A user id, or null to unassign."
+    )
+    read: StrictBool | None = Field(
+        default=None,
+        description="true: unread count to zero and its notifications read; false: flagged unread.",
+    )
+
+
+@router.patch(
+    "/conversations/{conversation_id}",
+    tags=["conversations"],
+    summary="Assign a conversation or change its read state",
+)
+async def update_conversation(
+    conversation_id: IdPath, body: ConversationPatch, hub: HubDep, actor: WriterDep
+) -> Response:
+    edited = await hub.records.update_conversation(actor, conversation_id, set_fields(body))
+    hub.realtime.publish(edited.event)
+    return JsonResponse(conversation_out(edited.row))
 
 
 @router.get(

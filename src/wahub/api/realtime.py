@@ -59,10 +59,25 @@ class Visibility:
         self._chat_ids = None if chat_ids is None else frozenset(chat_ids)
 
     def accepts(self, event: dict[str, Any]) -> bool:
+        if not self._in_channels(event):
+            return False
         chat_ids = self._chat_ids
         if chat_ids is None or event.get("chat_id") in chat_ids:
             return True
-        return event.get("_sender_user_id") == self.actor.user_id
+        me = self.actor.user_id
+        # A conversation just assigned to an agent is theirs to see from then on.
+        return event.get("_sender_user_id") == me or event.get("assigned_user_id") == me
+
+    def _in_channels(self, event: dict[str, Any]) -> bool:
+        """A key limited to channels gets events of those channels only: an event names
+        its ``channel_id``, or (a contact's, a lead's) the ``channel_ids`` it concerns;
+        one of no channel (campaign stats) is for unlimited keys."""
+        scope = self.actor.channel_ids
+        if scope is None:
+            return True
+        if event.get("channel_id") in scope:
+            return True
+        return any(c in scope for c in event.get("channel_ids") or ())
 
 
 def public_event(event: dict[str, Any]) -> dict[str, Any]:

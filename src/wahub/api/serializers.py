@@ -151,6 +151,8 @@ def key_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "prefix": row["prefix"],
         "created_at": iso(row["created_at"]),
         "revoked_at": iso(row["revoked_at"]),
+        "channel_ids": row["channel_ids"],
+        "read_only": bool(row["read_only"]),
     }
 
 
@@ -163,6 +165,8 @@ def created_key_out(created: CreatedKey) -> dict[str, Any]:
         "user": created.user_name,
         "role": created.role.value,
         "prefix": created.prefix,
+        "channel_ids": None if created.channel_ids is None else list(created.channel_ids),
+        "read_only": created.read_only,
     }
 
 
@@ -291,6 +295,8 @@ class KeyOut(BaseModel):
     prefix: str
     created_at: str
     revoked_at: str | None
+    channel_ids: list[str] | None
+    read_only: bool
 
 
 class CreatedKeyOut(BaseModel):
@@ -300,6 +306,8 @@ class CreatedKeyOut(BaseModel):
     user: str
     role: str
     prefix: str
+    channel_ids: list[str] | None
+    read_only: bool
 
 
 class ChannelList(BaseModel):
@@ -331,6 +339,7 @@ def contact_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "opted_out": row["opted_out_at"] is not None,
         "opted_out_at": iso(row["opted_out_at"]),
         "opt_out_reason": row["opt_out_reason"],
+        "attributes": row.get("attributes") or {},
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }

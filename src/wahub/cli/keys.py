@@ -16,20 +16,40 @@ app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=
 def create(
     role: Annotated[str, typer.Option(help="admin, agent or viewer.")],
     user: Annotated[str, typer.Option(help="The user the key belongs to (created if new).")],
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Limit the key to this channel (id or name); repeat for several. Sends, "
+            "reads and the stream then cover only these; default: every channel."
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="The key reads what its role sees, never writes.")
+    ] = False,
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key. The key is printed once and never stored."""
-    created = on_hub(database, lambda hub: hub.access.create_key(user_name=user, role=role))
+    created = on_hub(
+        database,
+        lambda hub: hub.access.create_key(
+            user_name=user, role=role, channels=channel or None, read_only=read_only
+        ),
+    )
     result = {
         "key": created.key,
         "key_id": created.key_id,
         "user": created.user_name,
         "role": created.role.value,
+        "channel_ids": None if created.channel_ids is None else list(created.channel_ids),
+        "read_only": created.read_only,
     }
 
     def human(value: dict[str, Any]) -> None:
-        console.print(f"key for {value['user']} ({value['role']}), shown once:")
+        limits = [f"channels {', '.join(value['channel_ids'])}"] if value["channel_ids"] else []
+        limits += ["read-only"] if value["read_only"] else []
+        scope = f"; {'; '.join(limits)}" if limits else ""
+        console.print(f"key for {value['user']} ({value['role']}{scope}), shown once:")
         # Plain print: the key alone on its line, for copying and for `tail -1`.
         print(value["key"])
 
@@ -50,6 +70,8 @@ def list_keys(database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
                         "key": f"wh_{r['prefix']}_…",
                         "user": r["user_name"],
                         "role": r["role"],
+                        "channels": ", ".join(r["channel_ids"]) if r["channel_ids"] else "all",
+                        "read_only": "yes" if r["read_only"] else "",
                         "state": "revoked" if r["revoked_at"] else "active",
                     }
                     for r in value

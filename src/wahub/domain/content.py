@@ -106,16 +106,30 @@ class TemplateBody(_Strict):
 
 
 class MediaBody(_Strict):
-    link: HttpUrl
+    """A file by ``link`` (an https URL the provider fetches) or by ``id`` (a file
+    uploaded with ``POST /v1/media``): exactly one of the two."""
+
+    link: HttpUrl | None = None
+    id: str | None = Field(
+        default=None,
+        pattern=r"^med_[0-9a-z]{1,60}$",
+        description="The id POST /v1/media returned.",
+    )
     caption: str | None = Field(default=None, max_length=CAPTION_LIMIT)
     filename: str | None = Field(default=None, max_length=240)
 
     @field_validator("link")
     @classmethod
-    def _https(cls, value: HttpUrl) -> HttpUrl:
-        if value.scheme != "https":
+    def _https(cls, value: HttpUrl | None) -> HttpUrl | None:
+        if value is not None and value.scheme != "https":
             raise ValueError("media link must be an https URL")
         return value
+
+    @model_validator(mode="after")
+    def _link_or_id(self) -> MediaBody:
+        if (self.link is None) == (self.id is None):
+            raise ValueError("give either link or id (an uploaded file), not both or neither")
+        return self
 
 
 class SendRequest(_Strict):

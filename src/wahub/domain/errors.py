@@ -52,6 +52,13 @@ class OutsideServiceWindow(ValidationError):
     code = "outside_service_window"
 
 
+class MediaRefused(ValidationError):
+    """An uploaded file WhatsApp would not deliver, or whose name lies about its content
+    (422: the request was well-formed, the file is not acceptable)."""
+
+    code = "media_refused"
+
+
 class OptedOut(ValidationError):
     """The recipient sent an opt-out keyword (STOP, ...) and has not opted in again."""
 

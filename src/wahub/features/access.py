@@ -12,6 +12,7 @@ import functools
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ class CreatedKey:
     user_name: str
     role: Role
     prefix: str
+    channel_ids: tuple[str, ...] | None = None
+    read_only: bool = False
 
 
 class AccessControl:
@@ -51,8 +54,20 @@ class AccessControl:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create_key(self, *, user_name: str, role: str) -> CreatedKey:
-        """Create a key for ``user_name`` (created if new). Raises ValidationError on a bad role."""
+    async def create_key(
+        self,
+        *,
+        user_name: str,
+        role: str,
+        channels: Sequence[str] | None = None,
+        read_only: bool = False,
+    ) -> CreatedKey:
+        """Create a key for ``user_name`` (created if new), limited to ``channels`` (ids or
+        names; None: every channel) and to reads when ``read_only``.
+
+        Raises ValidationError on a bad role, an empty channel list or a channel that does
+        not exist (a typo must not create a key that can do nothing).
+        """
         try:
             parsed_role = Role(role)
         except ValueError:
@@ -63,10 +78,18 @@ class AccessControl:
         name = user_name.strip()
         if not name:
             raise ValidationError("user name must not be empty", details={"field": "user"})
+        if channels is not None and not channels:
+            raise ValidationError(
+                "channels: give at least one channel, or none for a key of every channel",
+                details={"field": "channels"},
+            )
         prefix = secrets.token_hex(4)
         key = f"wh_{prefix}_{secrets.token_urlsafe(32)}"
         now = time.time()
         async with self.db.transaction() as conn:
+            channel_ids = None
+            if channels is not None:
+                channel_ids = await conn.run_sync(_resolve_channels_sync, channels)
             user = await q.ensure_user(conn, name, now)
             key_id = new_id("key")
             await q.insert_api_key(
@@ -78,9 +101,13 @@ class AccessControl:
                     "key_hash": hash_key(key),
                     "prefix": prefix,
                     "created_at": now,
+                    "channel_ids": None if channel_ids is None else list(channel_ids),
+                    "read_only": read_only,
                 },
             )
-        return CreatedKey(key, key_id, user["id"], name, parsed_role, prefix)
+        return CreatedKey(
+            key, key_id, user["id"], name, parsed_role, prefix, channel_ids, read_only
+        )
 
     async def bootstrap_admin_key(self, key: str | None, *, user_name: str = "admin") -> str:
         """Store ``key`` (its hash) as an admin key of ``user_name`` when no active admin
@@ -116,11 +143,14 @@ class AccessControl:
         )
         if row is None:
             raise AuthenticationFailed("invalid or revoked API key")
+        scope = row["channel_ids"]
         return Actor(
             user_id=row["user_id"],
             user_name=user["name"] if user is not None else "",
             role=Role(row["role"]),
             key_id=row["id"],
+            channel_ids=None if scope is None else frozenset(scope),
+            read_only=bool(row["read_only"]),
         )
 
     async def actor_for_key_id(self, key_id: str) -> Actor:
@@ -160,6 +190,8 @@ class AccessControl:
         """
         if actor.role == Role.VIEWER:
             raise PermissionDenied("viewer keys are read-only: sending needs an agent or admin key")
+        if actor.read_only:
+            raise PermissionDenied("this key is read-only: sending needs a key that may write")
         if actor.role == Role.ADMIN or not is_group_chat(chat_id):
             return
         async with self.db.read() as conn:
@@ -194,6 +226,28 @@ class AccessControl:
             group = await q.ensure_employee_group(conn, group_name, now)
             user = await q.ensure_user(conn, user_name, now)
             await q.add_group_member(conn, group["id"], user["id"])
+
+
+def check_channel(actor: Actor, channel_id: str) -> None:
+    """Raises PermissionDenied unless ``actor``'s key may act on ``channel_id``."""
+    if not actor.may_use_channel(channel_id):
+        raise PermissionDenied(
+            f"this key is limited to other channels than {channel_id}",
+            details={"channel_id": channel_id, "allowed": sorted(actor.channel_ids or ())},
+        )
+
+
+def _resolve_channels_sync(conn: SyncConnection, refs: Sequence[str]) -> tuple[str, ...]:
+    found: list[str] = []
+    for ref in refs:
+        channel = channel_q.find_channel_sync(conn, ref)
+        if channel is None:
+            raise ValidationError(
+                f"channels: no channel {ref!r} (give a channel id or name)",
+                details={"field": "channels", "value": ref},
+            )
+        found.append(channel["id"])
+    return tuple(dict.fromkeys(found))
 
 
 def _bootstrap_admin_key_sync(

@@ -509,6 +509,7 @@ class Conversations:
                 unread_only=unread_only,
                 before=before,
                 limit=limit + 1,
+                channel_ids=actor.channel_ids,
             )
         page = rows[:limit]
         next_cursor = None
@@ -544,6 +545,8 @@ class Conversations:
         return {**row, "unread_count": 0, "updated_at": now}
 
     async def _check_visible(self, actor: Actor, row: dict[str, Any]) -> None:
+        if not actor.may_use_channel(row["channel_id"]):
+            raise NotFound(f"no conversation {row['id']}")
         if actor.sees_everything or row["assigned_user_id"] == actor.user_id:
             return
         visible = await self.access.visible_chat_ids(actor)

@@ -28,7 +28,7 @@ from wahub.domain.errors import (
 )
 from wahub.domain.ids import MAX_SQL_INT, is_message_id
 from wahub.domain.phones import canonical_chat_id, is_group_chat
-from wahub.features.access import AccessControl
+from wahub.features.access import AccessControl, check_channel
 from wahub.features.channels import public_channel
 from wahub.features.conversations import (
     Outbound,
@@ -36,6 +36,7 @@ from wahub.features.conversations import (
     check_may_send_many_sync,
     record_outbound_many_sync,
 )
+from wahub.features.media import check_sendable, media_ref
 from wahub.features.outbound import (
     check_template,
     choose_channel,
@@ -43,6 +44,7 @@ from wahub.features.outbound import (
     queued_message,
 )
 from wahub.store import channels as channel_q
+from wahub.store import media as media_q
 from wahub.store import messages as q
 from wahub.store.batching import WriteBatcher
 from wahub.store.database import Database
@@ -292,8 +294,17 @@ class Messaging:
             listed=lambda: self._channels(conn),
             chat_channel_id=chat["channel_id"] if chat else None,
             chat_id=chat_id,
-            default=self.default_channel_id,
+            default=_only_channel(item.actor) or self.default_channel_id,
         )
+        check_channel(item.actor, channel["id"])
+        if (ref := media_ref(request.content())) is not None:
+            message_type, media_id = ref
+            check_sendable(
+                media_q.get_media_sync(conn, media_id),
+                item.actor,
+                message_type=message_type,
+                channel_kind=channel["kind"],
+            )
         if is_group_chat(chat_id):
             if chat is None:
                 raise ValidationError(
@@ -365,6 +376,8 @@ class Messaging:
         return row
 
     async def _may_see(self, actor: Actor, row: dict[str, Any]) -> bool:
+        if not actor.may_use_channel(row["channel_id"]):
+            return False
         if actor.sees_everything or row["sender_user_id"] == actor.user_id:
             return True
         visible = await self.access.visible_chat_ids(actor)
@@ -400,6 +413,7 @@ class Messaging:
                 limit=limit + 1,
                 visible_chat_ids=visible,
                 visible_sender=None if visible is None else actor.user_id,
+                channel_ids=actor.channel_ids,
             )
         next_cursor = rows[limit - 1]["seq"] if len(rows) > limit else None
         return rows[:limit], next_cursor
@@ -419,3 +433,10 @@ class Messaging:
             )
         self._on_enqueued()
         return await self.get(actor, message_id)
+
+
+def _only_channel(actor: Actor) -> str | None:
+    """The channel a key limited to exactly one channel sends on when none is named."""
+    if actor.channel_ids is not None and len(actor.channel_ids) == 1:
+        return next(iter(actor.channel_ids))
+    return None

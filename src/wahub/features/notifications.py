@@ -111,7 +111,9 @@ class Notifications:
 
 
 def _reader(actor: Actor) -> q.Reader:
-    return q.Reader(user_id=actor.user_id, every_chat=actor.sees_everything)
+    return q.Reader(
+        user_id=actor.user_id, every_chat=actor.sees_everything, channel_ids=actor.channel_ids
+    )
 
 
 def _page_sync(

@@ -88,4 +88,5 @@ class MessageSearch:
                 visible_chat_ids=visible,
                 visible_sender=None if visible is None else actor.user_id,
                 limit=query.limit,
+                channel_ids=actor.channel_ids,
             )

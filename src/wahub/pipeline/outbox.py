@@ -43,10 +43,12 @@ from wahub.domain.errors import (
 from wahub.domain.ids import is_message_id
 from wahub.domain.phones import chat_recipient, is_group_chat
 from wahub.features.channels import CHANNEL_REMOVED
+from wahub.features.media import MediaLibrary, media_ref
+from wahub.media import media_store_from_settings
 from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
 from wahub.pipeline.wakeup import Wakeup
-from wahub.providers.base import OutboundMessage
+from wahub.providers.base import MediaUploader, OutboundMessage
 from wahub.providers.registry import ECHOING_KINDS, ProviderRegistry
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
@@ -104,6 +106,7 @@ class OutboxWorker:
         self.worker_id = worker_id or worker_identity()
         self.on_change = on_change or (lambda: None)
         self.stats = OutboxStats()
+        self._media: MediaLibrary | None = None
         self._channels: dict[str, dict[str, Any]] = {}
         self._pacing: dict[str, _ChannelPacing] = {}
         self._inflight: set[asyncio.Task[None]] = set()
@@ -330,7 +333,7 @@ class OutboxWorker:
                     tracking_id=row["id"],
                     recipient=chat_recipient(row["chat_id"]),
                     is_group=is_group_chat(row["chat_id"]),
-                    content=row["content"],
+                    content=await self._provider_content(row["content"], channel, adapter),
                     reply_to=reply_to,
                 )
             )
@@ -370,6 +373,27 @@ class OutboxWorker:
                     wa_id=result.wa_id,
                 )
             )
+
+    async def _provider_content(
+        self, content: dict[str, Any], channel: dict[str, Any], adapter: object
+    ) -> dict[str, Any]:
+        """The content as the provider must get it: a file we hold (``{"id": "med_..."}``)
+        becomes the provider's id for it, uploaded first when it has none (still valid)
+        for this channel. Runs after ``sending`` is recorded: an upload is no send, so a
+        crash here leaves a message that provably did not go (no provider echo)."""
+        if media_ref(content) is None:
+            return content
+        if not isinstance(adapter, MediaUploader):
+            raise PermanentProviderError(
+                f"channel {channel['name']!r} ({channel['kind']}) cannot send uploaded media"
+            )
+        if self._media is None:
+            self._media = MediaLibrary(
+                self.db,
+                media_store_from_settings(self.settings),
+                max_bytes=self.settings.media_max_bytes,
+            )
+        return await self._media.for_provider(content, channel["id"], adapter)
 
     async def _start(self, message_id: str) -> int | None:
         """Wait until ``sending`` is committed for this message (batched with every other

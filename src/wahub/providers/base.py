@@ -8,7 +8,7 @@ speaks the Cloud API shapes, so the same adapter code runs against Meta and agai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
@@ -73,6 +73,21 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class MediaUploader(Protocol):
+    """A provider that takes files ahead of a send and answers with its own id for them
+    (the Cloud API's ``POST /{phone_number_id}/media``)."""
+
+    async def upload_media(self, data: bytes, *, mime_type: str, filename: str) -> str:
+        """The provider's id of the file. Raises ``RetryableProviderError`` or
+        ``PermanentProviderError``."""
+        ...
+
+
+# Channel kinds whose adapter is a ``MediaUploader``: sends of uploaded media ids.
+MEDIA_UPLOAD_KINDS = frozenset({"cloudapi"})
 
 
 # -- group directories (issue: groups and lookup) ----------------------------------------

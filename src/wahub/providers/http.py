@@ -137,8 +137,48 @@ class ProviderHttp:
         ``NotFound(not_found)`` when ``not_found`` is given; every other error status is
         ``classify``'s.
         """
+        return await self._call_json(
+            "GET",
+            path,
+            what=what,
+            classify=classify,
+            parse=parse,
+            not_found=not_found,
+            params=params,
+        )
+
+    async def post_form(
+        self,
+        path: str,
+        form: aiohttp.FormData,
+        *,
+        what: str,
+        classify: ReadClassifier,
+        parse: Callable[[Any], T],
+    ) -> T:
+        """POST the multipart ``form`` to ``path``; ``parse`` of the JSON answer.
+
+        Only for calls whose repetition is harmless, as a media upload's is (a second
+        copy is an unused file at the provider, never a second message): so, like a
+        read, every failure to get an answer is retryable.
+        """
+        return await self._call_json(
+            "POST", path, what=what, classify=classify, parse=parse, data=form
+        )
+
+    async def _call_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        classify: ReadClassifier,
+        parse: Callable[[Any], T],
+        not_found: str | None = None,
+        **options: Any,
+    ) -> T:
         try:
-            async with self._request("GET", path, params=params) as response:
+            async with self._request(method, path, **options) as response:
                 status = response.status
                 headers = response.headers
                 raw = await response.read()

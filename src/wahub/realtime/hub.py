@@ -149,12 +149,7 @@ class RealtimeHub:
                 "at": time.time(),
                 "_sender_user_id": None,
             }
-            for sub in list(self._subs):
-                if sub.accepts(event):
-                    try:
-                        sub.queue.put_nowait(event)
-                    except asyncio.QueueFull:
-                        sub.dropped += 1
+            self.publish(event)
 
     def _note_gaps(self, event_id: int) -> None:
         if event_id <= self._cursor + 1:
@@ -205,6 +200,15 @@ class RealtimeHub:
                     "_sender_user_id": None,
                 }
             )
+        self.publish(*events)
+
+    def publish(self, *events: dict[str, Any]) -> None:
+        """Hand ``events`` to every subscriber that accepts them, in order.
+
+        For events this process knows of from its own committed writes (an edit by
+        ``PATCH``): call it after the commit. They reach the streams of this process;
+        other processes' clients learn of the change through the replication log.
+        """
         for sub in list(self._subs):
             for item in events:
                 if sub.accepts(item):

@@ -46,6 +46,8 @@ def list_api_keys_sync(conn: SyncConnection) -> list[dict[str, Any]]:
         api_keys.c.prefix,
         api_keys.c.created_at,
         api_keys.c.revoked_at,
+        api_keys.c.channel_ids,
+        api_keys.c.read_only,
         users.c.name.label("user_name"),
     ).join(users, users.c.id == api_keys.c.user_id)
     return [dict(r._mapping) for r in conn.execute(stmt.order_by(api_keys.c.created_at))]

@@ -9,7 +9,7 @@ PostgreSQL neither lose an increment nor move "last message" backwards.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy import Connection as SyncConnection
@@ -544,6 +545,7 @@ def list_conversations_sync(
     unread_only: bool,
     before: tuple[float, str] | None,
     limit: int,
+    channel_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Newest activity first, with the contact's name and phone and the lead's status.
 
@@ -575,6 +577,8 @@ def list_conversations_sync(
         )
     if channel_id is not None:
         stmt = stmt.where(conversations.c.channel_id == channel_id)
+    if channel_ids is not None:
+        stmt = stmt.where(conversations.c.channel_id.in_(sorted(channel_ids)))
     if unread_only:
         stmt = stmt.where(conversations.c.unread_count > 0)
     if before is not None:
@@ -612,14 +616,24 @@ class Reader:
 
     user_id: str
     every_chat: bool
+    # A key limited to channels: only conversations on these (None: every channel).
+    channel_ids: frozenset[str] | None = None
 
 
-def _conversations_seen_by(reader: Reader) -> ColumnElement[bool]:
-    """The conversations ``reader`` may see (agents only: others see every one)."""
-    return or_(
-        conversations.c.chat_id.in_(assigned_chats(reader.user_id)),
-        conversations.c.assigned_user_id == reader.user_id,
+def conversations_seen_by(reader: Reader) -> ColumnElement[bool]:
+    """The conversations ``reader`` may see: for agents those of chats assigned to them
+    and those assigned to them; for keys limited to channels only on those channels."""
+    seen: ColumnElement[bool] = (
+        true()
+        if reader.every_chat
+        else or_(
+            conversations.c.chat_id.in_(assigned_chats(reader.user_id)),
+            conversations.c.assigned_user_id == reader.user_id,
+        )
     )
+    if reader.channel_ids is not None:
+        seen = and_(seen, conversations.c.channel_id.in_(sorted(reader.channel_ids)))
+    return seen
 
 
 def _notifications_seen_by(reader: Reader) -> ColumnElement[bool]:
@@ -635,9 +649,9 @@ def _notifications_seen_by(reader: Reader) -> ColumnElement[bool]:
     page's end (1.7 ms).
     """
     addressed = func.coalesce(notifications.c.user_id, reader.user_id) == reader.user_id
-    if reader.every_chat:
+    if reader.every_chat and reader.channel_ids is None:
         return addressed
-    seen = select(conversations.c.id).where(_conversations_seen_by(reader))
+    seen = select(conversations.c.id).where(conversations_seen_by(reader))
     return and_(
         addressed,
         or_(
@@ -712,8 +726,8 @@ def is_conversation_seen_by_sync(
 ) -> bool:
     """Whether the conversation exists and ``reader`` may see it."""
     stmt = select(conversations.c.id).where(conversations.c.id == conversation_id)
-    if not reader.every_chat:
-        stmt = stmt.where(_conversations_seen_by(reader))
+    if not reader.every_chat or reader.channel_ids is not None:
+        stmt = stmt.where(conversations_seen_by(reader))
     return conn.execute(stmt).first() is not None
 
 

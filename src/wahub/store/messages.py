@@ -141,13 +141,17 @@ def list_messages_sync(
     limit: int,
     visible_chat_ids: Sequence[str] | None = None,
     visible_sender: str | None = None,
+    channel_ids: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first, ``after_seq`` is the cursor (messages older than it).
 
     ``visible_chat_ids``/``visible_sender`` restrict what an agent sees: messages to chats
-    assigned to their groups, or that they sent themselves.
+    assigned to their groups, or that they sent themselves; ``channel_ids`` what a key
+    limited to channels sees.
     """
     stmt = select(messages).order_by(messages.c.seq.desc()).limit(limit)
+    if channel_ids is not None:
+        stmt = stmt.where(messages.c.channel_id.in_(sorted(channel_ids)))
     if chat_ids is not None:
         stmt = stmt.where(messages.c.chat_id.in_(chat_ids))
     if status is not None:

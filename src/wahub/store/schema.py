@@ -127,6 +127,9 @@ api_keys = Table(
     Column("prefix", String(16), nullable=False),  # shown to humans to tell keys apart
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    # 0015: None acts on every channel; a list limits the key to those channel ids.
+    Column("channel_ids", JSON),
+    Column("read_only", Boolean, nullable=False, server_default=false()),
 )
 
 messages = Table(
@@ -376,6 +379,7 @@ contacts = Table(
     Column("opt_out_reason", String(300)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("attributes", JSON),  # 0015: the CRM's own fields (PATCH /v1/contacts/{id})
 )
 
 # One lead per contact: new (first inbound) -> contacted (we wrote) -> replied (they
@@ -750,3 +754,27 @@ delivery_attempts = Table(
 )
 Index("ix_delivery_attempts_sub", delivery_attempts.c.subscription_id, delivery_attempts.c.id)
 Index("ix_delivery_attempts_delivery", delivery_attempts.c.delivery_id)
+
+# -- media (0015) --------------------------------------------------------------------------
+
+# One file in the media store (``wahub.media``), under its id: uploaded through
+# POST /v1/media or received. A Cloud API send uploads it to the provider once and reuses
+# the provider's id (``provider_media_id``, of ``provider_channel_id``) until it expires.
+media = Table(
+    "media",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("source", String(16), nullable=False),  # upload | inbound
+    Column("mime_type", String(100), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("filename", String(255)),
+    Column("uploader_user_id", String(40), ForeignKey("users.id")),
+    Column("channel_id", String(40), ForeignKey("channels.id")),
+    Column("chat_id", String(120)),
+    Column("provider_media_id", String(200)),
+    Column("provider_channel_id", String(40)),
+    Column("provider_media_expires_at", Float),
+    Column("created_at", Float, nullable=False),
+    Index("ix_media_chat", "chat_id"),
+)

@@ -8,7 +8,7 @@ User input never reaches either query language as syntax: the caller passes plai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,10 +42,12 @@ def search_messages_sync(
     visible_chat_ids: Sequence[str] | None = None,
     visible_sender: str | None = None,
     limit: int = 20,
+    channel_ids: Collection[str] | None = None,
 ) -> list[SearchHit]:
     """Messages whose text, template name or chat name contain every term (as a word
     prefix), best first; ``score`` is higher for better matches. ``visible_*`` restrict
-    an agent to the chats assigned to them and the messages they sent."""
+    an agent to the chats assigned to them and the messages they sent; ``channel_ids`` a
+    key limited to channels to those."""
     if not terms:
         return []
     filters: list[str] = []
@@ -69,6 +71,13 @@ def search_messages_sync(
         params["visible_chats"] = list(visible_chat_ids or [])
         params["visible_sender"] = visible_sender
         expanding.append("visible_chats")
+    if channel_ids is not None:
+        filters.append(
+            "EXISTS (SELECT 1 FROM messages m WHERE m.seq = s.seq AND "
+            "m.channel_id IN :key_channels)"
+        )
+        params["key_channels"] = sorted(channel_ids)
+        expanding.append("key_channels")
     where = "".join(f" AND {f}" for f in filters)
     if conn.dialect.name == "postgresql":
         params["query"] = " & ".join(f"{_pg_lexeme(t)}:*" for t in terms)

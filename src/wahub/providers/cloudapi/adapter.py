@@ -160,6 +160,25 @@ class CloudApiProvider:
             self._messages_path, body, classify=classify_error, accepted=_parse_send_success
         )
 
+    async def upload_media(self, data: bytes, *, mime_type: str, filename: str) -> str:
+        """``POST /{phone_number_id}/media`` (multipart): the provider's id of the file,
+        usable in sends of this number (Meta keeps it 30 days).
+
+        Raises ``RetryableProviderError`` (no answer, throttling; uploading again is
+        harmless) or ``PermanentProviderError`` (refused: bad token, type, size).
+        """
+        form = aiohttp.FormData()
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", mime_type)
+        form.add_field("file", data, filename=filename, content_type=mime_type)
+        return await self._http.post_form(
+            f"{self._number_path}/media",
+            form,
+            what="POST /{phone_number_id}/media",
+            classify=_classify_read,
+            parse=_media_id,
+        )
+
     async def check(self) -> None:
         """``GET /{phone_number_id}``: Meta answers it only for a token allowed to use the
         number. Raises ``PermanentProviderError`` (an invalid token is code 190) or
@@ -220,6 +239,12 @@ def _classify_read(
         retry_after=error.retry_after,
         details=error.details,
     )
+
+
+def _media_id(payload: Any) -> str:
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+        raise ValueError("not a media upload answer")
+    return str(payload["id"])
 
 
 def _phone_number_node(payload: Any) -> str:

@@ -8,6 +8,8 @@ Routes:
   directory and counters.
 - ``/periskope/chats...``: the Periskope chat directory; ``/_sandbox/periskope/...``: its
   chats and call counters (see ``periskope.py``).
+- ``POST /v{version}/{phone_number_id}/media``: the Cloud API media upload; ``GET
+  /_sandbox/media``: what was uploaded (see ``media.py``).
 - ``GET /_sandbox/sends``: every accepted send, ``{"sends": [...], "count": n}``.
 - ``GET /_sandbox/stats``: counters of sends, refusals and webhook deliveries.
 - ``POST /_sandbox/reset``: forget sends, counters and pending webhooks; restore the
@@ -38,6 +40,7 @@ from aiohttp import web
 
 from wahub.providers.sandbox.config import SandboxConfig
 from wahub.providers.sandbox.inbound import InboundGenerator
+from wahub.providers.sandbox.media import MediaSandbox
 from wahub.providers.sandbox.periskope import PeriskopeSandbox
 from wahub.providers.sandbox.shapes import (
     APP_RATE_LIMIT,
@@ -103,6 +106,7 @@ class Sandbox:
         self._wamid_serial = itertools.count(1)
         self.whapi = WhapiSandbox(lambda: self._config, self._record_whapi_send, self._hold)
         self.periskope = PeriskopeSandbox(lambda: self._config, self._hold)
+        self.media = MediaSandbox(lambda: self._config, self._refuse)
         self.inbound = InboundGenerator(
             lambda: self._config,
             self._rng,
@@ -167,7 +171,7 @@ class Sandbox:
         self.url = None
 
     def reset(self) -> None:
-        """Forget accepted sends, counters and pending webhooks; restore the default
+        """Forget accepted sends, uploads, counters and pending webhooks; restore the default
         WHAPI directory (built for ``config.whapi_own_phone``) and the default Periskope
         chats, and zero their counters; re-seed the random source from ``config.seed``
         so a seeded run can be replayed."""
@@ -176,6 +180,7 @@ class Sandbox:
         self._webhooks.reset()
         self.whapi.reset()
         self.periskope.reset()
+        self.media.reset()
         self.inbound.reset()
         if self._config.seed is not None:
             self._rng.seed(self._config.seed)
@@ -230,6 +235,7 @@ class Sandbox:
         app.router.add_post("/_sandbox/config", self._handle_set_config)
         self.whapi.mount(app)
         self.periskope.mount(app)
+        self.media.mount(app)
         self.inbound.mount(app)
         return app
 
@@ -274,6 +280,9 @@ class Sandbox:
             send = validate_send(body)
         except InvalidSend as invalid:
             return self._refuse(invalid_parameter(invalid.details))
+        unknown = self.media.unknown_media(request.match_info["phone_number_id"], body)
+        if unknown is not None:
+            return self._refuse(invalid_parameter(f"Invalid media id {unknown!r}: upload it first"))
 
         # One draw shared by all injected errors, so each knob takes exactly its own
         # fraction of the valid requests (see SandboxConfig).
