@@ -313,6 +313,13 @@ async def test_sends_to_a_person_and_a_group_arrive_and_get_receipts(
         if s.status is Status.DELIVERED
     }
     assert delivered == ids
+    echoed = {
+        s.provider_message_id: s.tracking_id
+        for r in live.events.of(ReceiptReceived)
+        for s in r.statuses
+    }
+    tracking = ["t0", "t1", "t2", "tg"]
+    assert echoed == {r.provider_message_id: t for r, t in zip(results, tracking, strict=True)}
     await live.session.stop()
 
 

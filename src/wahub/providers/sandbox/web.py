@@ -95,6 +95,10 @@ class WebSandbox:
         # receipt names every id that reached the status in the same tick.
         self._pending: dict[tuple[str, str, str], list[str]] = {}
         self._tracking_ids: Counter[str] = Counter()
+        # Message id -> the sender's tracking id, echoed in receipts (as the Cloud API
+        # echoes biz_opaque_callback_data): a session process that died before storing
+        # a send's id can still match its receipts to the message.
+        self._tracking_of: dict[str, str] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._work = asyncio.Event()
 
@@ -111,6 +115,7 @@ class WebSandbox:
         self.sessions.clear()
         self._pending.clear()
         self._tracking_ids.clear()
+        self._tracking_of.clear()
 
     def stats(self) -> dict[str, Any]:
         """``sends`` accepted through sessions; ``duplicates`` counts sends whose
@@ -194,6 +199,7 @@ class WebSandbox:
                     "type": "receipt",
                     "status": status,
                     "ids": ids,
+                    "tracking_ids": [self._tracking_of.get(i) for i in ids],
                     "chat_id": chat_id,
                     "timestamp": now,
                 }
@@ -291,6 +297,8 @@ class WebSandbox:
             )
         )
         self._tracking_ids[tracking_id or message_id] += 1
+        if tracking_id is not None:
+            self._tracking_of[message_id] = tracking_id
         receipts = self._config().web_receipts
         if receipts:
             self._pending.setdefault((name, to, receipts[0]), []).append(message_id)

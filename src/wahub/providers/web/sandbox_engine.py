@@ -17,7 +17,8 @@ resumes after the last acked one, so nothing acked is lost or repeated. A droppe
 connection is redialled with backoff; logout, a replaced stream and a ban end the
 session, as whatsmeow does. Keep-alives are sent every ``keepalive_interval_s``; an
 unanswered one reports ``KeepAliveMissed`` and the next answered one
-``KeepAliveRestored``.
+``KeepAliveRestored``. Receipts echo the ``tracking_id`` a message was sent with (in
+``StatusUpdate.tracking_id``), as Cloud API statuses do.
 """
 
 from __future__ import annotations
@@ -440,14 +441,17 @@ class SandboxWebSession:
             self._emit(MessageReceived(self._inbound(event), sender_lid=sender_lid))
         elif kind == "receipt":
             status = Status(event["status"])
+            ids = event["ids"]
+            tracking_ids = event.get("tracking_ids") or [None] * len(ids)
             statuses = tuple(
                 StatusUpdate(
                     provider_message_id=message_id,
                     status=status,
                     timestamp=int(event["timestamp"]),
+                    tracking_id=tracking_id,
                     recipient=event.get("chat_id"),
                 )
-                for message_id in event["ids"]
+                for message_id, tracking_id in zip(ids, tracking_ids, strict=True)
             )
             self._emit(ReceiptReceived(statuses))
         elif kind == "group":
