@@ -315,9 +315,10 @@ class _Timings:
     statuses: dict[str, str]
 
 
-async def _configure_sandbox(
+async def configure_sandbox(
     http: aiohttp.ClientSession, sandbox_url: str, settings: Settings
 ) -> None:
+    """Reset the sandbox and point its status webhooks at the hub ``settings`` describe."""
     await _sandbox(http, sandbox_url, "/_sandbox/reset", {})
     await _sandbox(
         http,
@@ -331,7 +332,8 @@ async def _configure_sandbox(
     )
 
 
-async def _create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
+async def create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
+    """``count`` Cloud API channels on the sandbox, pacing lifted; returns their ids."""
     ids = []
     for index in range(count):
         channel = await hub.channels.create(
@@ -346,7 +348,7 @@ async def _create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
     return ids
 
 
-async def _drive(
+async def drive(
     hub: Hub, channel_ids: list[str], *, messages: int, chats: int, progress: bool
 ) -> _Timings:
     """Enqueue ``messages`` (16 concurrent callers) and wait until every status is final."""
@@ -452,23 +454,23 @@ async def run_send_bench(
             database_url=database_url,
             port=free_port(),
             worker_concurrency=concurrency,
-            # The sandbox is told to sign with it (_configure_sandbox).
+            # The sandbox is told to sign with it (configure_sandbox).
             cloudapi_app_secret=SecretStr(secrets.token_urlsafe(24)),
             secret_key=bench_secret_key(),
         )
-        await _configure_sandbox(http, sandbox_url, settings)
+        await configure_sandbox(http, sandbox_url, settings)
         hub = (
             await stack.enter_async_context(
                 embedded_stack(settings, with_sandbox=False, workers=database is None)
             )
         ).hub
-        channel_ids = await _create_channels(hub, sandbox_url, workers)
+        channel_ids = await create_channels(hub, sandbox_url, workers)
         if database is not None:
             procs = await stack.enter_async_context(
                 worker_processes(database_url, workers, concurrency)
             )
             await _wait_for_leases(hub, channel_ids, procs)
-        timings = await _drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
+        timings = await drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
         sends = (await _sandbox(http, sandbox_url, "/_sandbox/sends"))["sends"]
     received = Counter(s["biz_opaque_callback_data"] for s in sends)
     seconds = timings.sent_seconds if timings.sent_seconds is not None else float("nan")
