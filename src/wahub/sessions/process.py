@@ -429,13 +429,18 @@ class SessionProcess:
                 await q.mark_linked(conn, write.channel_id, write.at)
 
     async def _drain_loop(self) -> None:
+        backlog = False
         while True:
             await self._spooled.wait(CONTROL_SECONDS)
-            if self.spool.pending:
+            if self.spool.pending or backlog:
                 try:
                     await self._drain()
-                except WahubError as exc:
-                    log.warning("storing session events failed, retrying: %s", exc.message)
+                    backlog = False
+                except Exception:
+                    backlog = True
+                    # Journaled events stay on disk; the next drain stores them. Dying
+                    # here would leave a process that connects but stores nothing.
+                    log.exception("storing session events failed, retrying")
                     await asyncio.sleep(1.0)
 
     async def _drain(self) -> None:
