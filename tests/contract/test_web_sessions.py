@@ -381,3 +381,18 @@ async def test_two_session_processes_never_open_the_same_channel(env: Env) -> No
         view = await env.session(channel_id)
         assert view["held_by"] in (first.owner, second.owner)
         assert "failed" not in [h["state"] for h in view["history"]]
+
+
+async def test_every_state_change_is_an_event_on_the_stream(env: Env) -> None:
+    subscription = env.hub.realtime.subscribe(lambda event: True)
+    try:
+        channel_id = await env.link()
+        seen: list[str] = []
+        async with asyncio.timeout(BOUND_S):
+            while seen[-1:] != ["working"]:
+                event = await subscription.queue.get()
+                if event["type"] == "channel.session" and event["channel_id"] == channel_id:
+                    seen.append(event["state"])
+    finally:
+        env.hub.realtime.unsubscribe(subscription)
+    assert seen == ["starting", "scan_qr", "working"]
