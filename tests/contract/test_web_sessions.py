@@ -10,6 +10,8 @@ instead of hanging; nothing asserts how long anything took.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,3 +398,36 @@ async def test_every_state_change_is_an_event_on_the_stream(env: Env) -> None:
     finally:
         env.hub.realtime.unsubscribe(subscription)
     assert seen == ["starting", "scan_qr", "working"]
+
+
+async def test_channels_connect_shows_the_qr_and_waits_until_the_phone_is_linked(
+    env: Env,
+) -> None:
+    channel = await env.create_channel()
+    await env.api.post(f"/v1/channels/{channel['id']}/session/stop")
+    await env.state_is(channel["id"], "stopped")
+    connect = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wahub",
+        "channels",
+        "connect",
+        channel["name"],
+        "--database",
+        env.settings.database_url,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert connect.stdout is not None
+    printed = ""
+    async with asyncio.timeout(BOUND_S):
+        while "Linked devices" not in printed:
+            printed += (await connect.stdout.readline()).decode()
+    qr = await env.api.get(f"/v1/channels/{channel['id']}/session/qr?format=raw")
+    await env.control(channel["id"], "scan", {"code": qr.json()["code"], "phone": PHONE})
+    async with asyncio.timeout(BOUND_S):
+        out, _ = await connect.communicate()
+    assert connect.returncode == 0
+    printed += out.decode()
+    assert "\u2580" in printed or "\u2588" in printed  # the QR, drawn in half blocks
+    assert f"linked as {PHONE}" in printed
