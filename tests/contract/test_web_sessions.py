@@ -431,3 +431,84 @@ async def test_channels_connect_shows_the_qr_and_waits_until_the_phone_is_linked
     printed += out.decode()
     assert "\u2580" in printed or "\u2588" in printed  # the QR, drawn in half blocks
     assert f"linked as {PHONE}" in printed
+
+
+async def test_linking_fills_the_group_directory_and_lookup_from_the_phone(env: Env) -> None:
+    channel = await env.create_channel()
+    lid = "76699677012112@lid"
+    async with env.http.post(
+        f"{env.sandbox_url}/_sandbox/web/{channel['id']}/groups",
+        json=[
+            {
+                "chat_id": GROUP,
+                "name": "Clients",
+                "participants": [
+                    {"phone": PHONE, "rank": "admin"},
+                    {"phone": PEER, "lid": lid, "rank": "member"},
+                ],
+            }
+        ],
+    ) as response:
+        assert response.status == 200
+    await env.state_is(channel["id"], "scan_qr")
+    qr = await env.api.get(f"/v1/channels/{channel['id']}/session/qr?format=raw")
+    await env.control(channel["id"], "scan", {"code": qr.json()["code"], "phone": PHONE})
+
+    async def members() -> list[Any] | None:
+        async with env.hub.db.read() as conn:
+            rows = (
+                await conn.execute(select(group_members).where(group_members.c.chat_id == GROUP))
+            ).all()
+        return rows if len(rows) == 2 else None
+
+    rows = await eventually(members, "the phone's groups in the directory")
+    assert {(r.member_phone, r.member_lid) for r in rows} == {(PHONE, None), (PEER, lid)}
+    async with env.hub.db.read() as conn:
+        link = (await conn.execute(select(lid_links).where(lid_links.c.lid == lid))).first()
+    assert link is not None
+    assert link.phone == PEER
+
+
+async def test_a_missed_keepalive_turns_working_into_degraded_until_answered(env: Env) -> None:
+    channel_id = await env.link()
+    await env.control(channel_id, "keepalive", {"answer": False})
+    degraded = await env.state_is(channel_id, "degraded")
+    assert "keep-alive" in degraded["reason"]
+    refused = await env.api.post(
+        "/v1/messages",
+        json={"to": PEER, "channel_id": channel_id, "type": "text", "text": {"body": "x"}},
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["details"]["state"] == "degraded"
+    await env.control(channel_id, "keepalive", {"answer": True})
+    await env.state_is(channel_id, "working")
+
+
+def device_tokens(directory: Path) -> list[Path]:
+    return list(directory.glob("*.token"))
+
+
+async def test_logout_unlinks_the_phone_and_a_start_pairs_anew(env: Env) -> None:
+    channel_id = await env.link()
+    assert device_tokens(Path(env.settings.session_state_dir or ""))
+    response = await env.api.post(f"/v1/channels/{channel_id}/session/logout")
+    assert response.status_code == 200
+    view = await env.state_is(channel_id, "logged_out")
+    assert view["me"] is None
+    assert not device_tokens(Path(env.settings.session_state_dir or ""))
+    await env.api.post(f"/v1/channels/{channel_id}/session/start")
+    await env.state_is(channel_id, "scan_qr")
+
+
+async def test_a_template_through_a_web_channel_is_422(env: Env) -> None:
+    channel_id = await env.link()
+    response = await env.api.post(
+        "/v1/messages",
+        json={
+            "to": PEER,
+            "channel_id": channel_id,
+            "template": {"name": "hello", "language": {"code": "en_US"}},
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["field"] == "type"
