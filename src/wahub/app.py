@@ -28,6 +28,7 @@ from wahub.api import (
     realtime,
     replication,
     search,
+    sessions,
     webhooks,
 )
 from wahub.api.docs import install_docs
@@ -105,7 +106,7 @@ def create_app(
     # webhook request once webhooks came first). Search must precede messages: its
     # /v1/messages/search would otherwise match /v1/messages/{message_id}.
     hot = (webhooks, search, messages)
-    routers = (health, metrics, conversations, admin, groups, campaigns, compat)
+    routers = (health, metrics, conversations, admin, sessions, groups, campaigns, compat)
     for module in (*hot, *routers, replication, chat_names, realtime):
         app.include_router(module.router)
     install_docs(app)

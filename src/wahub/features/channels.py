@@ -28,11 +28,15 @@ SECRET_FIELDS = ("credentials", "lease_owner")
 
 META_HOSTS = frozenset({"graph.facebook.com", "graph.facebook.net"})
 
-KINDS = ("cloudapi", "whapi", "periskope")
+KINDS = ("cloudapi", "whapi", "periskope", "web")
+# A web channel's base_url says which engine holds its phone: WhatsApp's own servers
+# (neonize), or a sandbox at any other URL (the sandbox's web session engine).
+WHATSAPP_WEB_URL = "https://web.whatsapp.com"
 DEFAULT_BASE_URLS = {
     "cloudapi": "https://graph.facebook.com",
     "whapi": "https://gate.whapi.cloud",
     "periskope": "https://api.periskope.app/v1",
+    "web": WHATSAPP_WEB_URL,
 }
 # The credentials key each kind's adapter reads its secret from.
 _CREDENTIAL_KEYS = {"cloudapi": "access_token", "whapi": "token", "periskope": "api_key"}
@@ -103,6 +107,16 @@ def _base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
+@dataclass(frozen=True)
+class WebPacing:
+    """Pacing a new web channel gets unless told otherwise: conservative, because a
+    WhatsApp Web number that sends like a machine gets banned."""
+
+    rate_per_second: float = 0.5
+    chat_interval_seconds: float = 4.0
+    chat_jitter_seconds: float = 3.0
+
+
 def _check_pacing(rate_per_second: float, pair_burst: int, pair_interval_seconds: float) -> None:
     if rate_per_second <= 0:
         raise ValidationError(
@@ -114,6 +128,15 @@ def _check_pacing(rate_per_second: float, pair_burst: int, pair_interval_seconds
         raise ValidationError(
             "pair_interval_seconds must be >= 0", details={"field": "pair_interval_seconds"}
         )
+
+
+def _check_web_pacing(chat_jitter_seconds: float, daily_cap: int | None) -> None:
+    if chat_jitter_seconds < 0:
+        raise ValidationError(
+            "chat_jitter_seconds must be >= 0", details={"field": "chat_jitter_seconds"}
+        )
+    if daily_cap is not None and daily_cap < 1:
+        raise ValidationError("daily_cap must be at least 1", details={"field": "daily_cap"})
 
 
 @dataclass(frozen=True)
@@ -139,25 +162,30 @@ class Channels:
     Every method that takes a channel accepts its id or its name (``ref``).
     """
 
-    def __init__(self, db: Database, cipher: CredentialCipher) -> None:
+    def __init__(
+        self, db: Database, cipher: CredentialCipher, *, web_pacing: WebPacing | None = None
+    ) -> None:
         self.db = db
         self.cipher = cipher
+        self.web_pacing = web_pacing or WebPacing()
 
     async def create(
         self,
         *,
         name: str,
-        access_token: str,
+        access_token: str = "",
         phone_number_id: str | None = None,
         base_url: str | None = None,
         api_version: str = "21.0",
         phone_number: str | None = None,
-        rate_per_second: float = 80.0,
-        pair_burst: int = 45,
-        pair_interval_seconds: float = 6.0,
+        rate_per_second: float | None = None,
+        pair_burst: int | None = None,
+        pair_interval_seconds: float | None = None,
         kind: str = "cloudapi",
         channel_id: str | None = None,
         enforce_service_window: bool | None = None,
+        chat_jitter_seconds: float | None = None,
+        daily_cap: int | None = None,
     ) -> dict[str, Any]:
         """Add a provider connection, ``unverified`` until a send or a check succeeds.
 
@@ -166,8 +194,13 @@ class Channels:
         ``phone_number``, the channel's own number, is stored as E.164 and tells groups
         we left from groups we are in; ``phone_number_id`` is optional) or ``periskope``
         (``access_token`` is the organisation's API key; ``phone_number``, required, is the
-        org phone sent as ``x-phone``; used for chat names, not for sending). ``base_url``
-        defaults to the provider's public API. The token is stored sealed.
+        org phone sent as ``x-phone``; used for chat names, not for sending) or ``web``
+        (a WhatsApp Web session: no token, the phone is linked by QR or pairing code
+        through the session API; ``base_url`` is WhatsApp's own, or a sandbox's URL).
+        ``base_url`` defaults to the provider's public API. The token is stored sealed.
+        Pacing left unset gets the kind's defaults: 80/s, 45 per 6 s to one recipient
+        for the APIs; ``WebPacing`` for web channels, whose ``daily_cap`` (None: the
+        setting) holds while the number was linked less than a week ago.
 
         Raises ValidationError on bad values (an empty token among them), and
         DuplicateChannel when another channel has this name or this kind and
@@ -183,7 +216,8 @@ class Channels:
             raise ValidationError(
                 "phone_number_id must not be empty", details={"field": "phone_number_id"}
             )
-        access_token = _token(kind, access_token)
+        web = kind == "web"
+        sealed = {} if web else {_CREDENTIAL_KEYS[kind]: _token(kind, access_token)}
         if kind == "periskope" and not (phone_number or "").strip():
             raise ValidationError(
                 "phone_number: a periskope channel needs its org phone (x-phone)",
@@ -192,7 +226,16 @@ class Channels:
         if kind in ("whapi", "periskope") and phone_number is not None:
             phone_number = normalize_phone(phone_number, field="phone_number")
         base_url = _base_url(base_url or DEFAULT_BASE_URLS[kind])
+        if rate_per_second is None:
+            rate_per_second = self.web_pacing.rate_per_second if web else 80.0
+        if pair_burst is None:
+            pair_burst = 1 if web else 45
+        if pair_interval_seconds is None:
+            pair_interval_seconds = self.web_pacing.chat_interval_seconds if web else 6.0
+        if chat_jitter_seconds is None:
+            chat_jitter_seconds = self.web_pacing.chat_jitter_seconds if web else 0.0
         _check_pacing(rate_per_second, pair_burst, pair_interval_seconds)
+        _check_web_pacing(chat_jitter_seconds, daily_cap)
         row = {
             "id": channel_id or new_id("ch"),
             "kind": kind,
@@ -201,7 +244,7 @@ class Channels:
             "phone_number_id": (phone_number_id or "").strip() or None,
             "base_url": base_url,
             "api_version": api_version,
-            "credentials": self.cipher.seal({_CREDENTIAL_KEYS[kind]: access_token}),
+            "credentials": self.cipher.seal(sealed),
             "rate_per_second": rate_per_second,
             "pair_burst": pair_burst,
             "pair_interval_seconds": pair_interval_seconds,
@@ -215,7 +258,18 @@ class Channels:
                 else enforce_service_window
             ),
             "created_at": time.time(),
+            "chat_jitter_seconds": chat_jitter_seconds,
+            "daily_cap": daily_cap,
         }
+        if web:
+            # Started at once (as WAHA does): the session process begins pairing, so a
+            # QR is there to scan; ``stop`` holds it.
+            row.update(
+                status="unverified",
+                session_state="stopped",
+                session_desired="running",
+                enforce_service_window=False,
+            )
         async with self.db.transaction() as conn:
             await q.lock_channel_writes(conn)
             await _refuse_duplicate(conn, row)
@@ -258,6 +312,8 @@ class Channels:
         pair_interval_seconds: float | None = None,
         enforce_service_window: bool | None = None,
         paused: bool | None = None,
+        chat_jitter_seconds: float | None = None,
+        daily_cap: int | None = None,
     ) -> dict[str, Any]:
         """Change what is given (None keeps the stored value) and return the channel.
 
@@ -289,6 +345,8 @@ class Channels:
             ("pair_interval_seconds", pair_interval_seconds),
             ("enforce_service_window", enforce_service_window),
             ("paused", paused),
+            ("chat_jitter_seconds", chat_jitter_seconds),
+            ("daily_cap", daily_cap),
         ):
             if value is not None:
                 values[field] = value
@@ -296,6 +354,11 @@ class Channels:
             await q.lock_channel_writes(conn)
             channel = await _find(conn, ref)
             kind = channel["kind"]
+            if access_token is not None and kind == "web":
+                raise ValidationError(
+                    "access_token: a web channel has no token (its phone is linked by QR)",
+                    details={"field": "access_token"},
+                )
             if access_token is not None:
                 values["credentials"] = self.cipher.seal(
                     {_CREDENTIAL_KEYS[kind]: _token(kind, access_token)}
@@ -310,6 +373,7 @@ class Channels:
             _check_pacing(
                 merged["rate_per_second"], merged["pair_burst"], merged["pair_interval_seconds"]
             )
+            _check_web_pacing(merged["chat_jitter_seconds"], merged["daily_cap"])
             if {"credentials", "base_url", "phone_number_id", "api_version"} & values.keys():
                 values.update(status="unverified", verified_at=None)
             await _refuse_duplicate(conn, merged)

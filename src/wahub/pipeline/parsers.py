@@ -16,6 +16,7 @@ from collections.abc import Callable
 from wahub.domain.errors import ValidationError
 from wahub.providers import cloudapi_webhooks, periskope_webhooks, whapi_webhooks
 from wahub.providers.base import ParsedDelivery
+from wahub.providers.web import events as web_events
 
 DeliveryParser = Callable[[bytes], ParsedDelivery]
 
@@ -23,6 +24,8 @@ PARSERS: dict[str, DeliveryParser] = {
     "cloudapi": cloudapi_webhooks.parse_body,
     "whapi": whapi_webhooks.parse_body,
     "periskope": periskope_webhooks.parse_body,
+    # WhatsApp Web session events, stored by the session process (wahub sessions).
+    "web": web_events.parse_body,
 }
 
 

@@ -12,6 +12,7 @@ built, and nowhere else, so a channel row passed around or logged holds no token
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from wahub.providers.base import ChatDirectory, GroupDirectory, Provider
 from wahub.providers.cloudapi import CloudApiProvider
 from wahub.providers.group_chats import GroupChatDirectory
 from wahub.providers.periskope import PeriskopeChatDirectory
+from wahub.providers.web.provider import WebProvider
 from wahub.providers.whapi import WhapiProvider
 
 Adapter = CloudApiProvider | WhapiProvider
@@ -50,6 +52,12 @@ class ProviderRegistry:
         self._session: aiohttp.ClientSession | None = None
         self._adapters: dict[str, tuple[tuple[Any, ...], Adapter]] = {}
         self._directories: dict[str, tuple[tuple[Any, ...], PeriskopeChatDirectory]] = {}
+        self._web: Callable[[str], WebProvider] | None = None
+
+    def serve_web_channels(self, sender: Callable[[str], WebProvider]) -> None:
+        """Send web channels through ``sender`` (channel id -> its live session's
+        provider): only the session process, which holds the sessions, can."""
+        self._web = sender
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -62,8 +70,16 @@ class ProviderRegistry:
     def for_channel(self, channel: dict[str, Any]) -> Provider:
         """The adapter that sends for ``channel`` (a channel row with its credentials).
 
-        Raises ``ValidationError`` for a kind no adapter exists for.
+        Raises ``ValidationError`` for a kind no adapter exists for, and for a web
+        channel outside the session process (``serve_web_channels``).
         """
+        if channel["kind"] == "web":
+            if self._web is None:
+                raise ValidationError(
+                    "web channels send from the session process (wahub sessions) only",
+                    details={"field": "kind", "kind": "web"},
+                )
+            return self._web(channel["id"])
         return self._adapter(channel)
 
     def groups_for_channel(self, channel: dict[str, Any]) -> GroupDirectory:
