@@ -308,7 +308,7 @@ async def _wait_for_leases(hub: Hub, channel_ids: list[str], workers: list[_Work
 
 
 @dataclass
-class _Timings:
+class Timings:
     sent_seconds: float | None
     final_seconds: float | None
     enqueue_seconds: float
@@ -350,7 +350,7 @@ async def create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
 
 async def drive(
     hub: Hub, channel_ids: list[str], *, messages: int, chats: int, progress: bool
-) -> _Timings:
+) -> Timings:
     """Enqueue ``messages`` (16 concurrent callers) and wait until every status is final."""
     created = await hub.access.create_key(user_name="bench", role="admin")
     actor = Actor(created.user_id, "bench", Role.ADMIN, created.key_id)
@@ -358,8 +358,8 @@ async def drive(
     for i in range(messages):
         chat = i % chats
         body: dict[str, Any] = {"to": phone(chat), "text": {"body": f"bench message {i}"}}
-        if len(channel_ids) > 1:
-            body["channel_id"] = channel_ids[chat % len(channel_ids)]
+        # Named even when there is one: the hub may hold channels of another bench.
+        body["channel_id"] = channel_ids[chat % len(channel_ids)]
         requests.append(SendRequest.model_validate(body))
     started = time.perf_counter()
     enqueue_seconds = 0.0
@@ -410,7 +410,7 @@ async def drive(
                 await enqueuer
     async with hub.db.read() as conn:
         statuses = await message_q.statuses_by_id(conn)
-    return _Timings(sent_seconds, final_seconds, enqueue_seconds, statuses)
+    return Timings(sent_seconds, final_seconds, enqueue_seconds, statuses)
 
 
 @in_one_hop
