@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -31,6 +32,14 @@ def sessions(
             "processes (default: $WAHUB_SESSIONS_MAX_CHANNELS).",
         ),
     ] = None,
+    exit_with_parent: Annotated[
+        bool,
+        typer.Option(
+            "--exit-with-parent",
+            hidden=True,
+            help="Stop when the parent process dies (serve's child must not outlive it).",
+        ),
+    ] = False,
 ) -> None:
     """Hold the WhatsApp Web sessions of web channels: link, stay connected, receive,
     send. SIGTERM closes the connections (keeping the links) and exits."""
@@ -55,6 +64,11 @@ def sessions(
             )
             await listener.start()
         stop = stop_on_signals()
+        watcher = (
+            asyncio.create_task(_stop_when_orphaned(stop), name="parent-watch")
+            if exit_with_parent
+            else None
+        )
         task = asyncio.create_task(process.run(), name="sessions")
         log.info("session process %s started", process.owner)
         stopper = asyncio.create_task(stop.wait())
@@ -63,6 +77,8 @@ def sessions(
         finally:
             process.stop()
             stopper.cancel()
+            if watcher is not None:
+                watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if listener is not None:
@@ -71,3 +87,13 @@ def sessions(
             log.info("session process %s stopped", process.owner)
 
     run(go)
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    # A parent killed with SIGKILL cannot stop us; being re-parented says it died.
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(0.5)
+        if os.getppid() != parent:
+            log.warning("the parent process (pid %d) died: stopping", parent)
+            stop.set()

@@ -17,7 +17,13 @@ from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import select
 
 from wahub.domain.phones import PERSON_SUFFIX, is_lid
-from wahub.providers.base import GroupChange, GroupParticipant, IdentityLink, InboundMessage
+from wahub.providers.base import (
+    GroupChange,
+    GroupInfo,
+    GroupParticipant,
+    IdentityLink,
+    InboundMessage,
+)
 from wahub.store import conversations as conversation_q
 from wahub.store import groups as group_q
 from wahub.store.schema import lid_links
@@ -82,3 +88,27 @@ def known_phone_sync(conn: SyncConnection, message: InboundMessage) -> InboundMe
             message, chat_id=phone.removeprefix("+") + PERSON_SUFFIX, sender_phone=phone
         )
     return dataclasses.replace(message, sender_phone=phone)
+
+
+def store_session_groups_sync(
+    conn: SyncConnection, channel_id: str, groups: tuple[GroupInfo, ...], now: float
+) -> int:
+    """Replace the directory's view of every group a session listed (members with phones
+    and LIDs, whether we are still in it), teach the lookup each member's LID/phone pair
+    and merge what was stored under those LIDs. Returns how many groups were stored."""
+    for group in groups:
+        group_q.store_fetched_group_sync(
+            conn,
+            group_q.FetchedGroup(
+                chat_id=group.chat_id,
+                channel_id=channel_id,
+                name=group.name,
+                readonly=not group.we_are_member,
+                members=[_member(p) for p in group.participants],
+            ),
+            now,
+        )
+        for member in group.participants:
+            if member.lid and member.phone:
+                link_identity_sync(conn, IdentityLink(member.lid, member.phone), now)
+    return len(groups)

@@ -15,10 +15,11 @@ from typing import Any
 from wahub.config import Settings
 from wahub.domain.errors import ValidationError
 from wahub.features.channels import WHATSAPP_WEB_URL
+from wahub.providers.web.sandbox_engine import SandboxWebEngine
 from wahub.providers.web.session import WebEngine
 
 NEONIZE_MODULE = "wahub.providers.web.neonize_engine"
-SANDBOX_MODULE = "wahub.providers.web.sandbox_engine"
+NEONIZE_STORE_MODULE = "wahub.providers.web.neonize_store"
 
 
 def state_dir(settings: Settings) -> Path:
@@ -54,15 +55,21 @@ class Engines:
         if base_url == WHATSAPP_WEB_URL:
             try:
                 module: Any = importlib.import_module(NEONIZE_MODULE)
+                stores: Any = importlib.import_module(NEONIZE_STORE_MODULE)
             except ImportError as exc:
                 raise ValidationError(
                     f"linking a real phone needs the neonize engine ({NEONIZE_MODULE}): {exc}"
                 ) from exc
-            engine: WebEngine = module.build_engine(self.settings, self.state_dir)
+            # Credentials: whatsmeow's tables in schema wahub_sessions of our PostgreSQL
+            # database, or one file per channel beside the SQLite database.
+            location = (
+                str(self.state_dir / "neonize")
+                if self.settings.session_state_dir
+                else stores.store_beside(self.settings.database_url)
+            )
+            engine: WebEngine = module.NeonizeEngine(location)
             return engine
-        sandbox: Any = importlib.import_module(SANDBOX_MODULE)
-        built: WebEngine = sandbox.SandboxWebEngine(base_url, self.state_dir)
-        return built
+        return SandboxWebEngine(base_url, self.state_dir)
 
     async def close(self) -> None:
         for engine in self._engines.values():

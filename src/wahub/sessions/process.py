@@ -28,6 +28,7 @@ from typing import Any
 
 from wahub.config import Settings
 from wahub.domain.errors import RetryableProviderError, WahubError
+from wahub.features.identities import store_session_groups_sync
 from wahub.pipeline.intake import WebhookIntake
 from wahub.pipeline.outbox import worker_identity
 from wahub.pipeline.wakeup import Wakeup
@@ -179,7 +180,9 @@ class SessionProcess:
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._spooled = Wakeup()
         self._stopping = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         self.stored_events = 0
+        self.group_syncs = 0
 
     # -- what the sender sees --------------------------------------------------------------
 
@@ -221,6 +224,8 @@ class SessionProcess:
             self.sender.stop()
             with contextlib.suppress(Exception):
                 await sender
+            for background in list(self._background):
+                background.cancel()
             for channel_id in list(self._live):
                 await self._close(channel_id)
                 self._writes.put_nowait(
@@ -387,6 +392,28 @@ class SessionProcess:
         )
         if state == SessionState.WORKING:
             self.outbox_wakeup.notify()
+        if isinstance(event, Connected):
+            # The group directory and the lookup come from the phone itself: no WHAPI.
+            task = asyncio.create_task(self._sync_groups(channel_id, token))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _sync_groups(self, channel_id: str, token: object) -> None:
+        live = self._live.get(channel_id)
+        if live is None or live.token is not token:
+            return
+        try:
+            groups = await live.session.list_groups()
+            now = time.time()
+            await self.db.write(
+                lambda conn: store_session_groups_sync(conn, channel_id, groups, now)
+            )
+        except (WahubError, OSError) as exc:
+            # The next connect tries again; group changes keep arriving as events.
+            log.warning("listing the groups of session %s failed: %s", channel_id, exc)
+            return
+        self.group_syncs += 1
+        log.info("session %s: %d groups in the directory", channel_id, len(groups))
 
     async def _write_states(self) -> None:
         while True:
@@ -429,13 +456,18 @@ class SessionProcess:
                 await q.mark_linked(conn, write.channel_id, write.at)
 
     async def _drain_loop(self) -> None:
+        backlog = False
         while True:
             await self._spooled.wait(CONTROL_SECONDS)
-            if self.spool.pending:
+            if self.spool.pending or backlog:
                 try:
                     await self._drain()
-                except WahubError as exc:
-                    log.warning("storing session events failed, retrying: %s", exc.message)
+                    backlog = False
+                except Exception:
+                    backlog = True
+                    # Journaled events stay on disk; the next drain stores them. Dying
+                    # here would leave a process that connects but stores nothing.
+                    log.exception("storing session events failed, retrying")
                     await asyncio.sleep(1.0)
 
     async def _drain(self) -> None:

@@ -45,5 +45,6 @@ class SessionSender(OutboxWorker):
             return {
                 c["id"]: c
                 for c in await channel_q.list_channels(conn, include_removed=True)
-                if c["id"] in wanted
+                # A paused channel's messages wait, queued, as they do for workers.
+                if c["id"] in wanted and not c["paused"]
             }

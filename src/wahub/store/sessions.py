@@ -14,6 +14,7 @@ from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import and_, func, or_, select, update
 
 from wahub.store.database import in_one_hop
+from wahub.store.notify import EVENTS, notify_sync
 from wahub.store.schema import channel_state_history, channels, messages
 
 WEB = "web"
@@ -104,6 +105,8 @@ def record_session_state_sync(
                 channel_id=channel_id, state=state, reason=reason, at=now
             )
         )
+        # Realtime subscribers in every process hear of it (PostgreSQL).
+        notify_sync(conn, EVENTS)
     if update_values:
         conn.execute(update(channels).where(channels.c.id == channel_id).values(update_values))
     return changed

@@ -106,7 +106,11 @@ def encode(channel_id: str, event: DataEvent) -> tuple[str, bytes]:
     else:
         body.update(type="identity", lid=event.lid, phone=event.phone)
         key = f"lid:{event.lid}:{event.phone}"
-    return f"web:{channel_id}:{key}", orjson.dumps(body)
+    # The inbox's keys are at most 64 characters: the channel and what the event is
+    # about, hashed (the kind stays readable for whoever looks at the inbox).
+    kind, _, about = key.partition(":")
+    digest = hashlib.sha256(f"{channel_id}\n{about}".encode()).hexdigest()[:48]
+    return f"web:{kind}:{digest}", orjson.dumps(body)
 
 
 def _participants(raw: Any) -> tuple[GroupParticipant, ...]:
