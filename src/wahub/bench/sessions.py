@@ -21,7 +21,9 @@ three status events per message (``events_per_s``, ``webhook_events_per_s``), an
 events_per_s / webhook_events_per_s``. Pacing is lifted on every channel (this measures
 wahub's cost, not WhatsApp's limits). ``lost`` counts messages the sandbox never
 recorded, ``duplicates`` sends it recorded twice, over both sides;
-``keepalives_missed`` counts sessions that were ever ``degraded`` during the run.
+``keepalives_missed`` counts sessions that were ever ``degraded`` during the run;
+``unread`` messages not read when the run ended (a side whose clock never stopped
+reports a rate of 0).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ import aiohttp
 from pydantic import SecretStr
 
 from wahub.bench.send import (
-    Timings,
     bench_secret_key,
     configure_sandbox,
     create_channels,
@@ -70,6 +71,7 @@ async def session_process(settings: Settings) -> AsyncIterator[asyncio.subproces
         "WAHUB_DATABASE_URL": settings.database_url,
         "WAHUB_SECRET_KEY": bench_secret_key().get_secret_value(),
         "WAHUB_SESSION_STATE_DIR": str(settings.session_state_dir),
+        "WAHUB_WORKER_CONCURRENCY": str(settings.worker_concurrency),
         "WAHUB_LOG_LEVEL": "WARNING",
     }
     proc = await asyncio.create_subprocess_exec(
@@ -143,29 +145,6 @@ async def link_by_qr(
         await asyncio.sleep(POLL_S)
 
 
-async def _until_read(hub: Hub, started: float, deadline: float) -> float | None:
-    """Seconds from ``started`` until every message in the database is read, or None
-    when ``deadline`` (monotonic) passes first."""
-    while time.monotonic() < deadline:
-        async with hub.db.read() as conn:
-            statuses = await message_q.statuses_by_id(conn)
-        if all(status == Status.READ for status in statuses.values()):
-            return time.perf_counter() - started
-        await asyncio.sleep(POLL_S)
-    return None
-
-
-async def _side(
-    hub: Hub, channel_ids: list[str], *, messages: int, chats: int, progress: bool
-) -> tuple[Timings, float | None]:
-    """Drive ``messages`` through ``channel_ids``; (timings, seconds until all read).
-    Every earlier message is read already, so the wait sees only this side's."""
-    started = time.perf_counter()
-    timings = await drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
-    read = await _until_read(hub, started, time.monotonic() + max(60.0, messages / 20))
-    return timings, read
-
-
 def _rate(count: int, seconds: float | None) -> float:
     return count / seconds if seconds else 0.0
 
@@ -200,10 +179,10 @@ async def run_sessions_bench(
                 web_ids = await create_web_channels(hub, sandbox_url, sessions)
                 async with session_process(settings):
                     await link_by_qr(hub, http, sandbox_url, web_ids)
-                    _, webhook_seconds = await _side(
+                    webhooks = await drive(
                         hub, cloud_ids, messages=messages, chats=chats, progress=progress
                     )
-                    web, web_seconds = await _side(
+                    web = await drive(
                         hub, web_ids, messages=messages, chats=chats, progress=progress
                     )
                     degraded = 0
@@ -215,6 +194,7 @@ async def run_sessions_bench(
             async with http.get(f"{sandbox_url}/_sandbox/sends") as response:
                 sends = (await response.json())["sends"]
     received = Counter(s["biz_opaque_callback_data"] for s in sends)
+    web_seconds, webhook_seconds = web.read_seconds, webhooks.read_seconds
     events_per_s = _rate(messages * STATUSES_PER_MESSAGE, web_seconds)
     webhook_events_per_s = _rate(messages * STATUSES_PER_MESSAGE, webhook_seconds)
     return {
@@ -226,6 +206,7 @@ async def run_sessions_bench(
         "webhook_events_per_s": round(webhook_events_per_s, 1),
         "ratio": round(events_per_s / webhook_events_per_s, 3) if webhook_events_per_s else 0.0,
         "lost": sum(1 for message_id in statuses if not received[message_id]),
+        "unread": sum(1 for status in statuses.values() if status != Status.READ),
         "duplicates": sum(n - 1 for n in received.values() if n > 1),
         "keepalives_missed": degraded,
         "seconds": round(web_seconds, 3) if web_seconds else None,
