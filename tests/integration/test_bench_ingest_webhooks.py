@@ -20,9 +20,14 @@ async def test_every_event_is_applied_once_and_every_rate_is_measured() -> None:
     assert result["lost"] == 0, result
     assert result["duplicates_applied"] == 0, result
     assert result["duplicates_stored"] == 0, "repeats are refused at the door"
-    assert result["messages_read"] == 300, "read arrived for every message, in any order"
+    latency_messages = result["latency_events"] // 2
+    assert latency_messages >= 50, "the latency phase offered events of its own"
+    assert result["messages_read"] == 300 + latency_messages, "read arrived for every message"
     for rate in ("events_per_s", "intake_per_s", "raw_http_per_s", "raw_insert_per_s"):
         assert result[rate] > 0, (rate, result)
+    assert result["offered_per_s"] == round(result["raw_http_per_s"] / 2, 1)
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert result["hub_cpu_ms_per_event"] > 0
     assert result["ratio"] == round(result["events_per_s"] / result["raw_http_per_s"], 3)
     assert result["backend"] == "sqlite"
 

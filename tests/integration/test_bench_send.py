@@ -20,6 +20,13 @@ FIELDS = {
     "raw_msgs_per_s",
     "ratio",
     "final_seconds",
+    "read_seconds",
+    "msgs_per_s_final",
+    "null_msgs_per_s",
+    "ratio_null",
+    "hub_cpu_ms_per_message",
+    "null_cpu_ms_per_message",
+    "cpu_ratio",
     "enqueue_seconds",
     "lost",
     "duplicates",
@@ -78,6 +85,13 @@ async def test_bench_send_on_postgresql_with_two_worker_processes(
     assert result["lost"] == 0
     assert result["duplicates"] == 0
     assert result["msgs_per_s"] > 0, "every message was sent before the deadline"
+    assert result["msgs_per_s_final"] > 0, "every message was read before the deadline"
+    assert result["null_msgs_per_s"] > 0
+    assert result["ratio_null"] == round(result["msgs_per_s_final"] / result["null_msgs_per_s"], 3)
+    assert result["read_seconds"] >= result["final_seconds"] >= result["seconds"]
+    # Both sides spent some CPU; the worker processes' time is counted for the hub.
+    assert result["hub_cpu_ms_per_message"] > 0
+    assert result["null_cpu_ms_per_message"] > 0
     assert await bench_databases(postgres) == [], "the throwaway database was dropped"
 
 

@@ -1,13 +1,31 @@
 """The sandbox's web session engine over raw HTTP: what it refuses and how, and the
-record tests count sends by (the engine's behaviour is in the web engine contract)."""
+record tests count sends by (the engine's behaviour is in the web engine contract); and
+what the sandbox engine does when its own loop fails."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from conftest import StartSandbox
+from wahub.domain.errors import RetryableProviderError
+from wahub.providers.sandbox import Sandbox
+from wahub.providers.web.sandbox_engine import SandboxWebEngine
+from wahub.providers.web.session import (
+    ConnectFailed,
+    MessageReceived,
+    QrCode,
+    SessionEvent,
+    WebOutbound,
+)
+
+# The start_sandbox fixture's type (tests/integration/conftest.py); not imported from
+# there, since two conftest modules exist when several test folders run together.
+StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 
 
 async def _post(
@@ -132,3 +150,37 @@ async def test_logout_invalidates_the_device_token(
     await _post(http, f"{url}/_sandbox/web/s1/logout")
     status, answer = await _post(http, f"{url}/web/s1/connect", {"token": token})
     assert (status, answer["error"]["code"]) == (401, "logged_out")
+
+
+async def test_an_engine_loop_that_dies_does_not_leave_the_session_looking_connected(
+    start_sandbox: StartSandbox, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    _, url = await start_sandbox()
+    seen: list[SessionEvent] = []
+    qr_shown = asyncio.Event()
+    failed = asyncio.Event()
+
+    def on_event(event: SessionEvent) -> None:
+        seen.append(event)
+        if isinstance(event, QrCode):
+            qr_shown.set()
+        if isinstance(event, ConnectFailed):
+            failed.set()
+        if isinstance(event, MessageReceived):
+            raise RuntimeError("a bug in the session process")
+
+    engine = SandboxWebEngine(url, tmp_path)
+    session = engine.open("s1", on_event=on_event)
+    await session.start()
+    async with asyncio.timeout(10):
+        await qr_shown.wait()
+    qr = next(event for event in seen if isinstance(event, QrCode))
+    await _post(http, f"{url}/_sandbox/web/s1/scan", {"code": qr.code})
+    await _post(http, f"{url}/_sandbox/web/s1/inbound", {"from": "+4917612345678", "text": "x"})
+    async with asyncio.timeout(10):
+        await failed.wait()
+    failure = next(event for event in seen if isinstance(event, ConnectFailed))
+    assert "a bug in the session process" in failure.reason
+    with pytest.raises(RetryableProviderError):
+        await session.send(WebOutbound("t1", "4917612345678@s.whatsapp.net", "text", text="x"))
+    await engine.close()

@@ -259,7 +259,8 @@ async def run_chatnames_bench(
                 quiet = {"WAHUB_CACHE_ON_STARTUP": "false", "WAHUB_GROUP_SYNC_CRON": ""}
                 async with serve_process(
                     database_url, free_port(), env=quiet, what="chatnames"
-                ) as url:
+                ) as served:
+                    url = served.url
                     misses, seconds = await _miss_phase(url, key, stream, concurrency)
                     calls_after_misses = sandbox_calls()
                     hits, raw_ms = await _hit_phase(url, key, hit_chats)

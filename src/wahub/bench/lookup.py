@@ -247,7 +247,10 @@ async def run_lookup_bench(
             direct = await _direct_queries(hub, phones[: min(lookups, 1000)], "DE")
             # National spellings ("0151 ...") need the region, as in the bench's own queries.
             region = {"WAHUB_DEFAULT_REGION": "DE", "WAHUB_GROUP_SYNC_CRON": ""}
-            async with serve_process(database_url, free_port(), env=region, what="lookup") as url:
+            async with serve_process(
+                database_url, free_port(), env=region, what="lookup"
+            ) as served:
+                url = served.url
                 # Latency with one client (nothing queued behind anything), then
                 # throughput with ``concurrency`` clients.
                 latencies, _, found = await _http_lookups(url, key, phones, 1)

@@ -51,6 +51,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from wahub.bench.cpu import total_cpu_seconds
+from wahub.bench.serving import http_process
 from wahub.config import Settings
 from wahub.domain.actors import Actor, Role
 from wahub.domain.content import SendRequest
@@ -116,8 +118,9 @@ def phone_number_id(channel: int) -> str:
     return str(int(SANDBOX_PHONE_NUMBER_ID) + channel)
 
 
-async def raw_baseline(sandbox_url: str, messages: int, concurrency: int) -> float:
-    """Sends per second the sandbox takes from a bare aiohttp client."""
+async def _send_direct(sandbox_url: str, messages: int, concurrency: int, tag: str) -> None:
+    """``messages`` sends to the sandbox from a bare aiohttp client, ``concurrency`` at a
+    time, each client on a chat of its own (as wahub keeps one send in flight per chat)."""
     url = f"{sandbox_url}/v21.0/{SANDBOX_PHONE_NUMBER_ID}/messages"
     counter = iter(range(messages))
     async with aiohttp.ClientSession(
@@ -125,24 +128,83 @@ async def raw_baseline(sandbox_url: str, messages: int, concurrency: int) -> flo
         headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
     ) as http:
 
-        async def client() -> None:
+        async def client(chat: int) -> None:
             for i in counter:
                 body = {
                     "messaging_product": "whatsapp",
                     "recipient_type": "individual",
-                    "to": phone(i % concurrency)[1:],
+                    "to": phone(chat)[1:],
                     "type": "text",
                     "text": {"body": f"bench message {i}", "preview_url": False},
-                    "biz_opaque_callback_data": f"raw_{i}",
+                    "biz_opaque_callback_data": f"{tag}_{i}",
                 }
                 async with http.post(url, json=body) as resp:
                     await resp.read()
                     if resp.status != 200:
-                        raise RuntimeError(f"raw baseline send refused: {resp.status}")
+                        raise RuntimeError(f"{tag} baseline send refused: {resp.status}")
 
+        await asyncio.gather(*(client(chat) for chat in range(concurrency)))
+
+
+async def raw_baseline(sandbox_url: str, messages: int, concurrency: int) -> float:
+    """Sends per second the sandbox takes from a bare aiohttp client."""
+    started = time.perf_counter()
+    await _send_direct(sandbox_url, messages, concurrency, "raw")
+    return messages / (time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class NullRun:
+    msgs_per_s: float
+    cpu_ms_per_message: float
+
+
+async def null_baseline(
+    http: aiohttp.ClientSession, sandbox_url: str, messages: int, concurrency: int
+) -> NullRun:
+    """The null hub: exactly the HTTP a message through wahub costs, none of its work.
+
+    One send out per message (a bare aiohttp client, at wahub's concurrency) and the
+    sandbox's three signed status webhooks in, taken by a do-nothing receiver on
+    wahub's server stack in a process of its own that checks the HMAC and counts. Timed
+    until every message's ``read`` has arrived, as ``msgs_per_s_final`` is for wahub.
+    CPU is this process's (the sender) plus the receiver's.
+    """
+    secret = secrets.token_urlsafe(24)
+    port = free_port()
+    async with http_process(
+        ["-m", "wahub.bench.noop_server", "--port", str(port), "--app-secret", secret],
+        f"http://127.0.0.1:{port}",
+        what="the null hub's receiver",
+    ) as receiver:
+        await _sandbox(http, sandbox_url, "/_sandbox/reset", {})
+        await _sandbox(
+            http,
+            sandbox_url,
+            "/_sandbox/config",
+            {
+                "webhook_url": f"{receiver.url}/v1/webhooks/cloudapi",
+                "app_secret": secret,
+                "webhook_delay_ms": 0,
+            },
+        )
+        pids = (os.getpid(), receiver.pid)
+        cpu_before = total_cpu_seconds(pids)
         started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return messages / (time.perf_counter() - started)
+        await _send_direct(sandbox_url, messages, concurrency, "null")
+        deadline = started + max(120.0, messages / 20)
+        while True:
+            progress = await _sandbox(http, receiver.url, "/_null/progress")
+            if progress["read"] >= messages:
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(
+                    f"the null hub saw {progress['read']} of {messages} reads in time"
+                )
+            await asyncio.sleep(0.02)
+        seconds = time.perf_counter() - started
+        cpu = total_cpu_seconds(pids) - cpu_before
+    return NullRun(messages / seconds, cpu * 1000 / messages)
 
 
 async def _sandbox(http: aiohttp.ClientSession, url: str, path: str, body: Any = None) -> Any:
@@ -308,9 +370,10 @@ async def _wait_for_leases(hub: Hub, channel_ids: list[str], workers: list[_Work
 
 
 @dataclass
-class _Timings:
+class Timings:
     sent_seconds: float | None
     final_seconds: float | None
+    read_seconds: float | None
     enqueue_seconds: float
     statuses: dict[str, str]
 
@@ -350,16 +413,17 @@ async def create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
 
 async def drive(
     hub: Hub, channel_ids: list[str], *, messages: int, chats: int, progress: bool
-) -> _Timings:
-    """Enqueue ``messages`` (16 concurrent callers) and wait until every status is final."""
+) -> Timings:
+    """Enqueue ``messages`` (16 concurrent callers) and wait until every status the sandbox
+    sends (sent, delivered, read) is applied."""
     created = await hub.access.create_key(user_name="bench", role="admin")
     actor = Actor(created.user_id, "bench", Role.ADMIN, created.key_id)
     requests = []
     for i in range(messages):
         chat = i % chats
         body: dict[str, Any] = {"to": phone(chat), "text": {"body": f"bench message {i}"}}
-        if len(channel_ids) > 1:
-            body["channel_id"] = channel_ids[chat % len(channel_ids)]
+        # Named even when there is one: the hub may hold channels of another bench.
+        body["channel_id"] = channel_ids[chat % len(channel_ids)]
         requests.append(SendRequest.model_validate(body))
     started = time.perf_counter()
     enqueue_seconds = 0.0
@@ -379,7 +443,7 @@ async def drive(
         enqueue_seconds = time.perf_counter() - started
 
     enqueuer = asyncio.create_task(enqueue())
-    sent_seconds = final_seconds = None
+    sent_seconds = final_seconds = read_seconds = None
     deadline = started + max(120.0, messages / 20)
     try:
         while time.perf_counter() < deadline:
@@ -391,11 +455,14 @@ async def drive(
             not_sent = sum(waiting.get(s, 0) for s in ("queued", "sending", "uncertain"))
             done = stored - not_sent
             final = done - waiting.get("sent", 0)
+            applied = final - waiting.get("delivered", 0)
             now = time.perf_counter()
             if sent_seconds is None and done >= messages:
                 sent_seconds = now - started
-            if final >= messages:
+            if final_seconds is None and final >= messages:
                 final_seconds = now - started
+            if applied >= messages:
+                read_seconds = now - started
                 break
             if progress:
                 print(f"\r{done}/{messages} sent, {final} final", end="", file=sys.stderr)
@@ -410,17 +477,17 @@ async def drive(
                 await enqueuer
     async with hub.db.read() as conn:
         statuses = await message_q.statuses_by_id(conn)
-    return _Timings(sent_seconds, final_seconds, enqueue_seconds, statuses)
+    return Timings(sent_seconds, final_seconds, read_seconds, enqueue_seconds, statuses)
 
 
 @in_one_hop
 def _unfinished(conn: SyncConnection) -> dict[str, int]:
-    """Messages not yet final, by status. Polled every 20 ms while the pipeline runs, so
-    it must stay cheap: an index range over the few unfinished rows (the status index),
-    not a scan of every message as a count of all statuses would be."""
+    """Messages not yet read, by status. Polled every 20 ms while the pipeline runs, so
+    it must stay cheap: an index range over the unfinished rows (the status index), not
+    a scan of every message as a count of all statuses would be."""
     stmt = (
         select(messages.c.status, func.count().label("n"))
-        .where(messages.c.status.in_(("queued", "sending", "uncertain", "sent")))
+        .where(messages.c.status.in_(("queued", "sending", "uncertain", "sent", "delivered")))
         .group_by(messages.c.status)
     )
     return {str(row.status): int(row.n) for row in conn.execute(stmt)}
@@ -450,6 +517,7 @@ async def run_send_bench(
     ):
         database_url = await stack.enter_async_context(bench_database_url(database, "send"))
         raw_rate = await raw_baseline(sandbox_url, messages, chats)
+        null = await null_baseline(http, sandbox_url, messages, chats)
         settings = Settings(
             database_url=database_url,
             port=free_port(),
@@ -465,16 +533,21 @@ async def run_send_bench(
             )
         ).hub
         channel_ids = await create_channels(hub, sandbox_url, workers)
+        hub_pids = [os.getpid()]
         if database is not None:
             procs = await stack.enter_async_context(
                 worker_processes(database_url, workers, concurrency)
             )
             await _wait_for_leases(hub, channel_ids, procs)
+            hub_pids += [w.proc.pid for w in procs]
+        cpu_before = total_cpu_seconds(hub_pids)
         timings = await drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
+        hub_cpu_ms = (total_cpu_seconds(hub_pids) - cpu_before) * 1000 / messages
         sends = (await _sandbox(http, sandbox_url, "/_sandbox/sends"))["sends"]
     received = Counter(s["biz_opaque_callback_data"] for s in sends)
     seconds = timings.sent_seconds if timings.sent_seconds is not None else float("nan")
     rate = messages / seconds if timings.sent_seconds else 0.0
+    final_rate = messages / timings.read_seconds if timings.read_seconds else 0.0
     return {
         "messages": messages,
         "chats": chats,
@@ -482,7 +555,16 @@ async def run_send_bench(
         "msgs_per_s": round(rate, 1),
         "raw_msgs_per_s": round(raw_rate, 1),
         "ratio": round(rate / raw_rate, 3) if raw_rate else 0.0,
+        "msgs_per_s_final": round(final_rate, 1),
+        "null_msgs_per_s": round(null.msgs_per_s, 1),
+        "ratio_null": round(final_rate / null.msgs_per_s, 3),
+        "hub_cpu_ms_per_message": round(hub_cpu_ms, 3),
+        "null_cpu_ms_per_message": round(null.cpu_ms_per_message, 3),
+        "cpu_ratio": round(hub_cpu_ms / null.cpu_ms_per_message, 2)
+        if null.cpu_ms_per_message
+        else None,
         "final_seconds": round(timings.final_seconds, 3) if timings.final_seconds else None,
+        "read_seconds": round(timings.read_seconds, 3) if timings.read_seconds else None,
         "enqueue_seconds": round(timings.enqueue_seconds, 3),
         "lost": sum(1 for i in timings.statuses if not received[i]),
         "duplicates": sum(n - 1 for n in received.values() if n > 1),

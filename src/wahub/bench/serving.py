@@ -13,18 +13,27 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 
 START_SECONDS = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A started server process: where it answers, and its pid (for its CPU time)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.asynccontextmanager
 async def http_process(
     args: Sequence[str], url: str, *, env: Mapping[str, str] | None = None, what: str
-) -> AsyncIterator[str]:
+) -> AsyncIterator[Served]:
     """``python args...`` serving HTTP at ``url``, with ``env`` added to this process's
-    environment; yields ``url`` once ``/healthz`` answers 200. Raises ``RuntimeError``
+    environment; yields it once ``/healthz`` answers 200. Raises ``RuntimeError``
     naming ``what`` if it does not start within a minute; stops it (SIGTERM, then SIGKILL
     after 10 s) on exit."""
     proc = await asyncio.create_subprocess_exec(
@@ -45,7 +54,7 @@ async def http_process(
                 if proc.returncode is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{what} did not start")
                 await asyncio.sleep(0.1)
-        yield url
+        yield Served(url, proc.pid)
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -64,7 +73,7 @@ async def serve_process(
     env: Mapping[str, str] | None = None,
     what: str = "bench",
     workers: bool = False,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[Served]:
     """``wahub serve`` (``--no-workers`` unless ``workers``) on ``database_url`` (already
     migrated) at ``port``; as ``http_process``."""
     args = ["-m", "wahub", "serve", "--database", database_url, "--port", str(port)]
@@ -73,5 +82,5 @@ async def serve_process(
         f"http://127.0.0.1:{port}",
         env=env,
         what=f"wahub serve for the {what} bench",
-    ) as url:
-        yield url
+    ) as served:
+        yield served

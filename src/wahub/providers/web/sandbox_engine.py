@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -70,6 +71,7 @@ from wahub.providers.web.session import (
 )
 
 PROVIDER = "web"
+log = logging.getLogger("wahub.web.sandbox_engine")
 _REDIAL_BACKOFF_MAX_S = 2.0
 
 
@@ -219,8 +221,12 @@ class SandboxWebSession:
             return
         if opened:
             self._tasks = [
-                asyncio.create_task(self._run(), name=f"web-session-{self.channel_id}"),
-                asyncio.create_task(self._keepalives(), name=f"web-keepalive-{self.channel_id}"),
+                asyncio.create_task(
+                    self._supervised(self._run), name=f"web-session-{self.channel_id}"
+                ),
+                asyncio.create_task(
+                    self._supervised(self._keepalives), name=f"web-keepalive-{self.channel_id}"
+                ),
             ]
 
     async def pair_phone(self, phone: str) -> str:
@@ -330,6 +336,18 @@ class SandboxWebSession:
         else:
             self._connected_as(answer["me"])
         return True
+
+    async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the session's loops; if it dies of a bug (a payload we do not
+        understand, an ``on_event`` that raised), the session must not go on looking
+        connected: it closes and reports ``ConnectFailed`` with the error."""
+        try:
+            await loop()
+        except Exception as error:
+            log.exception("web session %s: engine loop failed", self.channel_id)
+            self._connection = None
+            with contextlib.suppress(Exception):
+                self._emit(ConnectFailed(f"sandbox engine error: {error!r}"))
 
     async def _run(self) -> None:
         """Poll events until the connection ends for good (or ``stop``)."""
