@@ -14,6 +14,9 @@ groups        two registered groups; ``assigned`` is assigned to the agent user
 secret key    WAHUB_SECRET_KEY is set for the whole run (see sealing.py)
 postgres      a throwaway PostgreSQL cluster for the session (None when unavailable;
               WAHUB_TEST_POSTGRES=required turns "unavailable" into a failure)
+http          an ``aiohttp.ClientSession``, closed after the test
+start_sandbox async (**SandboxConfig knobs) -> (Sandbox, its base URL); every sandbox
+              started is stopped after the test
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -38,6 +42,7 @@ from sealing import TEST_SECRET_KEY
 from wahub.app import create_app
 from wahub.config import Settings
 from wahub.embedded import free_port, start_server
+from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
@@ -45,6 +50,7 @@ from wahub.store.migrate import upgrade
 TEST_MAX_WEBHOOK_BYTES = 64 * 1024
 
 MakeKey = Callable[..., Awaitable[str]]
+StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 
 
 @pytest.fixture(scope="session")
@@ -184,3 +190,24 @@ def postgres() -> Iterator[PostgresCluster | None]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def start_sandbox() -> AsyncIterator[StartSandbox]:
+    started: list[Sandbox] = []
+
+    async def start(**knobs: Any) -> tuple[Sandbox, str]:
+        sandbox = Sandbox(SandboxConfig(**knobs))
+        url = await sandbox.start()
+        started.append(sandbox)
+        return sandbox, url
+
+    yield start
+    for sandbox in started:
+        await sandbox.stop()

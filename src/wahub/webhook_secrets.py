@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from wahub.config import Settings
 from wahub.domain.errors import WahubError
+from wahub.providers import catalog
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,15 @@ class ReceiverSecret:
     variable: str
 
 
+# Every receiver that takes webhooks declares its secret (``providers.catalog``); Meta's
+# verification handshake is no receiver (it stores nothing) but has a token of its own.
 RECEIVER_SECRETS: Final = (
-    ReceiverSecret("cloudapi", "cloudapi_app_secret", "WAHUB_CLOUDAPI_APP_SECRET"),
+    *(
+        ReceiverSecret(receiver.provider, webhook.secret_setting, webhook.secret_env)
+        for receiver in catalog.RECEIVERS.values()
+        if (webhook := receiver.webhook) is not None
+    ),
     ReceiverSecret("cloudapi_handshake", "cloudapi_verify_token", "WAHUB_CLOUDAPI_VERIFY_TOKEN"),
-    ReceiverSecret("whapi", "whapi_webhook_secret", "WAHUB_WHAPI_WEBHOOK_SECRET"),
-    ReceiverSecret("periskope", "periskope_webhook_secret", "WAHUB_PERISKOPE_WEBHOOK_SECRET"),
 )
 
 # Every webhook secret or token default that ever appeared in our source (config

@@ -1,4 +1,4 @@
-"""Fixtures for integration tests: wahub as separate processes, the provider sandbox.
+"""Fixtures for integration tests: wahub as separate processes.
 
 procs                 a ``multiprocess.Processes`` logging into tmp_path; every process
                       still running is killed after the test, and a failing test's report
@@ -6,26 +6,19 @@ procs                 a ``multiprocess.Processes`` logging into tmp_path; every 
 restartable_postgres  a PostgreSQL cluster of the test module's own, for tests that stop
                       and start the server (the session's ``postgres`` is shared, so no
                       test stops it); skipped like ``postgres`` when there is no server
-http                  an ``aiohttp.ClientSession``, closed after the test
-start_sandbox         async (**SandboxConfig knobs) -> (Sandbox, its base URL); every
-                      sandbox started is stopped after the test
+(``http`` and ``start_sandbox`` are in tests/conftest.py: the contract suite uses them too)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from multiprocess import Processes
 from pgcluster import PostgresCluster, find_bindir
-from wahub.providers.sandbox import Sandbox, SandboxConfig
-
-StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]
 
 
 @pytest.fixture
@@ -50,27 +43,6 @@ def restartable_postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.destroy()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def start_sandbox() -> AsyncIterator[StartSandbox]:
-    started: list[Sandbox] = []
-
-    async def start(**knobs: Any) -> tuple[Sandbox, str]:
-        sandbox = Sandbox(SandboxConfig(**knobs))
-        url = await sandbox.start()
-        started.append(sandbox)
-        return sandbox, url
-
-    yield start
-    for sandbox in started:
-        await sandbox.stop()
 
 
 @pytest.hookimpl(wrapper=True)

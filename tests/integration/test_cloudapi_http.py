@@ -24,7 +24,7 @@ from wahub.domain.errors import (
     RetryableProviderError,
 )
 from wahub.providers.base import OutboundMessage, SendResult
-from wahub.providers.cloudapi import CloudApiProvider
+from wahub.providers.cloudapi.adapter import CloudApiProvider
 
 TOKEN = "EAAG-test-token"
 

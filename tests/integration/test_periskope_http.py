@@ -12,7 +12,7 @@ import pytest
 from paging import every_item
 from wahub.domain.errors import NotFound, PermanentProviderError, RetryableProviderError
 from wahub.providers.base import ChatInfo
-from wahub.providers.periskope import PeriskopeChatDirectory
+from wahub.providers.periskope.adapter import PeriskopeChatDirectory
 from wahub.providers.sandbox import (
     DEFAULT_CHAT_COUNT,
     Sandbox,

@@ -9,60 +9,23 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
-from wahub.providers import cloudapi_webhooks, periskope_webhooks, whapi_webhooks
+from wahub.providers.cloudapi import webhooks as cloudapi_webhooks
+from wahub.providers.periskope import webhooks as periskope_webhooks
 from wahub.providers.sandbox import Sandbox, SandboxConfig
+from wahub.providers.whapi import webhooks as whapi_webhooks
+from webhook_catcher import Received
+from webhook_catcher import WebhookCatcher as Receiver
 
 APP_SECRET = "test-app-secret"
 WHAPI_SECRET = "test-whapi-secret"
 PERISKOPE_KEY = "test-periskope-key"
 PHONE_NUMBER_ID = "106540352242922"
-
-
-@dataclass
-class Received:
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A stand-in hub on three paths; refuses the first ``fail_first`` POSTs with 500."""
-
-    fail_first: int = 0
-    received: list[Received] = field(default_factory=list)
-    refused: int = 0
-    runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.refused < self.fail_first:
-            self.refused += 1
-            return web.Response(status=500)
-        self.received.append(
-            Received(request.path, dict(request.query), dict(request.headers), body)
-        )
-        return web.Response(text="ok")
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/{provider}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-
-    def on(self, path: str) -> list[Received]:
-        return [r for r in self.received if r.path == path]
 
 
 StartSandbox = Callable[..., Awaitable[tuple[Sandbox, str]]]

@@ -16,9 +16,9 @@ from wahub.cli import app as cli_app
 from wahub.config import Settings
 from wahub.domain.errors import ValidationError
 from wahub.embedded import add_sandbox_whapi_channel
-from wahub.providers.cloudapi import CloudApiProvider
+from wahub.providers.cloudapi.adapter import CloudApiProvider
 from wahub.providers.sandbox import DEFAULT_GROUP_COUNT, LEFT_GROUP_INDICES, Sandbox
-from wahub.providers.whapi import WhapiProvider
+from wahub.providers.whapi.adapter import WhapiProvider
 from wahub.runtime import Hub
 from wahub.store import channels as channel_queries
 

@@ -27,7 +27,7 @@ from wahub.providers.sandbox import (
     SandboxConfig,
     lid_for,
 )
-from wahub.providers.whapi import WhapiProvider
+from wahub.providers.whapi.adapter import WhapiProvider
 
 TOKEN = SandboxConfig().whapi_token
 OWN_PHONE = "+" + SandboxConfig().whapi_own_phone

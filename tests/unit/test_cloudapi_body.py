@@ -8,7 +8,7 @@ import pytest
 
 from wahub.domain.errors import PermanentProviderError
 from wahub.providers.base import OutboundMessage
-from wahub.providers.cloudapi import MAX_TRACKING_ID_CHARS, build_send_body
+from wahub.providers.cloudapi.adapter import MAX_TRACKING_ID_CHARS, build_send_body
 
 CONTENT_BY_TYPE: dict[str, dict[str, Any]] = {
     "text": {"type": "text", "text": {"body": "hi", "preview_url": False}},

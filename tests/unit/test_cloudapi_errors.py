@@ -18,7 +18,8 @@ from wahub.domain.errors import (
     ProviderError,
     RetryableProviderError,
 )
-from wahub.providers.cloudapi import classify_error, parse_retry_after
+from wahub.providers.cloudapi.errors import classify_error
+from wahub.providers.http import parse_retry_after
 
 NOW = 1_700_000_000.0
 

@@ -10,7 +10,7 @@ import pytest
 
 from wahub.domain.errors import ValidationError
 from wahub.providers.base import InboundMessage
-from wahub.providers.cloudapi_webhooks import parse_body, parse_delivery
+from wahub.providers.cloudapi.webhooks import parse_body, parse_delivery
 
 
 def payload(*messages: dict[str, Any], contacts: list[dict[str, Any]] | None = None) -> bytes:

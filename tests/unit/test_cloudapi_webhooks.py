@@ -12,7 +12,7 @@ import pytest
 from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
 from wahub.providers.base import ProviderErrorInfo, StatusUpdate
-from wahub.providers.cloudapi import parse_statuses, verify_handshake, verify_signature
+from wahub.providers.cloudapi.webhooks import parse_statuses, verify_handshake, verify_signature
 
 APP_SECRET = "app-secret-123"
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'

@@ -11,7 +11,7 @@ from wahub.domain.errors import RetryableProviderError
 from wahub.pipeline import pacing
 from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
-from wahub.providers.cloudapi_errors import classify_error
+from wahub.providers.cloudapi.errors import classify_error
 
 
 class FakeClock:

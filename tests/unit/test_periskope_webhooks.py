@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from wahub.domain.errors import ValidationError
-from wahub.providers.periskope_webhooks import (
+from wahub.providers.periskope.webhooks import (
     dedupe_key,
     parse_body,
     parse_delivery,

@@ -216,3 +216,12 @@ def test_a_national_number_without_a_region_asks_for_a_country_code(raw: str) ->
 def test_a_number_too_short_for_its_country_says_so() -> None:
     with pytest.raises(ValidationError, match=r"too short for \+1"):
         phone_lookup_forms("+1 415 555")
+
+
+def test_a_national_number_that_starts_with_00_is_read_in_its_region() -> None:
+    # Tajikistan's international prefix is 810, so "00 000 0000" there is a national
+    # number (+992 000000000), not "00" followed by a country code (found by hypothesis).
+    assert phone_lookup_forms("00 000 0000", default_region="TJ").e164 == "+992000000000"
+    assert phone_lookup_forms("0049 151 23456789", default_region="TJ").e164 == "+4915123456789"
+    with pytest.raises(ValidationError):
+        phone_lookup_forms("00 000 0000")

@@ -11,7 +11,6 @@ import pytest
 from wahub.config import Settings
 from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
-from wahub.features.channels import WHATSAPP_WEB_URL
 from wahub.features.web_sessions import effective_daily_cap, effective_state
 from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.providers.base import GroupParticipant, InboundMessage, StatusUpdate
@@ -29,6 +28,7 @@ from wahub.providers.web.session import (
     SessionState,
     StreamReplaced,
 )
+from wahub.providers.web.spec import WHATSAPP_WEB_URL
 from wahub.sessions.engines import Engines
 from wahub.sessions.process import transition
 from wahub.sessions.spool import EventSpool

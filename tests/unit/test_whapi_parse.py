@@ -13,7 +13,7 @@ from wahub.domain.errors import (
     RetryableProviderError,
 )
 from wahub.providers.base import GroupParticipant, OutboundMessage
-from wahub.providers.whapi import (
+from wahub.providers.whapi.adapter import (
     build_text_body,
     classify_error,
     parse_group,

@@ -11,7 +11,7 @@ import pytest
 from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
 from wahub.providers.base import InboundMessage
-from wahub.providers.whapi_webhooks import (
+from wahub.providers.whapi.webhooks import (
     dedupe_key,
     parse_body,
     parse_delivery,

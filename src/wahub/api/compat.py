@@ -23,10 +23,11 @@ from wahub.api.auth import ActorDep, HubDep, WriterDep
 from wahub.api.bodies import JsonBodyRoute
 from wahub.api.messages import IdempotencyKey
 from wahub.api.responses import JsonResponse
-from wahub.api.webhooks import PERISKOPE_DOCS, periskope_webhook
+from wahub.api.webhooks import receive_docs, receive_handler
 from wahub.domain.content import TEXT_LIMIT, SendRequest, TextBody
 from wahub.domain.errors import ValidationError
 from wahub.domain.phones import bare_group_id, canonical_chat_id, is_group_chat
+from wahub.providers.periskope.spec import RECEIVER as PERISKOPE_RECEIVER
 
 router = APIRouter(tags=["compat"], route_class=JsonBodyRoute)
 
@@ -88,9 +89,9 @@ async def compat_send(
 
 router.add_api_route(
     "/periskopewebhook",
-    periskope_webhook,
+    receive_handler(PERISKOPE_RECEIVER),
     methods=["POST"],
-    **PERISKOPE_DOCS,
+    **receive_docs(PERISKOPE_RECEIVER),
     summary="Receive Periskope webhooks (seed-compatible path)",
     description="The same receiver as `POST /v1/webhooks/periskope`.",
 )

@@ -5,18 +5,21 @@ commit before ``200``. The body is never parsed here: the inbox processor parses
 its own retryable step, and turns a malformed body into a dead letter with the reason.
 (The WHAPI and Periskope dedupe keys peek at the provider's ids, tolerating any body.)
 
-Authenticity per provider: Cloud API and Periskope sign the body (HMAC-SHA256 with the
-app secret / Signing Key); WHAPI signs nothing, so its webhook URL carries a secret of
-ours (``?secret=`` or ``X-Wahub-Secret``). A receiver whose secret is not configured
-(or is a placeholder from our public source, see ``wahub.webhook_secrets``) answers
-``503 webhook_not_configured``, the handshake included: accepting unauthenticated
-deliveries would let anyone write into conversations, and a 5xx makes the provider retry
-until the operator sets the secret.
+The POST routes are not written here one by one: each provider declares its receiver
+(``providers/<name>/spec.py``: how to verify, the dedupe key, the parser, the secret's
+setting) and ``providers.catalog`` lists them; a route is made for every receiver that
+takes webhooks. Authenticity per provider: Cloud API and Periskope sign the body
+(HMAC-SHA256 with the app secret / Signing Key); WHAPI signs nothing, so its webhook URL
+carries a secret of ours (``?secret=`` or ``X-Wahub-Secret``). A receiver whose secret is
+not configured (or is a placeholder from our public source, see
+``wahub.webhook_secrets``) answers ``503 webhook_not_configured``, the handshake
+included: accepting unauthenticated deliveries would let anyone write into
+conversations, and a 5xx makes the provider retry until the operator sets the secret.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -27,15 +30,13 @@ from wahub.api.auth import HubDep
 from wahub.api.bodies import read_limited_body
 from wahub.api.errors import ErrorOut, error_response
 from wahub.domain.errors import AuthenticationFailed
-from wahub.providers import periskope_webhooks, whapi_webhooks
-from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_handshake, verify_signature
+from wahub.providers import catalog
+from wahub.providers.cloudapi.webhooks import verify_handshake
+from wahub.providers.spec import Receiver, WebhookAuth, WebhookRequest
+from wahub.runtime import Hub
 from wahub.webhook_secrets import secret_value
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-# Kept with the delivery for debugging and audit. The signature is an HMAC of the body,
-# not a secret; Authorization-style headers are never kept.
-_KEPT_HEADERS = ("content-type", "user-agent", "x-hub-signature-256")
 
 _OK = b'{"status":"ok"}'
 _LIMIT = "WAHUB_MAX_WEBHOOK_BYTES"
@@ -75,139 +76,91 @@ async def cloudapi_handshake(
     return PlainTextResponse(challenge)
 
 
-@router.post(
-    "/cloudapi",
-    responses={
-        200: {"content": {"application/json": {"example": {"status": "ok"}}}},
-        401: {"model": ErrorOut, "description": "Missing or wrong X-Hub-Signature-256"},
-        413: {"model": ErrorOut},
-        503: {"model": ErrorOut, "description": "WAHUB_CLOUDAPI_APP_SECRET is not set"},
-    },
-    openapi_extra={
+def _webhook(receiver: Receiver) -> WebhookAuth:
+    if receiver.webhook is None:
+        raise ValueError(f"receiver {receiver.provider!r} takes no webhooks")
+    return receiver.webhook
+
+
+def receive_handler(receiver: Receiver) -> Callable[[Request, Hub], Awaitable[Response]]:
+    """The endpoint storing ``receiver``'s webhook deliveries: secret configured (else
+    503), authentic (else 401; before the body is read when the secret is in the URL),
+    within the size limit (else 413), stored once under its dedupe key, then 200.
+    Raises ``ValueError`` for a receiver that takes no webhooks."""
+    webhook = _webhook(receiver)
+
+    async def receive(request: Request, hub: HubDep) -> Response:
+        settings = hub.settings
+        secret = secret_value(getattr(settings, webhook.secret_setting))
+        if secret is None:
+            return _not_configured(webhook.label, webhook.secret_env)
+        if not webhook.reads_body and not webhook.verify(
+            secret, WebhookRequest(request.headers, request.query_params)
+        ):
+            raise AuthenticationFailed(webhook.failure)
+        body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
+        if webhook.reads_body and not webhook.verify(
+            secret, WebhookRequest(request.headers, request.query_params, body)
+        ):
+            raise AuthenticationFailed(webhook.failure)
+        # Durable before the 200: the intake commits this row (with whatever other
+        # deliveries arrived meanwhile) and only then lets us answer.
+        await hub.intake.store(
+            provider=receiver.provider,
+            dedupe_key=receiver.dedupe_key(body),
+            headers=_kept(request, webhook.kept_headers),
+            body=body,
+        )
+        return Response(_OK, media_type="application/json")
+
+    receive.__name__ = f"{receiver.provider}_webhook"
+    receive.__doc__ = (
+        "Store an authentic delivery once (a redelivery is acknowledged, not stored twice)."
+    )
+    return receive
+
+
+def receive_docs(receiver: Receiver) -> dict[str, Any]:
+    """The OpenAPI description of a receiver's route: its errors and its JSON body."""
+    webhook = _webhook(receiver)
+    extra: dict[str, Any] = {
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
-    },
-    summary="Receive Cloud API status webhooks",
-)
-async def cloudapi_webhook(request: Request, hub: HubDep) -> Response:
-    """Store a signed delivery once (a redelivery is acknowledged, not stored twice)."""
-    settings = hub.settings
-    secret = secret_value(settings.cloudapi_app_secret)
-    if secret is None:
-        return _not_configured("Cloud API", "WAHUB_CLOUDAPI_APP_SECRET")
-    body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
-    if not verify_signature(secret, body, request.headers.get(SIGNATURE_HEADER)):
-        raise AuthenticationFailed(f"missing or invalid {SIGNATURE_HEADER} signature")
-    headers = {name: value for name in _KEPT_HEADERS if (value := request.headers.get(name))}
-    # Durable before the 200: the intake commits this row (with whatever other
-    # deliveries arrived meanwhile) and only then lets us answer.
-    await hub.intake.store(
-        provider="cloudapi",
-        dedupe_key=hashlib.sha256(body).hexdigest(),
-        headers=headers,
-        body=body,
-    )
-    return Response(_OK, media_type="application/json")
-
-
-_WHAPI_KEPT_HEADERS = ("content-type", "user-agent")
-_PERISKOPE_KEPT_HEADERS = ("content-type", "user-agent", periskope_webhooks.SIGNATURE_HEADER)
-
-_STORED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"example": {"status": "ok"}}}},
-    413: {"model": ErrorOut},
-    503: {"model": ErrorOut, "description": "The receiver's secret is not configured"},
-}
-_JSON_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}}},
     }
-}
+    if webhook.secret_query is not None:
+        extra["parameters"] = [
+            {
+                "name": webhook.secret_query,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "maxLength": _HANDSHAKE_MAX},
+                "description": f"{webhook.secret_env} (or send it in a header)",
+            }
+        ]
+    return {
+        "responses": {
+            200: {"content": {"application/json": {"example": {"status": "ok"}}}},
+            401: {"model": ErrorOut, "description": webhook.failure},
+            413: {"model": ErrorOut},
+            503: {"model": ErrorOut, "description": f"{webhook.secret_env} is not set"},
+        },
+        "openapi_extra": extra,
+    }
 
 
-@router.post(
-    "/whapi",
-    responses={
-        **_STORED_RESPONSES,
-        401: {"model": ErrorOut, "description": "Missing or wrong secret"},
-    },
-    openapi_extra=_JSON_BODY,
-    summary="Receive WHAPI webhooks (messages, statuses, any other event)",
-)
-async def whapi_webhook(
-    request: Request,
-    hub: HubDep,
-    _secret: Annotated[
-        str | None,
-        Query(
-            alias=whapi_webhooks.SECRET_QUERY,
-            max_length=_HANDSHAKE_MAX,
-            description="WAHUB_WHAPI_WEBHOOK_SECRET (or send it as X-Wahub-Secret)",
-        ),
-    ] = None,
-) -> Response:
-    """Store a delivery carrying our shared secret once, whatever its event family."""
-    settings = hub.settings
-    secret = secret_value(settings.whapi_webhook_secret)
-    if secret is None:
-        return _not_configured("WHAPI", "WAHUB_WHAPI_WEBHOOK_SECRET")
-    # The secret is in the URL, so it is checked before a byte of the body is read.
-    if not whapi_webhooks.verify_secret(
-        secret,
-        request.query_params.get(whapi_webhooks.SECRET_QUERY),
-        request.headers.get(whapi_webhooks.SECRET_HEADER),
-    ):
-        raise AuthenticationFailed(
-            f"missing or wrong webhook secret (?{whapi_webhooks.SECRET_QUERY}= "
-            f"or {whapi_webhooks.SECRET_HEADER})"
+# One POST route per receiver that takes webhooks, from the providers' declarations.
+for _receiver in catalog.RECEIVERS.values():
+    if _receiver.webhook is not None:
+        router.add_api_route(
+            f"/{_receiver.provider}",
+            receive_handler(_receiver),
+            methods=["POST"],
+            name=f"{_receiver.provider}_webhook",
+            summary=_receiver.webhook.summary,
+            **receive_docs(_receiver),
         )
-    body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
-    await hub.intake.store(
-        provider=whapi_webhooks.PROVIDER,
-        dedupe_key=whapi_webhooks.dedupe_key(body),
-        headers=_kept(request, _WHAPI_KEPT_HEADERS),
-        body=body,
-    )
-    return Response(_OK, media_type="application/json")
-
-
-# Also documents the same receiver under seed 002's path (``POST /periskopewebhook``).
-PERISKOPE_DOCS: dict[str, Any] = {
-    "responses": {
-        **_STORED_RESPONSES,
-        401: {"model": ErrorOut, "description": "Missing or wrong x-periskope-signature"},
-    },
-    "openapi_extra": _JSON_BODY,
-}
-
-
-@router.post(
-    "/periskope",
-    **PERISKOPE_DOCS,
-    summary="Receive Periskope webhooks (message.created, any other event)",
-)
-async def periskope_webhook(request: Request, hub: HubDep) -> Response:
-    """Store a signed delivery once (``POST /periskopewebhook`` is the same handler)."""
-    settings = hub.settings
-    secret = secret_value(settings.periskope_webhook_secret)
-    if secret is None:
-        return _not_configured("Periskope", "WAHUB_PERISKOPE_WEBHOOK_SECRET")
-    body = await read_limited_body(request, settings.max_webhook_bytes, setting=_LIMIT)
-    header = request.headers.get(periskope_webhooks.SIGNATURE_HEADER)
-    if not periskope_webhooks.verify_signature(secret, body, header):
-        raise AuthenticationFailed(
-            f"missing or invalid {periskope_webhooks.SIGNATURE_HEADER} signature"
-        )
-    await hub.intake.store(
-        provider=periskope_webhooks.PROVIDER,
-        dedupe_key=periskope_webhooks.dedupe_key(body),
-        headers=_kept(request, _PERISKOPE_KEPT_HEADERS),
-        body=body,
-    )
-    return Response(_OK, media_type="application/json")
 
 
 def _not_configured(provider: str, setting: str) -> Response:

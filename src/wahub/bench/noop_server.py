@@ -22,7 +22,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from wahub.embedded import start_server
-from wahub.providers.cloudapi_webhooks import SIGNATURE_HEADER, verify_signature
+from wahub.providers.cloudapi.webhooks import SIGNATURE_HEADER, verify_signature
 
 
 def noop_app(app_secret: str | None = None) -> FastAPI:

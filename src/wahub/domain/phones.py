@@ -163,12 +163,18 @@ def _parse_number(
     text = raw.strip()
     if not text:
         raise ValidationError(f"{field}: phone number is empty", details={"field": field})
+    national_text = text
     if text.startswith("00"):
         text = "+" + text[2:]
     region = default_region.upper() if default_region is not None else None
     digits = re.sub(r"\D", "", text)
     try:
         if text.startswith("+"):
+            international = _try_parse(text)
+            if international is None and region is not None and national_text != text:
+                # "00" is not the international prefix everywhere: Tajikistan writes
+                # +992 00 000 0000 nationally as "00 000 0000".
+                return phonenumbers.parse(national_text, region)
             return phonenumbers.parse(text, None)
         if region is None:
             return _international_without_plus(text, digits, shown, field)

@@ -19,7 +19,9 @@ from wahub.domain.errors import (
 )
 from wahub.domain.ids import new_id
 from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id, normalize_phone
+from wahub.providers import catalog
 from wahub.providers.registry import ProviderRegistry
+from wahub.providers.spec import Capability, ProviderSpec
 from wahub.store import channels as q
 from wahub.store import messages as message_q
 from wahub.store.database import Connection, Database
@@ -27,19 +29,6 @@ from wahub.store.database import Connection, Database
 SECRET_FIELDS = ("credentials", "lease_owner")
 
 META_HOSTS = frozenset({"graph.facebook.com", "graph.facebook.net"})
-
-KINDS = ("cloudapi", "whapi", "periskope", "web")
-# A web channel's base_url says which engine holds its phone: WhatsApp's own servers
-# (neonize), or a sandbox at any other URL (the sandbox's web session engine).
-WHATSAPP_WEB_URL = "https://web.whatsapp.com"
-DEFAULT_BASE_URLS = {
-    "cloudapi": "https://graph.facebook.com",
-    "whapi": "https://gate.whapi.cloud",
-    "periskope": "https://api.periskope.app/v1",
-    "web": WHATSAPP_WEB_URL,
-}
-# The credentials key each kind's adapter reads its secret from.
-_CREDENTIAL_KEYS = {"cloudapi": "access_token", "whapi": "token", "periskope": "api_key"}
 
 
 # The error code of messages failed because their channel was removed.
@@ -91,14 +80,26 @@ def _name(name: str) -> str:
     return name.strip()
 
 
-def _token(kind: str, token: str) -> str:
-    """The token, refused when empty: a channel without one can never send."""
-    if not token.strip():
-        what = {"cloudapi": "access token", "whapi": "token", "periskope": "API key"}[kind]
+def _spec(kind: str) -> ProviderSpec:
+    """The declaration of ``kind``; ValidationError naming the known kinds otherwise."""
+    spec = catalog.spec_for(kind)
+    if spec is None:
         raise ValidationError(
-            f"access_token: a {kind} channel needs its {what}", details={"field": "access_token"}
+            f"kind: must be one of {', '.join(catalog.kinds())} (got {kind!r})",
+            details={"field": "kind"},
         )
-    return token.strip()
+    return spec
+
+
+def _sealed_token(cipher: CredentialCipher, spec: ProviderSpec, token: str) -> str:
+    """The token sealed under the key the kind's adapter reads, refused when empty: a
+    channel without one can never send."""
+    if not token.strip():
+        raise ValidationError(
+            f"access_token: a {spec.kind} channel needs its {spec.credential_name}",
+            details={"field": "access_token"},
+        )
+    return cipher.seal({spec.credential_key: token.strip()})
 
 
 def _base_url(base_url: str) -> str:
@@ -206,26 +207,20 @@ class Channels:
         DuplicateChannel when another channel has this name or this kind and
         ``phone_number_id``.
         """
-        if kind not in KINDS:
-            raise ValidationError(
-                f"kind: must be one of {', '.join(KINDS)} (got {kind!r})",
-                details={"field": "kind"},
-            )
+        spec = _spec(kind)
         name = _name(name)
-        if kind == "cloudapi" and not (phone_number_id or "").strip():
-            raise ValidationError(
-                "phone_number_id must not be empty", details={"field": "phone_number_id"}
-            )
-        web = kind == "web"
-        sealed = {} if web else {_CREDENTIAL_KEYS[kind]: _token(kind, access_token)}
-        if kind == "periskope" and not (phone_number or "").strip():
-            raise ValidationError(
-                "phone_number: a periskope channel needs its org phone (x-phone)",
-                details={"field": "phone_number"},
-            )
-        if kind in ("whapi", "periskope") and phone_number is not None:
+        given = {"phone_number_id": phone_number_id, "phone_number": phone_number}
+        for field, refusal in spec.required.items():
+            if not (given.get(field) or "").strip():
+                raise ValidationError(refusal, details={"field": field})
+        web = spec.supports(Capability.SESSION)
+        # A session kind's credential is the linked phone, kept by the session process.
+        credentials = (
+            self.cipher.seal({}) if web else _sealed_token(self.cipher, spec, access_token)
+        )
+        if spec.phone_number_is_ours and phone_number is not None:
             phone_number = normalize_phone(phone_number, field="phone_number")
-        base_url = _base_url(base_url or DEFAULT_BASE_URLS[kind])
+        base_url = _base_url(base_url or spec.default_base_url)
         if rate_per_second is None:
             rate_per_second = self.web_pacing.rate_per_second if web else 80.0
         if pair_burst is None:
@@ -244,7 +239,7 @@ class Channels:
             "phone_number_id": (phone_number_id or "").strip() or None,
             "base_url": base_url,
             "api_version": api_version,
-            "credentials": self.cipher.seal(sealed),
+            "credentials": credentials,
             "rate_per_second": rate_per_second,
             "pair_burst": pair_burst,
             "pair_interval_seconds": pair_interval_seconds,
@@ -353,20 +348,18 @@ class Channels:
         async with self.db.transaction() as conn:
             await q.lock_channel_writes(conn)
             channel = await _find(conn, ref)
-            kind = channel["kind"]
-            if access_token is not None and kind == "web":
+            spec = _spec(channel["kind"])
+            if access_token is not None and spec.supports(Capability.SESSION):
                 raise ValidationError(
                     "access_token: a web channel has no token (its phone is linked by QR)",
                     details={"field": "access_token"},
                 )
             if access_token is not None:
-                values["credentials"] = self.cipher.seal(
-                    {_CREDENTIAL_KEYS[kind]: _token(kind, access_token)}
-                )
+                values["credentials"] = _sealed_token(self.cipher, spec, access_token)
             if phone_number is not None:
                 values["phone_number"] = (
                     normalize_phone(phone_number, field="phone_number")
-                    if kind in ("whapi", "periskope")
+                    if spec.phone_number_is_ours
                     else phone_number
                 )
             merged = {**channel, **values}

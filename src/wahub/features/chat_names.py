@@ -40,18 +40,16 @@ from wahub.domain.errors import (
     ValidationError,
 )
 from wahub.domain.phones import canonical_chat_id, is_group_chat
+from wahub.providers import catalog
 from wahub.providers.base import ChatDirectory, ChatInfo
 from wahub.providers.registry import ProviderRegistry
+from wahub.providers.spec import Capability
 from wahub.store import channels as channel_q
 from wahub.store import chat_names as q
 from wahub.store.database import Connection, Database
 
 log = logging.getLogger("wahub.chat_names")
 
-# Channel kinds with a chat directory, in the order a chat without a channel tries them.
-DIRECTORY_KINDS: Final = ("periskope", "whapi")
-# Kinds whose directory knows people as well as groups.
-PEOPLE_DIRECTORY_KINDS: Final = frozenset({"periskope"})
 REFRESH_PAGE: Final = 500
 REFRESH_ATTEMPTS: Final = 4  # per page, for retryable errors
 MAX_REFRESH_WAIT_S: Final = 30.0
@@ -252,9 +250,8 @@ class ChatNames:
                     raise NotFound(f"no channel {channel_id}")
                 channels = [channel]
             else:
-                channels = [
-                    c for c in await channel_q.list_channels(conn) if c["kind"] in DIRECTORY_KINDS
-                ]
+                able = catalog.kinds_with(Capability.CHATS)
+                channels = [c for c in await channel_q.list_channels(conn) if c["kind"] in able]
         if not channels:
             raise ValidationError(
                 "no channel has a chat directory: add a periskope (or whapi) channel first",
@@ -342,7 +339,9 @@ class ChatNames:
 
 
 def _can_name(channel: dict[str, Any], chat_id: str) -> bool:
-    kind = channel["kind"]
-    if kind not in DIRECTORY_KINDS:
+    """Whether the channel's provider declares a chat directory that knows this chat's
+    kind (some name groups only)."""
+    spec = catalog.spec_for(channel["kind"])
+    if spec is None or not spec.supports(Capability.CHATS):
         return False
-    return kind in PEOPLE_DIRECTORY_KINDS or is_group_chat(chat_id)
+    return spec.names_people or is_group_chat(chat_id)

@@ -61,13 +61,9 @@ class Provider(Protocol):
     """Sends messages for one channel. Raises ``RetryableProviderError`` or
     ``PermanentProviderError`` (``wahub.domain.errors``) when the provider refuses.
 
-    ``echoes_tracking_id`` says whether the provider's status webhooks carry
-    ``OutboundMessage.tracking_id`` back: then a send whose outcome is unknown and that
-    no status mentions within the grace period provably did not go out.
+    What else a provider can do (and whether its statuses echo our tracking id) is its
+    declaration, ``spec.ProviderSpec``, not a property of the adapter.
     """
-
-    kind: str
-    echoes_tracking_id: bool
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
 

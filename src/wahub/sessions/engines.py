@@ -14,9 +14,9 @@ from typing import Any
 
 from wahub.config import Settings
 from wahub.domain.errors import ValidationError
-from wahub.features.channels import WHATSAPP_WEB_URL
 from wahub.providers.web.sandbox_engine import SandboxWebEngine
 from wahub.providers.web.session import WebEngine
+from wahub.providers.web.spec import WHATSAPP_WEB_URL
 
 NEONIZE_MODULE = "wahub.providers.web.neonize_engine"
 

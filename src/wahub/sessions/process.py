@@ -167,7 +167,7 @@ class SessionProcess:
         )
         secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.providers = ProviderRegistry(load_cipher(secret_key, settings.database_url))
-        self.providers.serve_web_channels(self._provider_for)
+        self.providers.serve_session_channels(self._provider_for)
         self.sender = SessionSender(
             db,
             settings,

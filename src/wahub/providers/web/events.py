@@ -110,7 +110,8 @@ def encode(channel_id: str, event: DataEvent) -> tuple[str, bytes]:
     # about, hashed (the kind stays readable for whoever looks at the inbox).
     kind, _, about = key.partition(":")
     digest = hashlib.sha256(f"{channel_id}\n{about}".encode()).hexdigest()[:48]
-    return f"web:{kind}:{digest}", orjson.dumps(body)
+    body["key"] = f"web:{kind}:{digest}"
+    return body["key"], orjson.dumps(body)
 
 
 def _participants(raw: Any) -> tuple[GroupParticipant, ...]:

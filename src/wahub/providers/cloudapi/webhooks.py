@@ -19,13 +19,16 @@ from wahub.domain.errors import ValidationError
 from wahub.domain.phones import PERSON_SUFFIX, e164_digits, phone_lookup_forms
 from wahub.domain.status import Status
 from wahub.providers.base import InboundMessage, ParsedDelivery, ProviderErrorInfo, StatusUpdate
+from wahub.providers.spec import WebhookRequest
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "dedupe_key",
     "parse_body",
     "parse_delivery",
     "parse_statuses",
     "verify_handshake",
+    "verify_request",
     "verify_signature",
 ]
 
@@ -59,6 +62,17 @@ def verify_signature(app_secret: str, raw_body: bytes, header_value: str | None)
     received = value[len(_SIGNATURE_PREFIX) :].lower().encode("utf-8")
     expected = hmac.new(app_secret.encode("utf-8"), raw_body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode("ascii"), received)
+
+
+def verify_request(app_secret: str, request: WebhookRequest) -> bool:
+    """``verify_signature`` of a received request (its body and signature header)."""
+    return verify_signature(app_secret, request.body, request.headers.get(SIGNATURE_HEADER))
+
+
+def dedupe_key(body: bytes) -> str:
+    """The inbox dedupe key: the hash of the bytes. Meta redelivers the same bytes, and a
+    delivery can carry many statuses and messages, so no single id names it."""
+    return hashlib.sha256(body).hexdigest()
 
 
 def verify_handshake(params: Mapping[str, str], verify_token: str) -> str | None:

@@ -65,8 +65,6 @@ class PeriskopeChatDirectory:
     the caller. ``timeout_s`` bounds one call from start to the last byte of the answer.
     """
 
-    kind: str = "periskope"
-
     def __init__(
         self,
         *,

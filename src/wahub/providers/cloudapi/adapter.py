@@ -1,9 +1,8 @@
 """The Meta WhatsApp Cloud API adapter (Graph API ``POST /{phone_number_id}/messages``).
 
 ``CloudApiProvider`` implements the provider port (``wahub.providers.base.Provider``).
-Error classification lives in ``cloudapi_errors`` and webhook handling in
-``cloudapi_webhooks``; both are re-exported here, with ``http.parse_retry_after``, so
-callers import one module.
+Error classification lives in ``errors`` and webhook handling in ``webhooks``, beside
+this module.
 """
 
 from __future__ import annotations
@@ -18,27 +17,18 @@ import aiohttp
 
 from wahub.domain.errors import PermanentProviderError, ProviderError, ProviderOutcomeUnknown
 from wahub.providers.base import OutboundMessage, SendResult
-from wahub.providers.cloudapi_errors import classify_error
-from wahub.providers.cloudapi_webhooks import (
-    SIGNATURE_HEADER,
-    parse_statuses,
-    verify_handshake,
-    verify_signature,
-)
-from wahub.providers.http import ProviderHttp, parse_retry_after, snippet
+from wahub.providers.cloudapi.errors import classify_error
+from wahub.providers.http import ProviderHttp, snippet
 
 __all__ = [
+    "DEFAULT_API_VERSION",
     "MAX_TRACKING_ID_CHARS",
-    "SIGNATURE_HEADER",
     "SUPPORTED_TYPES",
     "CloudApiProvider",
     "build_send_body",
-    "classify_error",
-    "parse_retry_after",
-    "parse_statuses",
-    "verify_handshake",
-    "verify_signature",
 ]
+
+DEFAULT_API_VERSION: Final = "21.0"
 
 # biz_opaque_callback_data limit (pywa, Meta as quoted by telepie).
 MAX_TRACKING_ID_CHARS: Final = 512
@@ -119,10 +109,6 @@ class CloudApiProvider:
     to the last byte of the answer; at most half of it goes to getting a connection.
     """
 
-    kind: str = "cloudapi"
-    # Meta echoes our biz_opaque_callback_data in every status of the message.
-    echoes_tracking_id: bool = True
-
     def __init__(
         self,
         *,
@@ -130,7 +116,7 @@ class CloudApiProvider:
         access_token: str,
         session: aiohttp.ClientSession,
         base_url: str = "https://graph.facebook.com",
-        api_version: str = "21.0",
+        api_version: str = DEFAULT_API_VERSION,
         timeout_s: float = 15.0,
     ) -> None:
         """Raises ``ValueError`` for an empty id or token, a base URL that is not an

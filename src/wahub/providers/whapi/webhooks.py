@@ -24,6 +24,7 @@ import orjson
 
 from wahub.domain.status import Status
 from wahub.providers.base import InboundMessage, ParsedDelivery, ProviderErrorInfo, StatusUpdate
+from wahub.providers.spec import WebhookRequest
 from wahub.providers.webhook_fields import (
     decode_object,
     derived_dedupe_key,
@@ -45,6 +46,7 @@ __all__ = [
     "dedupe_key",
     "parse_body",
     "parse_delivery",
+    "verify_request",
     "verify_secret",
 ]
 
@@ -81,6 +83,14 @@ def verify_secret(expected: str, query_value: str | None, header_value: str | No
     return any(
         candidate is not None and hmac.compare_digest(candidate.encode("utf-8"), wanted)
         for candidate in (query_value, header_value)
+    )
+
+
+def verify_request(expected: str, request: WebhookRequest) -> bool:
+    """``verify_secret`` of a received request: the query parameter or the header. Reads
+    neither the body nor anything but those two."""
+    return verify_secret(
+        expected, request.query.get(SECRET_QUERY), request.headers.get(SECRET_HEADER)
     )
 
 

@@ -96,10 +96,6 @@ class WhapiProvider:
     to the last byte of the answer; at most half of it goes to getting a connection.
     """
 
-    kind: str = "whapi"
-    # WHAPI statuses carry only its own message id, which a lost answer never told us.
-    echoes_tracking_id: bool = False
-
     def __init__(
         self,
         *,

@@ -23,6 +23,7 @@ from typing import Any, Final
 import orjson
 
 from wahub.providers.base import InboundMessage, ParsedDelivery
+from wahub.providers.spec import WebhookRequest
 from wahub.providers.webhook_fields import (
     decode_object,
     derived_dedupe_key,
@@ -43,6 +44,7 @@ __all__ = [
     "parse_body",
     "parse_delivery",
     "signature",
+    "verify_request",
     "verify_signature",
 ]
 
@@ -86,6 +88,11 @@ def verify_signature(signing_key: str, raw_body: bytes, header_value: str | None
     if compact == raw_body:
         return False  # already compared
     return hmac.compare_digest(signature(signing_key, compact).encode("ascii"), received)
+
+
+def verify_request(signing_key: str, request: WebhookRequest) -> bool:
+    """``verify_signature`` of a received request (its body and signature header)."""
+    return verify_signature(signing_key, request.body, request.headers.get(SIGNATURE_HEADER))
 
 
 def dedupe_key(body: bytes) -> str:

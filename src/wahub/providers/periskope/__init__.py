@@ -1,0 +1,2 @@
+"""Periskope: ``adapter`` is its chat directory (names of people and groups), ``webhooks``
+verifies and parses deliveries."""

@@ -1,0 +1,2 @@
+"""WHAPI (gate.whapi.cloud): ``adapter`` sends and lists groups, ``webhooks`` verifies and
+parses deliveries."""
