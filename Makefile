@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint check bench clean
+.PHONY: install demo test lint check bench clean screenshots
 
 # neonize (WhatsApp Web sessions) loads Debian's libmagic1 at import time: checked on
 # every install, since a machine can keep .venv and lose system packages.
@@ -26,13 +26,23 @@ demo: install
 # crash tests (marker `slow`) run alone after them, since they time kills against load. `make test WAHUB_TEST_POSTGRES=optional` skips PostgreSQL when absent.
 WAHUB_TEST_POSTGRES ?= required
 export WAHUB_TEST_POSTGRES
+# The dashboard's tests drive Debian's chromium; `make test WAHUB_TEST_BROWSER=optional`
+# skips them when it is absent instead of installing it. They run in a pytest process of
+# their own (marker `browser`): Playwright's sync API leaves its event loop running in
+# the process, where the asyncio tests that follow could not start theirs.
+WAHUB_TEST_BROWSER ?= required
+export WAHUB_TEST_BROWSER
 
 test: install
 ifeq ($(WAHUB_TEST_POSTGRES),required)
 	./scripts/ensure-postgres
 endif
 	./scripts/ensure-curl
-	$(BIN)/pytest -q -n 2 -m "not slow"
+ifeq ($(WAHUB_TEST_BROWSER),required)
+	./scripts/ensure-chromium
+endif
+	$(BIN)/pytest -q -n 2 -m "not slow and not browser"
+	$(BIN)/pytest -q -m browser
 	$(BIN)/pytest -q -m slow
 
 lint: install
@@ -44,6 +54,11 @@ check: test lint
 
 bench: install
 	$(BIN)/wahub bench send --messages 5000 --json
+
+# The README's dashboard screenshots, taken by the browser tests' flows.
+screenshots: install
+	./scripts/ensure-chromium
+	WAHUB_UI_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/integration/test_ui_browser.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -211,3 +211,10 @@ async def start_sandbox() -> AsyncIterator[StartSandbox]:
     yield start
     for sandbox in started:
         await sandbox.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: once Playwright's sync API has started, its event loop stays
+    running in this process and no asyncio test after it could start its own. (make
+    test runs them in a process of their own; this keeps a plain ``pytest`` working.)"""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

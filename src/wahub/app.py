@@ -29,6 +29,7 @@ from wahub.api import (
     replication,
     search,
     sessions,
+    subscriptions,
     webhooks,
 )
 from wahub.api.docs import install_docs
@@ -37,6 +38,7 @@ from wahub.api.metrics import Metrics, RequestMetricsMiddleware
 from wahub.api.openapi import install_error_responses
 from wahub.config import Settings
 from wahub.runtime import Hub
+from wahub.ui import install_ui
 
 DESCRIPTION = """\
 Self-hosted WhatsApp messaging hub: durable outbox, verified webhooks, realtime status.
@@ -107,8 +109,9 @@ def create_app(
     # /v1/messages/search would otherwise match /v1/messages/{message_id}.
     hot = (webhooks, search, messages)
     routers = (health, metrics, conversations, admin, sessions, groups, campaigns, compat)
-    for module in (*hot, *routers, replication, chat_names, realtime):
+    for module in (*hot, *routers, replication, subscriptions, chat_names, realtime):
         app.include_router(module.router)
     install_docs(app)
+    install_ui(app)
     install_error_responses(app)
     return app

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         "`wahub keys rotate-secret`, then drop the old one). Required with PostgreSQL; on "
         "SQLite the default is a key file beside the database (wahub.db.key, mode 0600).",
     )
+    ui_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="How long a dashboard (/ui) sign-in lasts; its cookie is signed with a "
+        "secret derived from WAHUB_SECRET_KEY (or the key file), so rotating that key "
+        "signs everyone out.",
+    )
 
     bootstrap_admin_key: SecretStr | None = Field(
         default=None,
@@ -322,4 +329,26 @@ class Settings(BaseSettings):
         default=15.0,
         gt=0,
         description="How long a sink stays with the process shipping it if it stops renewing.",
+    )
+
+    # Event subscriptions (a CRM's signed webhooks; see docs/events.md).
+    subscription_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A subscriber that has not answered a delivery within this is retried.",
+    )
+    subscription_retry_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="A delivery failing for this long (with backoff) becomes a dead letter.",
+    )
+    subscription_pause_after_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="A subscription with no successful delivery for this long is paused "
+        "(a subscription.paused event; resume it once the receiver is fixed).",
+    )
+    subscription_backoff_max_seconds: float = Field(
+        default=600.0, gt=0, description="The longest wait between two tries of a delivery."
     )

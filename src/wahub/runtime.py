@@ -22,10 +22,15 @@ from wahub.features.channels import Channels, WebPacing
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
+from wahub.features.inbox import Inbox
 from wahub.features.messaging import Messaging
 from wahub.features.notifications import Notifications
+from wahub.features.passwords import Passwords
+from wahub.features.subscriptions import Subscriptions
 from wahub.features.web_sessions import WebSessions
 from wahub.pipeline.campaigns import CampaignDispatcher
+from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
+from wahub.pipeline.event_fanout import fanout_shipper
 from wahub.pipeline.inbox import InboxProcessor
 from wahub.pipeline.intake import WebhookIntake
 from wahub.pipeline.outbox import OutboxWorker
@@ -34,6 +39,7 @@ from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.registry import ProviderRegistry
 from wahub.realtime.hub import RealtimeHub
 from wahub.replication.service import Replication
+from wahub.replication.shipper import Shipper
 from wahub.store.database import Database
 from wahub.store.migrate import upgrade
 from wahub.store.notify import EVENTS, INBOX, OUTBOX, Listener
@@ -58,6 +64,9 @@ class Hub:
     outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
     campaign_wakeup: Wakeup = field(default_factory=Wakeup)
+    events_wakeup: Wakeup = field(default_factory=Wakeup)
+    deliveries: DeliveryWorker | None = None
+    fanout: Shipper | None = None
     dispatcher: CampaignDispatcher | None = None
     outbox: OutboxWorker | None = None
     inbox: InboxProcessor | None = None
@@ -84,6 +93,14 @@ class Hub:
     @cached_property
     def conversations(self) -> Conversations:
         return Conversations(self.db, self.access)
+
+    @cached_property
+    def inbox_view(self) -> Inbox:
+        return Inbox(self.db, self.conversations)
+
+    @cached_property
+    def passwords(self) -> Passwords:
+        return Passwords(self.db)
 
     @cached_property
     def notifications(self) -> Notifications:
@@ -122,6 +139,25 @@ class Hub:
             retention_hours=self.settings.replication_retention_hours,
             poll_interval=self.settings.replication_poll_interval_seconds,
             lease_seconds=self.settings.replication_lease_seconds,
+        )
+
+    @cached_property
+    def delivery_policy(self) -> DeliveryPolicy:
+        s = self.settings
+        return DeliveryPolicy(
+            timeout_seconds=s.subscription_timeout_seconds,
+            retry_seconds=s.subscription_retry_hours * 3600,
+            pause_after_seconds=s.subscription_pause_after_hours * 3600,
+            backoff_max_seconds=s.subscription_backoff_max_seconds,
+        )
+
+    @cached_property
+    def subscriptions(self) -> Subscriptions:
+        return Subscriptions(
+            self.db,
+            self.channels.cipher,
+            self.delivery_policy,
+            on_due=self.events_wakeup.notify,
         )
 
     @classmethod
@@ -219,10 +255,24 @@ class Hub:
                 policy=InboundPolicy.from_settings(self.settings),
             )
             self.dispatcher = CampaignDispatcher(self.campaigns, self.campaign_wakeup)
+            # Event subscriptions: the log read into their outboxes (one reader across
+            # processes, a leased cursor), and deliveries claimed by every process.
+            self.fanout = await fanout_shipper(
+                self.db,
+                owner=self.replication.owner,
+                lease_seconds=self.settings.replication_lease_seconds,
+                poll_interval=self.settings.replication_poll_interval_seconds,
+                on_stored=self.events_wakeup.notify,
+            )
+            self.deliveries = DeliveryWorker(
+                self.db, self.channels.cipher, self.events_wakeup, self.delivery_policy
+            )
             self._tasks = [
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.inbox.run(), name="inbox"),
                 asyncio.create_task(self.dispatcher.run(), name="campaigns"),
+                asyncio.create_task(self.fanout.run(), name="event-fanout"),
+                asyncio.create_task(self.deliveries.run(), name="event-deliveries"),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._pipeline_task_done)
@@ -268,6 +318,10 @@ class Hub:
             self.inbox.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.fanout is not None:
+            self.fanout.stop()
+        if self.deliveries is not None:
+            self.deliveries.stop()
         if "replication" in self.__dict__:
             await self.replication.stop()
         if self._scheduler_task is not None:

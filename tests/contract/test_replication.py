@@ -6,6 +6,7 @@ later one without its change being skipped."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sqlalchemy import insert, select, text, update
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from pgcluster import PostgresCluster, find_bindir
 from wahub.embedded import free_port
@@ -29,6 +31,7 @@ from wahub.store.changelog import REPLICATED, Change
 from wahub.store.schema import chats, messages, metadata
 
 SECRET = "whsec-test"
+STANDARD_SECRET = "whsec_" + base64.b64encode(SECRET.encode()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +207,13 @@ class Receiver:
         if not verify(SECRET.encode(), request.headers.get(TIMESTAMP_HEADER, ""), body, signature):
             self.bad_signatures += 1
             return web.Response(status=401, text="bad signature")
+        # The same request carries Standard Webhooks headers, signed by the code event
+        # subscriptions use, with the sink's secret as the key.
+        try:
+            Webhook(STANDARD_SECRET).verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            self.bad_signatures += 1
+            return web.Response(status=401, text="bad standard signature")
         changes = json.loads(body)["changes"]
         if any(self.refuse(c) for c in changes):
             return web.Response(status=422, text="rejected: unknown table")

@@ -140,6 +140,18 @@ MATRIX: dict[str, tuple[Call, tuple[int, int, int, int, int]]] = {
         ),
         (200, 403, 403, 401, 401),
     ),
+    "list subscriptions": (
+        lambda c, h, w: c.get("/v1/subscriptions", headers=h),
+        (200, 403, 403, 401, 401),
+    ),
+    "create subscription": (
+        lambda c, h, w: c.post(
+            "/v1/subscriptions",
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["message.received"]},
+            headers=h,
+        ),
+        (201, 403, 403, 401, 401),
+    ),
     "healthz needs no key": (
         lambda c, h, w: c.get("/healthz", headers=h),
         (200, 200, 200, 200, 200),

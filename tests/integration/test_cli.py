@@ -120,7 +120,9 @@ def test_send_wait_gives_up_when_no_worker_runs(settings: Settings) -> None:
     assert "still queued" in result.output
 
 
-@pytest.mark.parametrize("group", ["keys", "channels", "campaigns", "replicate", "bench"])
+@pytest.mark.parametrize(
+    "group", ["keys", "channels", "campaigns", "replicate", "subscriptions", "bench"]
+)
 def test_groups_without_a_command_show_their_help(group: str) -> None:
     result = CliRunner().invoke(app, [group])
 

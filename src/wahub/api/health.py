@@ -8,12 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import text
-from starlette.responses import Response
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 
 from wahub.api.auth import HubDep
 from wahub.api.responses import JsonResponse
 from wahub.domain.errors import StoreUnavailable, WahubError
-from wahub.features.monitoring import read_backlog, stalled_channels
+from wahub.features.monitoring import health_reasons, read_backlog, stalled_channels
 
 log = logging.getLogger("wahub.api")
 
@@ -22,9 +23,25 @@ router = APIRouter(tags=["health"])
 _ROOT = JsonResponse({"message": "wahub is running", "status": "ok"})
 
 
-@router.get("/", summary="Is the server up (seed 002's root)")
-async def root() -> Response:
+@router.get(
+    "/",
+    summary="Is the server up (seed 002's root)",
+    responses={307: {"description": "A browser (Accept: text/html first) goes to /ui"}},
+)
+async def root(request: Request) -> Response:
+    """The health answer seed 002's clients expect; a browser (one that asks for HTML
+    before JSON) is sent to the dashboard instead."""
+    if _prefers_html(request.headers.get("accept", "")):
+        return RedirectResponse("/ui", status_code=307)
     return _ROOT
+
+
+def _prefers_html(accept: str) -> bool:
+    # Browsers list text/html first; API clients ask for JSON or anything (*/*).
+    accept = accept.lower()
+    html = accept.find("text/html")
+    json = accept.find("application/json")
+    return html >= 0 and (json < 0 or html < json)
 
 
 @router.get("/healthz", summary="Can the server reach its database")
@@ -50,16 +67,12 @@ async def healthz(hub: HubDep) -> Response:
     # A lagging sink or a stalled queue degrades the hub but does not make it unready:
     # it still takes messages, and nothing is lost while the cause is fixed.
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
-    reasons: list[str] = []
     try:
         replication = await hub.replication.status()
     except WahubError as exc:
         log.warning("replication status unavailable: %s", exc.message)
         replication = {"status": "unknown", "lagging": []}
     if replication["status"] == "degraded":
-        lagging = ", ".join(replication["lagging"]) or "no sink"
-        errors = "; ".join(replication.get("config_errors", [])) or "no error"
-        reasons.append(f"replication lagging ({lagging}) or misconfigured ({errors})")
         body["replication"] = {
             "status": "degraded",
             "lagging": replication["lagging"],
@@ -75,7 +88,6 @@ async def healthz(hub: HubDep) -> Response:
         log.warning("queue backlog unavailable: %s", exc.message)
         stalled = []
     if stalled:
-        reasons.extend(channel.reason for channel in stalled)
         body["queues"] = {
             "status": "degraded",
             "stalled_channels": [
@@ -88,6 +100,7 @@ async def healthz(hub: HubDep) -> Response:
                 for c in stalled
             ],
         }
+    reasons = health_reasons(replication, stalled)
     if reasons:
         log.warning("health degraded: %s", "; ".join(reasons))
         body.update(status="degraded", reasons=reasons)

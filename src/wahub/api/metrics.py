@@ -22,6 +22,7 @@ from wahub.domain.status import Status
 from wahub.features.monitoring import Backlog, read_backlog
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as messages_q
+from wahub.store import subscriptions as subscriptions_q
 
 router = APIRouter(tags=["health"])
 
@@ -91,6 +92,20 @@ class Metrics:
             "wahub_replication_dead_letters",
             "Changes a sink refused or kept failing, waiting for replay.",
             ["sink"],
+            registry=self.registry,
+        )
+        # Event subscriptions (docs/events.md): a paused one (410, or a day of failures)
+        # shows here; deliveries by state across subscriptions.
+        self.subscriptions = Gauge(
+            "wahub_subscriptions",
+            "Event subscriptions by state (active, paused).",
+            ["state"],
+            registry=self.registry,
+        )
+        self.event_deliveries = Gauge(
+            "wahub_event_deliveries",
+            "Event deliveries by state (pending, delivered, dead).",
+            ["state"],
             registry=self.registry,
         )
         # What waits, per channel, and who sends it (features/monitoring.py).
@@ -182,6 +197,15 @@ async def metrics(request: Request, hub: HubDep) -> Response:
     figures = await hub.groups.health()
     for figure, gauge in app_metrics.group_cache.items():
         gauge.set(figures[figure] or 0)
+    async with hub.db.read() as conn:
+        subscriptions = await conn.run_sync(subscriptions_q.subscription_counts_sync)
+        deliveries = await conn.run_sync(subscriptions_q.delivery_counts_sync)
+    for state, count in subscriptions.items():
+        app_metrics.subscriptions.labels(state).set(count)
+    for state in subscriptions_q.STATES:
+        app_metrics.event_deliveries.labels(state).set(
+            sum(per_state[state] for per_state in deliveries.values())
+        )
     replication = await hub.replication.status()
     for sink in replication["sinks"]:
         app_metrics.replication_lag.labels(sink["name"]).set(sink["lag_seconds"])

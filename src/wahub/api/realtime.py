@@ -188,6 +188,12 @@ class EventStreamResponse(StreamingResponse):
 )
 async def stream_sse(hub: HubDep, actor: Annotated[Actor, Depends(stream_actor)]) -> Response:
     """``data: <json>`` frames, and a ``: heartbeat`` comment every 15 s."""
+    return await sse_response(hub, actor)
+
+
+async def sse_response(hub: Hub, actor: Actor) -> Response:
+    """The SSE stream of what ``actor`` may see: this route's, and the dashboard's (which
+    authenticates by its session cookie instead of a key)."""
     visibility = await Visibility.load(hub, actor)
     sub = hub.realtime.subscribe(visibility.accepts)
     return EventStreamResponse(

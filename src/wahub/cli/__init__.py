@@ -26,6 +26,8 @@ from wahub.cli import (
     serve,
     sessions,
     settings,
+    subscriptions,
+    users,
     worker,
 )
 
@@ -66,12 +68,14 @@ app.command("migrate")(migrate.migrate)
 app.command("send")(send.send)
 app.command("settings")(settings.settings)
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
 app.add_typer(channels.app, name="channels")
 app.add_typer(chats.app, name="chats")
 app.add_typer(groups.app, name="groups")
 app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(campaigns.stats_app, name="stats")
 app.add_typer(replicate.app, name="replicate")
+app.add_typer(subscriptions.app, name="subscriptions")
 app.add_typer(bench.app, name="bench")
 
 

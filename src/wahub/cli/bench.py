@@ -245,3 +245,29 @@ def replicate(
         )
     )
     emit(result, as_json)
+
+
+@app.command("events")
+def events(
+    rate: Annotated[float, typer.Option(min=1.0, help="Inbound messages offered per second.")] = (
+        1000.0
+    ),
+    seconds: Annotated[float, typer.Option(min=0.1, help="How long to offer them.")] = 10.0,
+    fail_share: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of deliveries the receiver fails.")
+    ] = 0.1,
+    chats: Annotated[int, typer.Option(min=1, help="Distinct senders (chats).")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inbound messages through the sandbox into a subscription whose receiver fails a
+    share of deliveries: events, delivered_per_s, p99_delivery_ms, lost, duplicates,
+    out_of_order, against the same receiver driven directly. Exits 1 if an event was
+    lost, delivered twice or out of order."""
+    from wahub.bench.events import run_events_bench
+
+    result = run(
+        lambda: run_events_bench(rate=rate, seconds=seconds, fail_share=fail_share, chats=chats)
+    )
+    emit(result, as_json)
+    if result["lost"] or result["duplicates"] or result["out_of_order"]:
+        raise typer.Exit(1)

@@ -8,6 +8,8 @@ dropped. A database copied without the key reveals no token.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 
 import orjson
@@ -52,7 +54,14 @@ class CredentialCipher:
                     f"(32 url-safe base64-encoded bytes; {GENERATE_HINT})"
                 ) from None
         self._fernet = MultiFernet(fernets)
+        self._first_key = keys[0].encode()
         self.source = source
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte secret for ``purpose`` (e.g. signing dashboard sessions), derived
+        from the first key with HMAC-SHA256: one key to keep, and a secret that cannot
+        open any credential. Rotating the first key changes every derived secret."""
+        return hmac.new(self._first_key, purpose.encode(), hashlib.sha256).digest()
 
     def seal(self, credentials: Mapping[str, str]) -> str:
         """The credentials as one Fernet token under the first key."""

@@ -123,6 +123,23 @@ class AccessControl:
             key_id=row["id"],
         )
 
+    async def actor_for_key_id(self, key_id: str) -> Actor:
+        """The actor of the active key ``key_id`` (a dashboard session opened with it).
+
+        Raises AuthenticationFailed once the key is revoked.
+        """
+        row, user = await self.db.read_one(
+            functools.partial(_key_by_id_and_user_sync, key_id=key_id)
+        )
+        if row is None:
+            raise AuthenticationFailed("the session ended: its API key was revoked")
+        return Actor(
+            user_id=row["user_id"],
+            user_name=user["name"] if user is not None else "",
+            role=Role(row["role"]),
+            key_id=row["id"],
+        )
+
     async def list_keys(self) -> list[dict[str, Any]]:
         """Every key's metadata (id, prefix, user, role, created, revoked); never a secret."""
         async with self.db.read() as conn:
@@ -208,6 +225,15 @@ def _key_and_user_sync(
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     # Every API request runs this: one hop for both queries (Database.read_one).
     row = q.find_active_key_sync(conn, key_hash)
+    if row is None:
+        return None, None
+    return row, q.get_user_sync(conn, row["user_id"])
+
+
+def _key_by_id_and_user_sync(
+    conn: SyncConnection, key_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    row = q.find_active_key_by_id_sync(conn, key_id)
     if row is None:
         return None, None
     return row, q.get_user_sync(conn, row["user_id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from wahub.domain.backoff import backoff
 from wahub.domain.errors import ProviderError
 
 PAIR_LIMIT_CODE = 131056
@@ -23,10 +24,8 @@ def retry_delay(
     limit is 4^X seconds; everything else is exponential backoff with "equal jitter" (between half
     the step and the step), so a crowd of retries does not come back in lock-step.
     """
-    rng = rng or random.Random()
     if error.retry_after is not None:
         return float(min(max(error.retry_after, 0.0), max(cap, error.retry_after)))
     if error.provider_code == PAIR_LIMIT_CODE:
         return float(min(cap, 4 ** max(attempt - 1, 0)))
-    exp: float = min(cap, base * 2.0 ** max(attempt - 1, 0))
-    return exp / 2 + rng.uniform(0, exp / 2)
+    return backoff(attempt, base=base, cap=cap, rng=rng)

@@ -20,7 +20,10 @@ from pydantic import ValidationError as PydanticValidationError
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
-class _SinkBase(BaseModel):
+class SinkSettings(BaseModel):
+    """What every sink has: a name, which tables, and how its shipper batches and
+    retries (the ``Shipper`` needs only this)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -38,7 +41,7 @@ class _SinkBase(BaseModel):
         return self.tables is None or table in self.tables
 
 
-class DatabaseSinkConfig(_SinkBase):
+class DatabaseSinkConfig(SinkSettings):
     """The agent database: a mirror of the replicated tables, kept by idempotent upserts."""
 
     kind: Literal["database"]
@@ -46,7 +49,7 @@ class DatabaseSinkConfig(_SinkBase):
     table_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_]{0,40}$")
 
 
-class WebhookSinkConfig(_SinkBase):
+class WebhookSinkConfig(SinkSettings):
     """Signed POSTs of changes, in order per chat."""
 
     kind: Literal["webhook"]
@@ -57,7 +60,7 @@ class WebhookSinkConfig(_SinkBase):
     max_changes_per_request: int = Field(default=100, ge=1, le=10_000)
 
 
-class ElasticsearchSinkConfig(_SinkBase):
+class ElasticsearchSinkConfig(SinkSettings):
     """Documents keyed by id with ``@timestamp``, via the official client's bulk helper."""
 
     kind: Literal["elasticsearch"]

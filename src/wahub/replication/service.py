@@ -36,6 +36,8 @@ from wahub.store.schema import chats, metadata
 log = logging.getLogger("wahub.replication")
 
 PRUNE_INTERVAL_SECONDS = 60.0
+# Cursors of the hub's own log readers (``@subscriptions``); sink names cannot start so.
+INTERNAL_PREFIX = "@"
 Progress = Callable[[str, int, int], None]  # (table, rows done, rows in the table)
 
 
@@ -197,6 +199,8 @@ class Replication:
             dead = q.dead_letter_counts_sync(conn)
             sinks = []
             for cursor in cursors:
+                if cursor["sink"].startswith(INTERNAL_PREFIX):
+                    continue  # the hub's own reader (event subscriptions), not a sink
                 last_seq = int(cursor["last_seq"])
                 oldest = q.oldest_unshipped_sync(conn, last_seq)
                 pending = q.pending_count_sync(conn, last_seq) if oldest else 0
@@ -243,6 +247,8 @@ class Replication:
     async def forget(self, name: str) -> bool:
         """Delete the cursor of a sink no longer configured, so it stops holding back
         log pruning."""
+        if name.startswith(INTERNAL_PREFIX):
+            raise ReplicationError(f"{name!r} is the hub's own reader of the log, not a sink")
         if any(c.name == name for c in self.configs):
             raise ReplicationError(f"sink {name!r} is still configured; remove it first")
         return await self.db.write(lambda c: q.forget_cursor_sync(c, name))

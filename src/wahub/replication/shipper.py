@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection as SyncConnection
 
+from wahub.domain.backoff import backoff
 from wahub.domain.errors import WahubError
-from wahub.replication.config import SinkConfig
+from wahub.replication.config import SinkSettings
 from wahub.replication.horizon import CommitHorizon
 from wahub.replication.sinks.base import Outcome, Outcomes, Sink, SinkUnavailable
 from wahub.store import changelog as q
@@ -37,12 +38,6 @@ from wahub.store.database import Database
 log = logging.getLogger("wahub.replication")
 
 OnShipped = Callable[[list[Change], float], None]
-
-
-def backoff(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds before try ``attempt + 1``: exponential, capped, with equal jitter."""
-    step: float = min(cap, base * 2.0 ** max(attempt - 1, 0))
-    return step / 2 + rng.uniform(0, step / 2)
 
 
 @dataclass
@@ -98,7 +93,7 @@ class Shipper:
         self,
         db: Database,
         sink: Sink,
-        config: SinkConfig,
+        config: SinkSettings,
         *,
         owner: str,
         lease_seconds: float = 15.0,

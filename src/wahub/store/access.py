@@ -51,6 +51,22 @@ def list_api_keys_sync(conn: SyncConnection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt.order_by(api_keys.c.created_at))]
 
 
+def find_active_key_by_id_sync(conn: SyncConnection, key_id: str) -> dict[str, Any] | None:
+    stmt = select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+    row = (conn.execute(stmt)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def set_user_password_sync(
+    conn: SyncConnection, user_id: str, password_hash: str | None, role: str | None
+) -> None:
+    conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash, password_role=role)
+    )
+
+
 def has_active_admin_key_sync(conn: SyncConnection) -> bool:
     stmt = select(api_keys.c.id).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
     return conn.execute(stmt.limit(1)).first() is not None
@@ -154,6 +170,8 @@ get_user_by_name = in_one_hop(get_user_by_name_sync)
 insert_user = in_one_hop(insert_user_sync)
 insert_api_key = in_one_hop(insert_api_key_sync)
 find_active_key = in_one_hop(find_active_key_sync)
+find_active_key_by_id = in_one_hop(find_active_key_by_id_sync)
+set_user_password = in_one_hop(set_user_password_sync)
 list_api_keys = in_one_hop(list_api_keys_sync)
 revoke_api_key = in_one_hop(revoke_api_key_sync)
 get_employee_group_by_name = in_one_hop(get_employee_group_by_name_sync)

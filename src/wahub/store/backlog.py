@@ -94,3 +94,31 @@ def inbox_backlog_sync(conn: SyncConnection) -> InboxBacklog:
         )
     ).one()
     return InboxBacklog(pending=int(row.n), oldest_received_at=row.oldest)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    """Messages that failed since a moment, for one provider error code and title."""
+
+    error_code: str
+    error_title: str | None
+    count: int
+
+
+def failures_since_sync(conn: SyncConnection, since: float, limit: int = 20) -> list[FailureCount]:
+    """Failed messages with ``failed_at >= since``, counted per error code, most first.
+
+    Reaches the failed messages through ``ix_messages_status_seq``.
+    """
+    count = func.count().label("n")
+    stmt = (
+        select(messages.c.error_code, func.max(messages.c.error_title).label("title"), count)
+        .where(messages.c.status == "failed", messages.c.failed_at >= since)
+        .group_by(messages.c.error_code)
+        .order_by(count.desc(), messages.c.error_code)
+        .limit(limit)
+    )
+    return [
+        FailureCount(str(row.error_code or "unknown"), row.title, int(row.n))
+        for row in conn.execute(stmt)
+    ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import and_, func, or_, select, text, update
 
+from wahub.store import subscriptions as subscriptions_q
 from wahub.store.database import in_one_hop
 from wahub.store.schema import channels, chats, messages, templates
 from wahub.store.sql import insert_ignore
@@ -97,7 +99,13 @@ def find_duplicate_channel_sync(
 
 
 def update_channel_sync(conn: SyncConnection, channel_id: str, values: dict[str, Any]) -> None:
+    """Apply ``values``; a change of status, pause or removal is a ``channel.status``
+    event for subscribers, stored in this transaction."""
+    watched = set(subscriptions_q.CHANNEL_STATE_COLUMNS) & values.keys()
+    before = subscriptions_q.channel_state_sync(conn, channel_id) if watched else None
     conn.execute(update(channels).where(channels.c.id == channel_id).values(values))
+    if before is not None:
+        subscriptions_q.announce_channel_state_sync(conn, channel_id, before, time.time())
 
 
 def mark_channel_verified_sync(conn: SyncConnection, channel_id: str, now: float) -> bool:
@@ -107,8 +115,13 @@ def mark_channel_verified_sync(conn: SyncConnection, channel_id: str, now: float
         update(channels)
         .where(channels.c.id == channel_id, channels.c.status != "connected")
         .values(status="connected", verified_at=now)
+        .returning(channels.c.id)
     )
-    return bool(result.rowcount)
+    if result.first() is None:
+        return False
+    # No read before the update: this runs after sends, and usually changes nothing.
+    subscriptions_q.announce_channel_state_sync(conn, channel_id, None, now)
+    return True
 
 
 def count_unfinished_messages_sync(conn: SyncConnection, channel_id: str) -> dict[str, int]:

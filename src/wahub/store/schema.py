@@ -127,6 +127,8 @@ users = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("password_hash", String(200)),  # argon2id; NULL: signs in with a key only
+    Column("password_role", String(16)),  # the role a password sign-in gets
 )
 
 employee_groups = Table(
@@ -688,3 +690,102 @@ dead_letters = Table(
     # (a backfill sends every row at one seq, hence the table and key).
     UniqueConstraint("sink", "seq", "table_name", "row_key", name="uq_dead_letters_change"),
 )
+
+# -- event subscriptions (0014) -----------------------------------------------------------
+
+# A CRM's event webhook: where to POST, which event types, optionally which channels.
+# ``secret`` is the Standard Webhooks secret sealed like channel credentials (it must be
+# read to sign, so it cannot be hashed). ``failing_since``: the first failed attempt
+# since the last success; a subscription failing for a day is paused (``paused_reason``).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("event_types", JSON, nullable=False),
+    Column("channel_ids", JSON),  # null: every channel
+    Column("description", String(500)),
+    Column("secret", JSON, nullable=False),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("paused_reason", Text),
+    Column("paused_at", Float),
+    Column("failing_since", Float),
+    Column("last_success_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# The subscriptions' outbox: one row per event per matching subscription, written before
+# any attempt. ``state`` pending -> delivered | dead. Within a subscription, rows with the
+# same ``ordering_key`` (the chat) go out in id order: only the oldest pending one of a
+# key is claimable. ``webhook_id`` is the event's id, the same for every subscription and
+# every attempt, so receivers deduplicate by it.
+event_deliveries = Table(
+    "event_deliveries",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column(
+        "subscription_id",
+        String(40),
+        ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("webhook_id", String(80), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("ordering_key", String(200), nullable=False),
+    Column("channel_id", String(40)),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(12), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(80)),
+    Column("lease_until", Float),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("first_failure_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    UniqueConstraint("subscription_id", "webhook_id", name="uq_event_deliveries_event"),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_event_deliveries_pending_order",
+    event_deliveries.c.subscription_id,
+    event_deliveries.c.ordering_key,
+    event_deliveries.c.id,
+    sqlite_where=event_deliveries.c.state == "pending",
+    postgresql_where=event_deliveries.c.state == "pending",
+)
+Index(
+    "ix_event_deliveries_due",
+    event_deliveries.c.next_attempt_at,
+    sqlite_where=event_deliveries.c.state == "pending",
+    postgresql_where=event_deliveries.c.state == "pending",
+)
+Index(
+    "ix_event_deliveries_sub_created",
+    event_deliveries.c.subscription_id,
+    event_deliveries.c.created_at,
+)
+
+# The delivery log: one row per attempt (status code, latency, error).
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        BigInteger,
+        ForeignKey("event_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("subscription_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Float, nullable=False),
+    Column("error", Text),
+    Column("attempted_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_delivery_attempts_sub", delivery_attempts.c.subscription_id, delivery_attempts.c.id)
+Index("ix_delivery_attempts_delivery", delivery_attempts.c.delivery_id)

@@ -1,23 +1,31 @@
 """Outgoing webhooks: changes POSTed to a URL, signed, in order per chat.
 
 Each request carries consecutive changes of one chat (``{"sink", "changes": [...]}``),
-signed with HMAC-SHA256 over ``timestamp + "." + body`` under the sink's secret:
+signed the Standard Webhooks way by ``wahub.signed_webhooks`` (the one signing and
+answer-reading code, shared with event subscriptions), the key being the sink's secret
+as bytes (receivers verify with ``whsec_`` + base64 of the secret):
+
+    webhook-id: <sink>-<first seq>-<last seq>-<count>
+    webhook-timestamp: 1767225600
+    webhook-signature: v1,<base64>
+
+and, for receivers written before those headers, with HMAC-SHA256 over
+``timestamp + "." + body``:
 
     X-Wahub-Timestamp: 1767225600
     X-Wahub-Signature: sha256=<hex>
 
 Chats are posted concurrently; within a chat, a request goes out only after the
-previous one succeeded (2xx). A 4xx other than 408 and 429 means the receiver refused
+previous one succeeded (2xx). A 4xx other than 408, 425 and 429 means the receiver refused
 what it got: a request with several changes is resent change by change, and a change
 refused on its own is rejected (a dead letter with the receiver's answer) while the chat
-goes on. Timeouts, connection errors, 408, 429 and 5xx are retried later; the chat's
-later changes wait for it.
+goes on. Timeouts, connection errors, redirects, 408, 425, 429 and 5xx are retried
+later; the chat's later changes wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 from collections.abc import Iterator
@@ -34,17 +42,16 @@ from wahub.replication.sinks.base import (
     rejected,
     retry,
 )
+from wahub.signed_webhooks import Outcome, legacy_signature, post_signed, standard_headers
 from wahub.store.changelog import Change
 
 TIMESTAMP_HEADER = "X-Wahub-Timestamp"
 SIGNATURE_HEADER = "X-Wahub-Signature"
-RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     """The ``X-Wahub-Signature`` value for ``body`` sent at ``timestamp``."""
-    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+    return legacy_signature(secret, timestamp, body)
 
 
 def verify(
@@ -76,6 +83,8 @@ class WebhookSink:
         self.name = config.name
         self.config = config
         self._secret = config.secret.get_secret_value().encode()
+        # Standard Webhooks: the key is the secret's bytes; receivers verify with
+        # ``whsec_`` + base64 of the secret.
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -141,23 +150,20 @@ class WebhookSink:
     async def _post(self, changes: list[Change]) -> None:
         assert self._session is not None
         body = orjson.dumps(payload(self.name, changes))
-        timestamp = str(int(time.time()))
+        now = int(time.time())
+        timestamp = str(now)
+        webhook_id = f"{self.name}-{changes[0].seq}-{changes[-1].seq}-{len(changes)}"
         headers = {
-            "Content-Type": "application/json",
+            **standard_headers(self._secret, webhook_id, now, body),
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(self._secret, timestamp, body),
             "X-Wahub-Sink": self.name,
         }
-        try:
-            async with self._session.post(self.config.url, data=body, headers=headers) as response:
-                status = response.status
-                answer = (await response.text(errors="replace"))[:500] if status >= 300 else ""
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Failed(f"{type(exc).__name__}: {exc}".strip(": ")) from exc
-        if 200 <= status < 300:
+        attempt = await post_signed(self._session, self.config.url, body, headers)
+        if attempt.outcome is Outcome.DELIVERED:
             return
-        reason = f"HTTP {status}: {answer}".strip(": ")
-        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        reason = attempt.reason or attempt.outcome.value
+        if attempt.outcome in (Outcome.REFUSED, Outcome.GONE):
             raise _Refused(reason)
         raise _Failed(reason)
 

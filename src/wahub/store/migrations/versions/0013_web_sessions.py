@@ -17,7 +17,7 @@
   channels are leased only by session processes, on these columns).
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0016 (assigned 0013, chained after main's 0016 so there is one head)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
