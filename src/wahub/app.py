@@ -30,6 +30,7 @@ from wahub.api import (
     records,
     replication,
     search,
+    sessions,
     subscriptions,
     webhooks,
 )
@@ -109,7 +110,18 @@ def create_app(
     # webhook request once webhooks came first). Search must precede messages: its
     # /v1/messages/search would otherwise match /v1/messages/{message_id}.
     hot = (webhooks, search, messages)
-    routers = (health, metrics, conversations, records, media, admin, groups, campaigns, compat)
+    routers = (
+        health,
+        metrics,
+        conversations,
+        records,
+        media,
+        admin,
+        sessions,
+        groups,
+        campaigns,
+        compat,
+    )
     for module in (*hot, *routers, replication, subscriptions, chat_names, realtime):
         app.include_router(module.router)
     install_docs(app)

@@ -176,6 +176,68 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(
         default=15.0, gt=0, description="A send with no answer by then is `uncertain`."
     )
+    # WhatsApp Web sessions (channels of kind web, held by `wahub sessions`).
+    run_sessions: bool = Field(
+        default=True,
+        description="`serve` starts the session process (`wahub sessions`) as a child and "
+        "restarts it if it dies (`serve --no-sessions` skips it).",
+    )
+    sessions_max_channels: int = Field(
+        default=50,
+        ge=1,
+        description="Most web channels (linked phones) one session process holds.",
+    )
+    session_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a phone stays with a session process that stops renewing "
+        "its lease; another session process resumes it after this.",
+    )
+    session_keepalive_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A working session with no keep-alive answered for this long is "
+        "shown as degraded until one is.",
+    )
+    session_state_dir: str | None = Field(
+        default=None,
+        description="Where sessions keep their credentials (default: a `sessions` "
+        "directory beside the SQLite database, or the working directory).",
+    )
+    web_rate_per_second: float = Field(
+        default=0.5,
+        gt=0,
+        description="Default send rate of a new web channel (messages per second).",
+    )
+    web_chat_interval_seconds: float = Field(
+        default=4.0,
+        ge=0,
+        description="Default spacing between two messages to one chat on a new web channel.",
+    )
+    web_chat_jitter_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="Default random extra spacing (0..this) per message to one chat on a "
+        "new web channel, so the rhythm does not look automated.",
+    )
+    web_new_number_daily_cap: int = Field(
+        default=200,
+        ge=1,
+        description="Messages a day a web channel may send while its number was linked "
+        "less than a week ago (per channel `daily_cap` overrides); beyond it sends are "
+        "refused with daily_cap_reached until midnight UTC.",
+    )
+    web_media_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest media file the session process downloads for a web send; a "
+        "larger one fails the message with media_too_large.",
+    )
+    web_media_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the session process waits for a media download.",
+    )
     backoff_base_seconds: float = Field(
         default=1.0, gt=0, description="First retry delay; doubles per attempt, with jitter."
     )

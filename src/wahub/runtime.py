@@ -18,7 +18,7 @@ from wahub.features.access import AccessControl
 from wahub.features.accounts import Accounts
 from wahub.features.auto_replies import AutoReplies
 from wahub.features.campaigns import Campaigns
-from wahub.features.channels import Channels
+from wahub.features.channels import Channels, WebPacing
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
@@ -29,6 +29,7 @@ from wahub.features.notifications import Notifications
 from wahub.features.passwords import Passwords
 from wahub.features.records import RecordEdits
 from wahub.features.subscriptions import Subscriptions
+from wahub.features.web_sessions import WebSessions
 from wahub.media import MediaStore, media_store_from_settings
 from wahub.pipeline.campaigns import CampaignDispatcher
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
@@ -121,6 +122,14 @@ class Hub:
         return Notifications(self.db)
 
     @cached_property
+    def web_sessions(self) -> WebSessions:
+        return WebSessions(
+            self.db,
+            default_daily_cap=self.settings.web_new_number_daily_cap,
+            keepalive_timeout_s=self.settings.session_keepalive_timeout_seconds,
+        )
+
+    @cached_property
     def auto_replies(self) -> AutoReplies:
         return AutoReplies(self.db)
 
@@ -176,7 +185,12 @@ class Hub:
         outbox_wakeup = Wakeup()
         inbox_wakeup = Wakeup()
         messaging = Messaging(
-            db, access, default_region=settings.default_region, on_enqueued=outbox_wakeup.notify
+            db,
+            access,
+            default_region=settings.default_region,
+            on_enqueued=outbox_wakeup.notify,
+            web_daily_cap=settings.web_new_number_daily_cap,
+            web_keepalive_timeout_s=settings.session_keepalive_timeout_seconds,
         )
         providers = ProviderRegistry(cipher, timeout_s=settings.provider_timeout_seconds)
         group_sync = GroupSync(
@@ -192,7 +206,15 @@ class Hub:
             settings=settings,
             db=db,
             access=access,
-            channels=Channels(db, cipher),
+            channels=Channels(
+                db,
+                cipher,
+                web_pacing=WebPacing(
+                    rate_per_second=settings.web_rate_per_second,
+                    chat_interval_seconds=settings.web_chat_interval_seconds,
+                    chat_jitter_seconds=settings.web_chat_jitter_seconds,
+                ),
+            ),
             messaging=messaging,
             realtime=realtime,
             providers=providers,

@@ -132,3 +132,24 @@ async def test_a_worker_logs_the_leases_it_takes_loses_and_releases(
     assert rows[kept].lease_owner is None
     assert rows[kept].lease_until is not None, "the release time is kept for health"
     assert rows[stolen].lease_owner == "w-2"
+
+
+async def test_workers_never_lease_web_channels_which_only_a_session_process_can_send(
+    db: Database,
+) -> None:
+    [api_channel] = await add_channels(db, 1)
+    async with db.transaction() as conn:
+        await conn.execute(
+            channels.insert().values(
+                id="ch_web",
+                kind="web",
+                name="phone",
+                base_url="http://127.0.0.1:9",
+                api_version="21.0",
+                credentials={},
+                status="unverified",
+                created_at=NOW,
+            )
+        )
+    assert await acquire(db, "worker", limit=None) == [api_channel]
+    assert await acquire(db, "worker-2", limit=5) == []

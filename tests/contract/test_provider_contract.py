@@ -96,7 +96,12 @@ CONTENT: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(params=catalog.kinds())
+# Session providers (web) hold a linked phone, not an HTTP API: their engines meet the
+# web session port's own contract (test_web_engine_contract.py) and the session process
+# its tests (test_web_sessions.py).
+@pytest.fixture(
+    params=[kind for kind in catalog.kinds() if kind not in catalog.kinds_with(Capability.SESSION)]
+)
 def spec(request: pytest.FixtureRequest) -> ProviderSpec:
     found = catalog.spec_for(request.param)
     assert found is not None

@@ -16,7 +16,7 @@ from wahub.config import Settings
 from wahub.embedded import add_sandbox_channel, embedded_stack
 
 # Commands that run until stopped print logs, not a result.
-LONG_RUNNING = {"serve", "worker", "sandbox", "demo"}
+LONG_RUNNING = {"serve", "worker", "sessions", "sandbox", "demo"}
 
 
 def any_port(settings: Settings) -> Settings:

@@ -47,10 +47,12 @@ def test_a_factory_without_its_declared_capability_is_refused() -> None:
 
 
 def test_the_catalog_names_each_kind_once_with_its_capabilities() -> None:
-    assert catalog.kinds() == ("cloudapi", "whapi", "periskope")
+    assert catalog.kinds() == ("cloudapi", "whapi", "periskope", "web")
     assert catalog.kinds_with(Capability.SEND) == ("cloudapi", "whapi")
     assert catalog.kinds_with(Capability.GROUPS) == ("whapi",)
-    assert catalog.kinds_with(Capability.RECEIVE) == ("cloudapi", "whapi", "periskope")
+    assert catalog.kinds_with(Capability.RECEIVE) == ("cloudapi", "whapi", "periskope", "web")
+    # Web channels send through the session process's live sessions, not a built adapter.
+    assert catalog.kinds_with(Capability.SESSION) == ("web",)
     assert catalog.spec_for("nosuchkind") is None
 
 

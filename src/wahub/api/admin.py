@@ -47,24 +47,25 @@ class _Body(BaseModel):
 
 class ChannelCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["cloudapi", "whapi", "periskope"] = "cloudapi"
+    kind: Literal["cloudapi", "whapi", "periskope", "web"] = "cloudapi"
     phone_number_id: str | None = Field(
         default=None,
         min_length=1,
         max_length=64,
         description="Cloud API phone number id (required for cloudapi; optional for whapi).",
     )
-    access_token: SecretStr = Field(
+    access_token: SecretStr | None = Field(
+        default=None,
         min_length=1,
         max_length=4096,
-        description="Cloud API access token, WHAPI channel token or Periskope API key. "
-        "Stored; never returned.",
+        description="Cloud API access token, WHAPI channel token or Periskope API key "
+        "(required for those kinds; web channels have none). Stored; never returned.",
     )
     base_url: str | None = Field(
         default=None,
         max_length=500,
         description="Default: https://graph.facebook.com (cloudapi), https://gate.whapi.cloud "
-        "(whapi).",
+        "(whapi), https://web.whatsapp.com (web; a sandbox's URL links a sandbox phone).",
     )
     api_version: str = Field(default="21.0", min_length=1, max_length=16)
     phone_number: str | None = Field(
@@ -72,13 +73,33 @@ class ChannelCreate(_Body):
         max_length=32,
         description="The channel's own number; for whapi it tells groups we left (E.164).",
     )
-    rate_per_second: StrictFloat = Field(default=80.0, gt=0, le=10_000)
-    pair_burst: StrictInt = Field(default=45, ge=1, le=10_000)
-    pair_interval_seconds: StrictFloat = Field(default=6.0, ge=0, le=86_400)
+    rate_per_second: StrictFloat | None = Field(
+        default=None, gt=0, le=10_000, description="Default 80; web channels 0.5."
+    )
+    pair_burst: StrictInt | None = Field(
+        default=None, ge=1, le=10_000, description="Default 45; web channels 1."
+    )
+    pair_interval_seconds: StrictFloat | None = Field(
+        default=None, ge=0, le=86_400, description="Default 6; web channels 4."
+    )
     enforce_service_window: StrictBool | None = Field(
         default=None,
         description="Refuse free-form sends outside the 24-hour customer-service window "
         "(422 outside_service_window). Default: on for channels at graph.facebook.com.",
+    )
+    chat_jitter_seconds: StrictFloat | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Random extra spacing (0..this s) per send to one chat. Default 0; "
+        "web channels WAHUB_WEB_CHAT_JITTER_SECONDS.",
+    )
+    daily_cap: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="web channels: messages a day while the number is under a week "
+        "linked (default WAHUB_WEB_NEW_NUMBER_DAILY_CAP); set, it holds at any age.",
     )
 
 
@@ -103,6 +124,8 @@ class ChannelUpdate(_Body):
     paused: StrictBool | None = Field(
         default=None, description="true: workers leave its messages queued until false."
     )
+    chat_jitter_seconds: StrictFloat | None = Field(default=None, ge=0, le=3600)
+    daily_cap: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class TemplateCreate(_Body):
@@ -144,14 +167,16 @@ class KeyCreate(_Body):
 
 @router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"])
 async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> Response:
-    """Add a Cloud API, WHAPI or Periskope connection, unverified until a send proves it.
+    """Add a Cloud API, WHAPI or Periskope connection, unverified until a send proves it,
+    or a WhatsApp Web channel (kind ``web``, no token: its session starts pairing at once;
+    link the phone with GET .../session/qr or POST .../session/pairing-code).
     The token is stored sealed and never shown again; an empty token is 422, a name or a
     (kind, phone_number_id) another channel has is 409 ``duplicate_channel``."""
     channel = await hub.channels.create(
         name=body.name,
         kind=body.kind,
         phone_number_id=body.phone_number_id,
-        access_token=body.access_token.get_secret_value(),
+        access_token=body.access_token.get_secret_value() if body.access_token else "",
         base_url=body.base_url,
         api_version=body.api_version,
         phone_number=body.phone_number,
@@ -159,6 +184,8 @@ async def create_channel(body: ChannelCreate, hub: HubDep, _admin: AdminDep) -> 
         pair_burst=body.pair_burst,
         pair_interval_seconds=body.pair_interval_seconds,
         enforce_service_window=body.enforce_service_window,
+        chat_jitter_seconds=body.chat_jitter_seconds,
+        daily_cap=body.daily_cap,
     )
     return JsonResponse(channel_out(channel), status_code=201)
 
@@ -199,6 +226,8 @@ async def update_channel(
         pair_interval_seconds=body.pair_interval_seconds,
         enforce_service_window=body.enforce_service_window,
         paused=body.paused,
+        chat_jitter_seconds=body.chat_jitter_seconds,
+        daily_cap=body.daily_cap,
     )
     return JsonResponse(channel_out(updated))
 

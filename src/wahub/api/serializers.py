@@ -112,6 +112,9 @@ def channel_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "enforce_service_window": bool(row.get("enforce_service_window")),
         "heartbeat_at": iso(row.get("heartbeat_at")),
         "created_at": iso(row["created_at"]),
+        "session_state": row.get("session_state"),
+        "chat_jitter_seconds": float(row.get("chat_jitter_seconds") or 0.0),
+        "daily_cap": row.get("daily_cap"),
     }
 
 
@@ -244,6 +247,19 @@ class ChannelOut(BaseModel):
     enforce_service_window: bool = False
     heartbeat_at: str | None
     created_at: str
+    session_state: str | None = Field(
+        default=None,
+        description="web channels: stopped, starting, scan_qr, working, degraded, failed "
+        "or logged_out (GET /v1/channels/{channel}/session has the details).",
+    )
+    chat_jitter_seconds: float = Field(
+        default=0.0, description="Random extra spacing (0..this s) between sends to a chat."
+    )
+    daily_cap: int | None = Field(
+        default=None,
+        description="web channels: messages a day while the number is under a week "
+        "linked (null: WAHUB_WEB_NEW_NUMBER_DAILY_CAP).",
+    )
 
 
 class CheckErrorOut(BaseModel):

@@ -370,7 +370,7 @@ async def _wait_for_leases(hub: Hub, channel_ids: list[str], workers: list[_Work
 
 
 @dataclass
-class _Timings:
+class Timings:
     sent_seconds: float | None
     final_seconds: float | None
     read_seconds: float | None
@@ -378,9 +378,10 @@ class _Timings:
     statuses: dict[str, str]
 
 
-async def _configure_sandbox(
+async def configure_sandbox(
     http: aiohttp.ClientSession, sandbox_url: str, settings: Settings
 ) -> None:
+    """Reset the sandbox and point its status webhooks at the hub ``settings`` describe."""
     await _sandbox(http, sandbox_url, "/_sandbox/reset", {})
     await _sandbox(
         http,
@@ -394,7 +395,8 @@ async def _configure_sandbox(
     )
 
 
-async def _create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
+async def create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
+    """``count`` Cloud API channels on the sandbox, pacing lifted; returns their ids."""
     ids = []
     for index in range(count):
         channel = await hub.channels.create(
@@ -409,9 +411,9 @@ async def _create_channels(hub: Hub, sandbox_url: str, count: int) -> list[str]:
     return ids
 
 
-async def _drive(
+async def drive(
     hub: Hub, channel_ids: list[str], *, messages: int, chats: int, progress: bool
-) -> _Timings:
+) -> Timings:
     """Enqueue ``messages`` (16 concurrent callers) and wait until every status the sandbox
     sends (sent, delivered, read) is applied."""
     created = await hub.access.create_key(user_name="bench", role="admin")
@@ -420,8 +422,8 @@ async def _drive(
     for i in range(messages):
         chat = i % chats
         body: dict[str, Any] = {"to": phone(chat), "text": {"body": f"bench message {i}"}}
-        if len(channel_ids) > 1:
-            body["channel_id"] = channel_ids[chat % len(channel_ids)]
+        # Named even when there is one: the hub may hold channels of another bench.
+        body["channel_id"] = channel_ids[chat % len(channel_ids)]
         requests.append(SendRequest.model_validate(body))
     started = time.perf_counter()
     enqueue_seconds = 0.0
@@ -475,7 +477,7 @@ async def _drive(
                 await enqueuer
     async with hub.db.read() as conn:
         statuses = await message_q.statuses_by_id(conn)
-    return _Timings(sent_seconds, final_seconds, read_seconds, enqueue_seconds, statuses)
+    return Timings(sent_seconds, final_seconds, read_seconds, enqueue_seconds, statuses)
 
 
 @in_one_hop
@@ -520,17 +522,17 @@ async def run_send_bench(
             database_url=database_url,
             port=free_port(),
             worker_concurrency=concurrency,
-            # The sandbox is told to sign with it (_configure_sandbox).
+            # The sandbox is told to sign with it (configure_sandbox).
             cloudapi_app_secret=SecretStr(secrets.token_urlsafe(24)),
             secret_key=bench_secret_key(),
         )
-        await _configure_sandbox(http, sandbox_url, settings)
+        await configure_sandbox(http, sandbox_url, settings)
         hub = (
             await stack.enter_async_context(
                 embedded_stack(settings, with_sandbox=False, workers=database is None)
             )
         ).hub
-        channel_ids = await _create_channels(hub, sandbox_url, workers)
+        channel_ids = await create_channels(hub, sandbox_url, workers)
         hub_pids = [os.getpid()]
         if database is not None:
             procs = await stack.enter_async_context(
@@ -539,7 +541,7 @@ async def run_send_bench(
             await _wait_for_leases(hub, channel_ids, procs)
             hub_pids += [w.proc.pid for w in procs]
         cpu_before = total_cpu_seconds(hub_pids)
-        timings = await _drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
+        timings = await drive(hub, channel_ids, messages=messages, chats=chats, progress=progress)
         hub_cpu_ms = (total_cpu_seconds(hub_pids) - cpu_before) * 1000 / messages
         sends = (await _sandbox(http, sandbox_url, "/_sandbox/sends"))["sends"]
     received = Counter(s["biz_opaque_callback_data"] for s in sends)

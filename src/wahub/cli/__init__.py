@@ -24,6 +24,7 @@ from wahub.cli import (
     sandbox,
     send,
     serve,
+    sessions,
     settings,
     subscriptions,
     users,
@@ -60,6 +61,7 @@ def _root(
 
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
+app.command("sessions")(sessions.sessions)
 app.command("sandbox")(sandbox.sandbox)
 app.command("demo")(demo.demo)
 app.command("migrate")(migrate.migrate)

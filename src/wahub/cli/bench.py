@@ -48,6 +48,28 @@ def send(
         raise typer.Exit(1)
 
 
+@app.command("sessions")
+def sessions(
+    sessions: Annotated[int, typer.Option(min=1, help="Linked sandbox web sessions.")] = 20,
+    messages: Annotated[int, typer.Option(min=1, help="Messages per side.")] = 2000,
+    chats: Annotated[int, typer.Option(min=1, help="Chats (= sends in flight at once).")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sends and receipts through sandbox WhatsApp Web sessions vs the same volume through
+    the Cloud API and its status webhooks, in the same run (ratio = events_per_s /
+    webhook_events_per_s). Exits 1 if a message was lost or sent twice."""
+    from wahub.bench.sessions import run_sessions_bench
+
+    result = run(
+        lambda: run_sessions_bench(
+            sessions=sessions, messages=messages, chats=chats, progress=not as_json
+        )
+    )
+    emit(result, as_json)
+    if result["lost"] or result["duplicates"]:
+        raise typer.Exit(1)
+
+
 @app.command("lookup")
 def lookup(
     members: Annotated[int, typer.Option(help="Group members in the database.")] = 50_000,

@@ -36,11 +36,17 @@ def add(
         str,
         typer.Option(
             help="Cloud API access token, WHAPI channel token or Periskope API key "
-            "(stored, never shown).",
+            "(stored, never shown); web channels have none.",
             envvar="WAHUB_CHANNEL_TOKEN",
         ),
-    ],
-    kind: Annotated[str, typer.Option(help="Provider: cloudapi, whapi or periskope.")] = "cloudapi",
+    ] = "",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="Provider: cloudapi, whapi, periskope or web (a WhatsApp Web session: "
+            "link its phone with `wahub channels connect NAME`)."
+        ),
+    ] = "cloudapi",
     phone_number_id: Annotated[
         str | None, typer.Option(help="Cloud API phone number id (required for cloudapi).")
     ] = None,
@@ -55,15 +61,18 @@ def add(
         str | None,
         typer.Option(
             help="API base URL (default: the provider's; a sandbox URL for testing, "
-            "e.g. http://127.0.0.1:PORT/whapi)."
+            "e.g. http://127.0.0.1:PORT/whapi, or the sandbox's root for a web channel)."
         ),
     ] = None,
     api_version: Annotated[str, typer.Option(help="Graph API version.")] = "21.0",
-    rate: Annotated[float, typer.Option(help="Messages per second for this number.")] = 80.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Messages per second for this number (default 80; web 0.5)."),
+    ] = None,
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a Cloud API, WHAPI or Periskope (chat names only) channel.
+    """Add a Cloud API, WHAPI, Periskope (chat names only) or WhatsApp Web channel.
 
     It is unverified until a send succeeds. An empty token, a name another channel has,
     or another channel's phone number id on the same provider is refused.
@@ -231,3 +240,63 @@ def check(channel: ChannelArg, database: DatabaseOpt = None, as_json: JsonOpt = 
     emit(outcome, as_json, human)
     if not outcome["ok"]:
         raise typer.Exit(1)
+
+
+@app.command("connect")
+def connect(
+    channel: ChannelArg,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Give up after this many seconds without a link.")
+    ] = 300.0,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Link a web channel's phone: start its session, show each QR code in the terminal
+    (scan it in WhatsApp: Settings > Linked devices) and wait until the session works.
+    Needs the session process (`wahub serve`, or `wahub sessions`). Exits 1 when the
+    session fails, is logged out, or no link came within --timeout."""
+
+    async def go(hub: Hub) -> dict[str, Any]:
+        return await link_phone(hub, channel, timeout_s=timeout, quiet=as_json)
+
+    view = on_hub(database, go)
+    emit(view, as_json, lambda v: console.print(f"linked as {(v['me'] or {}).get('phone')}"))
+    if view["state"] != "working":
+        raise typer.Exit(1)
+
+
+async def link_phone(hub: Hub, ref: str, *, timeout_s: float, quiet: bool) -> dict[str, Any]:
+    """Start ``ref``'s session and print its QR codes until it works, fails or
+    ``timeout_s`` passes; returns the session as the API shows it."""
+    import asyncio
+    import time
+
+    import segno
+
+    from wahub.domain.errors import ConflictError
+
+    started = time.time()
+    view = await hub.web_sessions.start(ref)
+    shown: str | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = await hub.web_sessions.status(ref)
+        # A failure from before this start (the session is being reopened) is history.
+        ended = view["state"] in ("failed", "logged_out") and (view["since"] or 0) >= started
+        if view["state"] == "working" or ended:
+            if view["state"] != "working" and not quiet:
+                console.print(f"session {view['state']}: {view['reason']}")
+            return view
+        if view["state"] == "scan_qr":
+            try:
+                qr = await hub.web_sessions.qr(ref)
+            except ConflictError:
+                qr = None
+            if qr is not None and qr.code != shown and not quiet:
+                shown = qr.code
+                segno.make(qr.code, error="l").terminal(compact=True)
+                console.print("scan it in WhatsApp: Settings > Linked devices > Link a device")
+        await asyncio.sleep(0.25)
+    if not quiet:
+        console.print(f"no link within {timeout_s:g} s (session {view['state']})")
+    return view

@@ -32,12 +32,25 @@ def serve(
     workers: Annotated[
         bool, typer.Option("--workers/--no-workers", help="Run the send pipeline in this process.")
     ] = True,
+    sessions: Annotated[
+        bool | None,
+        typer.Option(
+            "--sessions/--no-sessions",
+            help="Run the WhatsApp Web session process (`wahub sessions`) as a child, "
+            "restarted if it dies (default: $WAHUB_RUN_SESSIONS, on). Skip it when it "
+            "runs as a service of its own.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the HTTP API (and, by default, the workers) until SIGINT/SIGTERM."""
-    settings = settings_for(database, host=host, port=port, run_workers=workers)
+    """Run the HTTP API (and, by default, the workers and the session process) until
+    SIGINT/SIGTERM."""
+    settings = settings_for(
+        database, host=host, port=port, run_workers=workers, run_sessions=sessions
+    )
 
     async def go() -> None:
         from wahub.embedded import describe_send_default, embedded_stack
+        from wahub.sessions.supervisor import SessionSupervisor
         from wahub.startup import on_start
 
         stop = stop_on_signals()
@@ -52,8 +65,18 @@ def serve(
                 console.print(f"sandbox provider on {stack.sandbox_url}")
             await on_start(stack.hub, command="serve", workers=workers)
             console.print(await describe_send_default(stack.hub), soft_wrap=True)
+            supervisor = None
+            if settings.run_sessions:
+                # Started once the schema is migrated (the stack did), so the child
+                # never races the migration.
+                supervisor = SessionSupervisor(settings.database_url)
+                await supervisor.start()
             console.print(f"wahub serving on {stack.url} (docs at {stack.url}/docs)")
-            await until_stopped_or_failed(stop, stack.hub.failed)
+            try:
+                await until_stopped_or_failed(stop, stack.hub.failed)
+            finally:
+                if supervisor is not None:
+                    await supervisor.stop()
             console.print("shutting down: finishing in-flight sends")
         if stack.hub.failed.is_set():
             raise PipelineDied()

@@ -85,6 +85,26 @@ class DuplicateChannel(ConflictError):
     code = "duplicate_channel"
 
 
+class SessionNotWorking(ConflictError):
+    """A WhatsApp Web channel's session is not ``working`` (the message says its state):
+    a send is refused at the API, a QR or pairing code asked of a linked one too."""
+
+    code = "session_not_working"
+
+
+class SessionLinked(ConflictError):
+    """A QR code or pairing code was asked of a session that is already linked."""
+
+    code = "session_linked"
+
+
+class DailyCapReached(ConflictError):
+    """A web channel sent its daily cap (a young number's protection against bans);
+    ``details.resets_at`` says when sending is allowed again."""
+
+    code = "daily_cap_reached"
+
+
 class PayloadTooLarge(WahubError):
     code = "payload_too_large"
 

@@ -268,6 +268,15 @@ def is_group_chat(chat_id: str) -> bool:
     return chat_id.endswith(GROUP_SUFFIX)
 
 
+LID_SUFFIX = "@lid"
+
+
+def is_lid(chat_id: str) -> bool:
+    """Whether ``chat_id`` is a linked id (``<digits>@lid``): a person WhatsApp shows
+    without their number."""
+    return chat_id.endswith(LID_SUFFIX)
+
+
 def canonical_chat_id(raw: str, *, default_region: str | None = None, field: str = "to") -> str:
     """Turn a phone number or any provider chat id into our canonical chat id.
 

@@ -21,7 +21,7 @@ from wahub.domain.ids import new_id
 from wahub.domain.phones import GROUP_SUFFIX, canonical_chat_id, normalize_phone
 from wahub.providers import catalog
 from wahub.providers.registry import ProviderRegistry
-from wahub.providers.spec import ProviderSpec
+from wahub.providers.spec import Capability, ProviderSpec
 from wahub.store import channels as q
 from wahub.store import messages as message_q
 from wahub.store.database import Connection, Database
@@ -108,6 +108,16 @@ def _base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
+@dataclass(frozen=True)
+class WebPacing:
+    """Pacing a new web channel gets unless told otherwise: conservative, because a
+    WhatsApp Web number that sends like a machine gets banned."""
+
+    rate_per_second: float = 0.5
+    chat_interval_seconds: float = 4.0
+    chat_jitter_seconds: float = 3.0
+
+
 def _check_pacing(rate_per_second: float, pair_burst: int, pair_interval_seconds: float) -> None:
     if rate_per_second <= 0:
         raise ValidationError(
@@ -119,6 +129,15 @@ def _check_pacing(rate_per_second: float, pair_burst: int, pair_interval_seconds
         raise ValidationError(
             "pair_interval_seconds must be >= 0", details={"field": "pair_interval_seconds"}
         )
+
+
+def _check_web_pacing(chat_jitter_seconds: float, daily_cap: int | None) -> None:
+    if chat_jitter_seconds < 0:
+        raise ValidationError(
+            "chat_jitter_seconds must be >= 0", details={"field": "chat_jitter_seconds"}
+        )
+    if daily_cap is not None and daily_cap < 1:
+        raise ValidationError("daily_cap must be at least 1", details={"field": "daily_cap"})
 
 
 @dataclass(frozen=True)
@@ -144,25 +163,30 @@ class Channels:
     Every method that takes a channel accepts its id or its name (``ref``).
     """
 
-    def __init__(self, db: Database, cipher: CredentialCipher) -> None:
+    def __init__(
+        self, db: Database, cipher: CredentialCipher, *, web_pacing: WebPacing | None = None
+    ) -> None:
         self.db = db
         self.cipher = cipher
+        self.web_pacing = web_pacing or WebPacing()
 
     async def create(
         self,
         *,
         name: str,
-        access_token: str,
+        access_token: str = "",
         phone_number_id: str | None = None,
         base_url: str | None = None,
         api_version: str = "21.0",
         phone_number: str | None = None,
-        rate_per_second: float = 80.0,
-        pair_burst: int = 45,
-        pair_interval_seconds: float = 6.0,
+        rate_per_second: float | None = None,
+        pair_burst: int | None = None,
+        pair_interval_seconds: float | None = None,
         kind: str = "cloudapi",
         channel_id: str | None = None,
         enforce_service_window: bool | None = None,
+        chat_jitter_seconds: float | None = None,
+        daily_cap: int | None = None,
     ) -> dict[str, Any]:
         """Add a provider connection, ``unverified`` until a send or a check succeeds.
 
@@ -171,8 +195,13 @@ class Channels:
         ``phone_number``, the channel's own number, is stored as E.164 and tells groups
         we left from groups we are in; ``phone_number_id`` is optional) or ``periskope``
         (``access_token`` is the organisation's API key; ``phone_number``, required, is the
-        org phone sent as ``x-phone``; used for chat names, not for sending). ``base_url``
-        defaults to the provider's public API. The token is stored sealed.
+        org phone sent as ``x-phone``; used for chat names, not for sending) or ``web``
+        (a WhatsApp Web session: no token, the phone is linked by QR or pairing code
+        through the session API; ``base_url`` is WhatsApp's own, or a sandbox's URL).
+        ``base_url`` defaults to the provider's public API. The token is stored sealed.
+        Pacing left unset gets the kind's defaults: 80/s, 45 per 6 s to one recipient
+        for the APIs; ``WebPacing`` for web channels, whose ``daily_cap`` (None: the
+        setting) holds while the number was linked less than a week ago.
 
         Raises ValidationError on bad values (an empty token among them), and
         DuplicateChannel when another channel has this name or this kind and
@@ -184,11 +213,24 @@ class Channels:
         for field, refusal in spec.required.items():
             if not (given.get(field) or "").strip():
                 raise ValidationError(refusal, details={"field": field})
-        credentials = _sealed_token(self.cipher, spec, access_token)
+        web = spec.supports(Capability.SESSION)
+        # A session kind's credential is the linked phone, kept by the session process.
+        credentials = (
+            self.cipher.seal({}) if web else _sealed_token(self.cipher, spec, access_token)
+        )
         if spec.phone_number_is_ours and phone_number is not None:
             phone_number = normalize_phone(phone_number, field="phone_number")
         base_url = _base_url(base_url or spec.default_base_url)
+        if rate_per_second is None:
+            rate_per_second = self.web_pacing.rate_per_second if web else 80.0
+        if pair_burst is None:
+            pair_burst = 1 if web else 45
+        if pair_interval_seconds is None:
+            pair_interval_seconds = self.web_pacing.chat_interval_seconds if web else 6.0
+        if chat_jitter_seconds is None:
+            chat_jitter_seconds = self.web_pacing.chat_jitter_seconds if web else 0.0
         _check_pacing(rate_per_second, pair_burst, pair_interval_seconds)
+        _check_web_pacing(chat_jitter_seconds, daily_cap)
         row = {
             "id": channel_id or new_id("ch"),
             "kind": kind,
@@ -211,7 +253,18 @@ class Channels:
                 else enforce_service_window
             ),
             "created_at": time.time(),
+            "chat_jitter_seconds": chat_jitter_seconds,
+            "daily_cap": daily_cap,
         }
+        if web:
+            # Started at once (as WAHA does): the session process begins pairing, so a
+            # QR is there to scan; ``stop`` holds it.
+            row.update(
+                status="unverified",
+                session_state="stopped",
+                session_desired="running",
+                enforce_service_window=False,
+            )
         async with self.db.transaction() as conn:
             await q.lock_channel_writes(conn)
             await _refuse_duplicate(conn, row)
@@ -254,6 +307,8 @@ class Channels:
         pair_interval_seconds: float | None = None,
         enforce_service_window: bool | None = None,
         paused: bool | None = None,
+        chat_jitter_seconds: float | None = None,
+        daily_cap: int | None = None,
     ) -> dict[str, Any]:
         """Change what is given (None keeps the stored value) and return the channel.
 
@@ -285,6 +340,8 @@ class Channels:
             ("pair_interval_seconds", pair_interval_seconds),
             ("enforce_service_window", enforce_service_window),
             ("paused", paused),
+            ("chat_jitter_seconds", chat_jitter_seconds),
+            ("daily_cap", daily_cap),
         ):
             if value is not None:
                 values[field] = value
@@ -292,6 +349,11 @@ class Channels:
             await q.lock_channel_writes(conn)
             channel = await _find(conn, ref)
             spec = _spec(channel["kind"])
+            if access_token is not None and spec.supports(Capability.SESSION):
+                raise ValidationError(
+                    "access_token: a web channel has no token (its phone is linked by QR)",
+                    details={"field": "access_token"},
+                )
             if access_token is not None:
                 values["credentials"] = _sealed_token(self.cipher, spec, access_token)
             if phone_number is not None:
@@ -304,6 +366,7 @@ class Channels:
             _check_pacing(
                 merged["rate_per_second"], merged["pair_burst"], merged["pair_interval_seconds"]
             )
+            _check_web_pacing(merged["chat_jitter_seconds"], merged["daily_cap"])
             if {"credentials", "base_url", "phone_number_id", "api_version"} & values.keys():
                 values.update(status="unverified", verified_at=None)
             await _refuse_duplicate(conn, merged)

@@ -31,7 +31,7 @@ from wahub.domain.inbound import (
     keyword_set,
     parse_keyword_list,
 )
-from wahub.domain.phones import PERSON_SUFFIX, is_group_chat
+from wahub.domain.phones import PERSON_SUFFIX, is_group_chat, is_lid
 from wahub.features.access import AccessControl
 from wahub.features.auto_replies import queue_auto_reply_sync
 from wahub.features.outbound import ordering_key
@@ -85,8 +85,16 @@ def resolve_channels_sync(
     channel exists) when a ref matches no channel of ``provider``: storing a message
     under a guessed channel would put it in the wrong inbox, and dropping it would lose it.
     """
+    return resolve_channel_refs_sync(conn, provider, [m.channel_ref for m in messages])
+
+
+def resolve_channel_refs_sync(
+    conn: SyncConnection, provider: str, refs: Sequence[str | None]
+) -> dict[str | None, dict[str, Any]]:
+    """The channel of each of ``refs``; raises ValidationError like
+    ``resolve_channels_sync``."""
     found: dict[str | None, dict[str, Any]] = {}
-    for ref in {m.channel_ref for m in messages}:
+    for ref in set(refs):
         channel = q.find_channel_sync(conn, provider, ref)
         if channel is None:
             what = f"channel_ref {ref!r}" if ref is not None else "no channel_ref"
@@ -140,7 +148,12 @@ def record_inbound_sync(
             "content": message.content,
             "status": "sent" if message.from_me else RECEIVED,
             "provider_message_id": message.provider_message_id,
-            "wa_id": message.sender_phone[1:] if message.sender_phone else None,
+            # A LID-only sender's "phone" is its LID (merged once the phone is known).
+            "wa_id": (
+                message.sender_phone[1:]
+                if message.sender_phone and message.sender_phone.startswith("+")
+                else None
+            ),
             "reply_to": quoted_provider_id,
             "quoted_message_id": links.get(quoted_provider_id or ""),
             "sender_phone": message.sender_phone,
@@ -179,7 +192,10 @@ def record_inbound_sync(
     conversation, created = q.ensure_conversation_sync(conn, channel["id"], message.chat_id, now)
     contact: dict[str, Any] | None = None
     lead_id: str | None = None
-    if person:
+    # A sender known only by its linked id (WhatsApp Web hides some numbers) has no
+    # phone for a contact or lead yet: its chat is stored under the LID and merged into
+    # the phone's once the phone is learned (features/identities.py).
+    if person and not is_lid(message.chat_id):
         contact = q.upsert_contact_sync(
             conn,
             phone="+" + message.chat_id.removesuffix(PERSON_SUFFIX),

@@ -43,6 +43,7 @@ from wahub.features.outbound import (
     default_channel,
     queued_message,
 )
+from wahub.features.web_sessions import check_web_send_sync
 from wahub.store import channels as channel_q
 from wahub.store import media as media_q
 from wahub.store import messages as q
@@ -119,8 +120,12 @@ class Messaging:
         *,
         default_region: str | None = None,
         on_enqueued: Callable[[], None] | None = None,
+        web_daily_cap: int = 200,
+        web_keepalive_timeout_s: float = 10.0,
     ) -> None:
         self.db = db
+        self.web_daily_cap = web_daily_cap
+        self.web_keepalive_timeout_s = web_keepalive_timeout_s
         self.access = access
         self.default_region = default_region
         self._on_enqueued = on_enqueued or (lambda: None)
@@ -317,6 +322,15 @@ class Messaging:
                     "will not accept messages to it",
                     details={"field": "to", "value": chat_id},
                 )
+        if channel["kind"] == "web":
+            check_web_send_sync(
+                conn,
+                channel,
+                message_type="template" if request.template is not None else request.type,
+                now=now,
+                default_daily_cap=self.web_daily_cap,
+                keepalive_timeout_s=self.web_keepalive_timeout_s,
+            )
         if (template := request.template) is not None:
             check_template(
                 conn,

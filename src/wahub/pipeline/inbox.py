@@ -26,11 +26,17 @@ from wahub.domain.errors import ValidationError, WahubError
 from wahub.features.conversations import (
     InboundPolicy,
     record_inbound_sync,
+    resolve_channel_refs_sync,
     resolve_channels_sync,
+)
+from wahub.features.identities import (
+    apply_group_change_sync,
+    known_phone_sync,
+    link_identity_sync,
 )
 from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.pipeline.wakeup import Wakeup
-from wahub.providers.base import InboundMessage
+from wahub.providers.base import GroupChange, IdentityLink, InboundMessage
 from wahub.store import inbox as inbox_q
 from wahub.store import messages as q
 from wahub.store.database import Database, is_unavailable
@@ -49,6 +55,8 @@ class PreparedDelivery:
     statuses: list[q.ObservedStatus]
     messages: tuple[InboundMessage, ...]
     channels: dict[str | None, dict[str, Any]]
+    group_changes: tuple[GroupChange, ...] = ()
+    identities: tuple[IdentityLink, ...] = ()
 
 
 def prepare_delivery_sync(conn: SyncConnection, provider: str, body: bytes) -> PreparedDelivery:
@@ -67,7 +75,12 @@ def prepare_delivery_sync(conn: SyncConnection, provider: str, body: bytes) -> P
         for u in parsed.statuses
     ]
     channels = resolve_channels_sync(conn, provider, parsed.messages) if parsed.messages else {}
-    return PreparedDelivery(statuses, parsed.messages, channels)
+    for change in parsed.group_changes:
+        if change.channel_ref not in channels:
+            channels.update(resolve_channel_refs_sync(conn, provider, [change.channel_ref]))
+    return PreparedDelivery(
+        statuses, parsed.messages, channels, parsed.group_changes, parsed.identities
+    )
 
 
 class InboxProcessor:
@@ -191,7 +204,13 @@ class InboxProcessor:
         for _, prepared in parsed:
             for message in prepared.messages:
                 channel = prepared.channels[message.channel_ref]
-                record_inbound_sync(conn, message, channel, self.policy, now)
+                record_inbound_sync(
+                    conn, known_phone_sync(conn, message), channel, self.policy, now
+                )
+            for change in prepared.group_changes:
+                apply_group_change_sync(conn, change, prepared.channels[change.channel_ref], now)
+            for link in prepared.identities:
+                link_identity_sync(conn, link, now)
         inbox_q.mark_processed_sync(conn, [row["id"] for row, _ in parsed], now)
 
 

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -85,6 +86,8 @@ class OutboxStats:
     failed: int = 0
     uncertain: int = 0
     deferred: int = 0
+    # Passes over the owned channels (lease renewals with their re-read).
+    refreshes: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -160,23 +163,17 @@ class OutboxWorker:
 
     # -- channels ----------------------------------------------------------------------
 
+    @property
+    def channel_ids(self) -> frozenset[str]:
+        """The channels this worker sends for now (as of its last refresh)."""
+        return frozenset(self._channels)
+
     async def refresh_channels(self) -> None:
         """Take or renew channel leases and re-read the channels this worker owns (their
         pacing, status, removal). Runs every second by itself; a send between a change
         and the next refresh still sees the channel as it was."""
-        async with self.db.transaction() as conn:
-            owned = await channel_q.acquire_channel_leases(
-                conn,
-                owner=self.worker_id,
-                now=time.time(),
-                lease_seconds=self.settings.channel_lease_seconds,
-                limit=self.settings.worker_max_channels,
-            )
-            rows = {
-                c["id"]: c
-                for c in await channel_q.list_channels(conn, include_removed=True)
-                if c["id"] in owned
-            }
+        rows = await self._take_channels()
+        self.stats.refreshes += 1
         self._log_lease_changes(self._channels, rows)
         self._channels = rows
         for channel_id, channel in rows.items():
@@ -191,6 +188,22 @@ class OutboxWorker:
                 self._pacing[channel_id] = _ChannelPacing(
                     fingerprint, TokenBucket(rate, rate), PairLimiter(burst, interval)
                 )
+
+    async def _take_channels(self) -> dict[str, dict[str, Any]]:
+        """Lease channels and return the rows of those this worker may send now."""
+        async with self.db.transaction() as conn:
+            owned = await channel_q.acquire_channel_leases(
+                conn,
+                owner=self.worker_id,
+                now=time.time(),
+                lease_seconds=self.settings.channel_lease_seconds,
+                limit=self.settings.worker_max_channels,
+            )
+            return {
+                c["id"]: c
+                for c in await channel_q.list_channels(conn, include_removed=True)
+                if c["id"] in owned
+            }
 
     def _log_lease_changes(
         self, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
@@ -310,6 +323,10 @@ class OutboxWorker:
                 self._defer(row, time.time() + wait)
                 return
             await asyncio.sleep(pair.reserve())
+        jitter = float(channel.get("chat_jitter_seconds") or 0.0)
+        if jitter > 0:
+            # A fixed rhythm per chat reads as a machine to WhatsApp (web channels).
+            await asyncio.sleep(random.uniform(0.0, jitter))
         await pacing.bucket.acquire()
         attempt = int(row["attempts"])
         try:

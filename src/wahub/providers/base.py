@@ -169,7 +169,7 @@ class InboundMessage:
     ``phone_number_id``, WHAPI ``channel_id``, Periskope ``org_phone``).
     """
 
-    provider: str  # cloudapi | whapi | periskope
+    provider: str  # cloudapi | whapi | periskope | web
     provider_message_id: str
     chat_id: str
     timestamp: int
@@ -186,11 +186,34 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupChange:
+    """A group of ``channel_ref``'s number was created, renamed or changed members
+    (a session event): ``name`` None when it did not change."""
+
+    channel_ref: str
+    chat_id: str
+    timestamp: int
+    name: str | None = None
+    joined: tuple[GroupParticipant, ...] = ()
+    left: tuple[GroupParticipant, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """Linked id ``lid`` (``<digits>@lid``) is phone ``phone`` (E.164)."""
+
+    lid: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedDelivery:
-    """Everything one stored webhook delivery carries."""
+    """Everything one stored webhook delivery (or session event) carries."""
 
     messages: tuple[InboundMessage, ...] = ()
     statuses: tuple[StatusUpdate, ...] = ()
+    group_changes: tuple[GroupChange, ...] = ()
+    identities: tuple[IdentityLink, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

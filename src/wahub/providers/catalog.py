@@ -12,9 +12,10 @@ from typing import Final
 from wahub.providers.cloudapi.spec import SPEC as CLOUDAPI
 from wahub.providers.periskope.spec import SPEC as PERISKOPE
 from wahub.providers.spec import Capability, ProviderSpec, Receiver
+from wahub.providers.web.spec import SPEC as WEB
 from wahub.providers.whapi.spec import SPEC as WHAPI
 
-PROVIDERS: Final[tuple[ProviderSpec, ...]] = (CLOUDAPI, WHAPI, PERISKOPE)
+PROVIDERS: Final[tuple[ProviderSpec, ...]] = (CLOUDAPI, WHAPI, PERISKOPE, WEB)
 
 _BY_KIND: Final = {spec.kind: spec for spec in PROVIDERS}
 RECEIVERS: Final[dict[str, Receiver]] = {

@@ -48,6 +48,12 @@ class ProviderRegistry:
         # (channel id, factory) -> (connection fingerprint, adapter, is a sender). Keyed by
         # factory, so a provider whose one adapter sends and lists groups builds it once.
         self._built: dict[tuple[str, Callable[..., Any]], tuple[tuple[Any, ...], Any, bool]] = {}
+        self._sessions: Callable[[str], Provider] | None = None
+
+    def serve_session_channels(self, sender: Callable[[str], Provider]) -> None:
+        """Send channels of session kinds (``web``) through ``sender`` (channel id -> its
+        live session's provider): only the session process, which holds the sessions."""
+        self._sessions = sender
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -60,9 +66,17 @@ class ProviderRegistry:
     def for_channel(self, channel: dict[str, Any]) -> Provider:
         """The adapter that sends for ``channel`` (a channel row with its credentials).
 
-        Raises ``ValidationError`` for a kind that cannot send.
+        Raises ``ValidationError`` for a kind that cannot send, and for a session kind
+        outside the session process (``serve_session_channels``).
         """
         spec = catalog.spec_for(channel["kind"])
+        if spec is not None and spec.supports(Capability.SESSION):
+            if self._sessions is None:
+                raise ValidationError(
+                    f"{spec.kind} channels send from the session process (wahub sessions)",
+                    details={"field": "kind", "kind": spec.kind},
+                )
+            return self._sessions(channel["id"])
         if spec is None or spec.sender is None:
             raise ValidationError(
                 f"channel kind {channel['kind']!r} cannot send yet",

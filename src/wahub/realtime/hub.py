@@ -39,6 +39,7 @@ from wahub.domain.inbound import RECEIVED
 from wahub.pipeline.wakeup import Wakeup
 from wahub.store import campaigns as campaign_q
 from wahub.store import events as q
+from wahub.store import sessions as session_q
 from wahub.store.database import Database
 
 log = logging.getLogger("wahub.realtime")
@@ -69,6 +70,9 @@ class RealtimeHub:
         self._wakeup = Wakeup()
         self._task: asyncio.Task[None] | None = None
         self._cursor = 0
+        # Web channels' session state changes (channel_state_history), published as
+        # ``channel.session`` events after the message events of the same pass.
+        self._state_cursor = 0
 
     def poke(self) -> None:
         self._wakeup.notify()
@@ -84,6 +88,7 @@ class RealtimeHub:
     async def start(self) -> None:
         async with self.db.read() as conn:
             self._cursor = await q.latest_event_id(conn)
+            self._state_cursor = await session_q.latest_state_change_id(conn)
         self._task = asyncio.create_task(self._tail(), name="realtime-tail")
 
     async def stop(self) -> None:
@@ -101,18 +106,21 @@ class RealtimeHub:
                 try:
                     async with self.db.read() as conn:
                         latest = await q.latest_event_id(conn)
+                        latest_state = await session_q.latest_state_change_id(conn)
                 except WahubError:
                     continue
                 # Someone may have subscribed while we read: then keep the cursor, so
                 # they get everything from before their subscription on.
                 if not self._subs:
                     self._cursor = latest
+                    self._state_cursor = latest_state
                     self._gaps.clear()
                 continue
             try:
                 async with self.db.read() as conn:
                     late = await q.events_by_ids(conn, sorted(self._gaps)) if self._gaps else []
                     rows = await q.events_after(conn, self._cursor, BATCH)
+                    states = await session_q.state_changes_after(conn, self._state_cursor, BATCH)
             except WahubError as exc:
                 log.warning("realtime tail failed: %s", exc.message)
                 continue
@@ -124,6 +132,9 @@ class RealtimeHub:
                 self._note_gaps(row["id"])
                 self._cursor = row["id"]
                 self._publish(row)
+            for change in states:
+                self._state_cursor = change["id"]
+                self._publish_state_change(change)
             touched = {r["campaign_id"] for r in (*late, *rows) if r.get("campaign_id")}
             if touched:
                 await self._publish_campaign_stats(sorted(touched))
@@ -150,6 +161,25 @@ class RealtimeHub:
                 "_sender_user_id": None,
             }
             self.publish(event)
+
+    def _publish_state_change(self, change: dict[str, Any]) -> None:
+        # No chat: only subscribers who see every chat (admins, viewers) get it.
+        event = {
+            "type": "channel.session",
+            "state_change_id": change["id"],
+            "channel_id": change["channel_id"],
+            "channel": change["channel_name"],
+            "state": change["state"],
+            "reason": change["reason"],
+            "at": change["at"],
+            "_sender_user_id": None,
+        }
+        for sub in list(self._subs):
+            if sub.accepts(event):
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    sub.dropped += 1
 
     def _note_gaps(self, event_id: int) -> None:
         if event_id <= self._cursor + 1:

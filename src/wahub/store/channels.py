@@ -156,14 +156,17 @@ def acquire_channel_leases_sync(
     lease = {"lease_owner": owner, "lease_until": now + lease_seconds, "heartbeat_at": now}
     # A paused channel is not leased: its messages wait, queued. A removed one is, so its
     # worker fails what comes due on it instead of leaving it queued for ever.
+    # A web channel is sent by the session process holding its phone (its own lease,
+    # store/sessions.py), never by a worker, which has no connection to send it through.
+    sendable = and_(channels.c.paused.is_(False), channels.c.kind != "web")
     free = and_(
-        channels.c.paused.is_(False),
+        sendable,
         or_(channels.c.lease_owner.is_(None), channels.c.lease_until < now),
     )
     if limit is None:
         rows = conn.execute(
             update(channels)
-            .where(or_(free, and_(channels.c.lease_owner == owner, channels.c.paused.is_(False))))
+            .where(or_(free, and_(channels.c.lease_owner == owner, sendable)))
             .values(lease)
             .returning(channels.c.id)
         )
@@ -172,7 +175,7 @@ def acquire_channel_leases_sync(
         r.id
         for r in conn.execute(
             update(channels)
-            .where(channels.c.lease_owner == owner, channels.c.paused.is_(False))
+            .where(channels.c.lease_owner == owner, sendable)
             .values(lease)
             .returning(channels.c.id)
         )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     or_,
     select,
@@ -31,14 +32,17 @@ from sqlalchemy import (
 from sqlalchemy import Connection as SyncConnection
 
 from wahub.domain.ids import new_id
+from wahub.domain.phones import PERSON_SUFFIX
 from wahub.store.access import assigned_chats
 from wahub.store.database import in_one_hop
 from wahub.store.messages import EventRecord, record_events_sync
 from wahub.store.schema import (
     channels,
+    chats,
     contacts,
     conversations,
     leads,
+    message_search,
     messages,
     notifications,
 )
@@ -756,3 +760,71 @@ get_contact_by_phone = in_one_hop(get_contact_by_phone_sync)
 get_lead = in_one_hop(get_lead_sync)
 mark_conversation_read = in_one_hop(mark_conversation_read_sync)
 list_notifications = in_one_hop(list_notifications_sync)
+
+
+def merge_lid_chat_sync(
+    conn: SyncConnection, *, lid: str, phone: str, contact_id: str | None, now: float
+) -> int:
+    """Move what was stored under a sender known only by its linked id (the person chat
+    ``lid``, ``...@lid``) to its phone's chat, once the phone is learned: messages, their
+    search rows, conversations (merged into the phone's conversation on the same channel
+    when there is one: unread counts add up, notifications follow), the chat row, and
+    group messages' ``sender_phone``. Returns how many messages moved."""
+    person_chat = phone.removeprefix("+") + PERSON_SUFFIX
+    conn.execute(update(messages).where(messages.c.sender_phone == lid).values(sender_phone=phone))
+    moved = conn.execute(
+        update(messages)
+        .where(messages.c.chat_id == lid)
+        .values(
+            chat_id=person_chat,
+            ordering_key=func.replace(messages.c.ordering_key, lid, person_chat),
+        )
+    ).rowcount
+    conn.execute(
+        update(message_search).where(message_search.c.chat_id == lid).values(chat_id=person_chat)
+    )
+    for lid_conversation in conn.execute(
+        select(conversations).where(conversations.c.chat_id == lid)
+    ).all():
+        target = conn.execute(
+            select(conversations).where(
+                conversations.c.channel_id == lid_conversation.channel_id,
+                conversations.c.chat_id == person_chat,
+            )
+        ).first()
+        if target is None:
+            conn.execute(
+                update(conversations)
+                .where(conversations.c.id == lid_conversation.id)
+                .values(chat_id=person_chat, contact_id=contact_id, updated_at=now)
+            )
+            continue
+        newer = (lid_conversation.last_message_at or 0) > (target.last_message_at or 0)
+        merged: dict[str, Any] = {
+            "unread_count": target.unread_count + lid_conversation.unread_count,
+            "updated_at": now,
+        }
+        if newer:
+            for column in (
+                "last_message_id",
+                "last_message_at",
+                "last_message_preview",
+                "last_message_direction",
+            ):
+                merged[column] = getattr(lid_conversation, column)
+        conn.execute(update(conversations).where(conversations.c.id == target.id).values(merged))
+        conn.execute(
+            update(notifications)
+            .where(notifications.c.conversation_id == lid_conversation.id)
+            .values(conversation_id=target.id)
+        )
+        conn.execute(delete(conversations).where(conversations.c.id == lid_conversation.id))
+    if conn.execute(select(chats.c.chat_id).where(chats.c.chat_id == person_chat)).first():
+        conn.execute(delete(chats).where(chats.c.chat_id == lid))
+    else:
+        conn.execute(
+            update(chats)
+            .where(chats.c.chat_id == lid)
+            .values(chat_id=person_chat, name_source="profile")
+        )
+    return int(moved or 0)

@@ -393,3 +393,85 @@ member_counts = in_one_hop(member_counts_sync)
 cache_health = in_one_hop(cache_health_sync)
 remove_stale_members = in_one_hop(remove_stale_members_sync)
 claim_periodic_slot = in_one_hop(claim_periodic_slot_sync)
+
+
+def apply_group_change_sync(
+    conn: SyncConnection,
+    *,
+    channel_id: str,
+    chat_id: str,
+    name: str | None,
+    joined: Sequence[Member],
+    left: Sequence[Member],
+    now: float,
+) -> None:
+    """Fold one reported change of a group into the directory: the group's chat row
+    (created when new; renamed when ``name`` is given), members who joined added, members
+    who left removed (by phone or by LID). Members known by phone and LID both also
+    teach the lookup that pair."""
+    existing = conn.execute(select(chats.c.chat_id).where(chats.c.chat_id == chat_id)).first()
+    named: dict[str, Any] = (
+        {"name": name, "name_source": "provider", "name_updated_at": now} if name else {}
+    )
+    if existing is None:
+        conn.execute(
+            chats.insert(),
+            {"chat_id": chat_id, "kind": "group", "channel_id": channel_id, "created_at": now}
+            | named,
+        )
+    elif named:
+        conn.execute(update(chats).where(chats.c.chat_id == chat_id).values(named))
+    for member in left:
+        who = [
+            c == v
+            for c, v in (
+                (group_members.c.member_phone, member.phone),
+                (group_members.c.member_lid, member.lid),
+            )
+            if v
+        ]
+        if who:
+            conn.execute(delete(group_members).where(group_members.c.chat_id == chat_id, or_(*who)))
+    for member in joined:
+        conn.execute(
+            insert_ignore(conn, group_members),
+            {
+                "chat_id": chat_id,
+                "member_phone": member.phone,
+                "member_lid": member.lid,
+                "rank": member.rank,
+                "synced_at": now,
+            },
+        )
+    pairs = {(m.lid, m.phone) for m in joined if m.lid and m.phone}
+    upsert_lid_links_sync(conn, pairs, source="session", now=now)
+
+
+def link_lid_members_sync(conn: SyncConnection, *, lid: str, phone: str, now: float) -> None:
+    """Learn that ``lid`` is ``phone``: remember the pair for the lookup, and merge group
+    members stored under the LID alone with the phone (one row per member and group)."""
+    upsert_lid_links_sync(conn, [(lid, phone)], source="session", now=now)
+    by_phone = select(group_members.c.chat_id).where(group_members.c.member_phone == phone)
+    # Where the group has the member under both, the phone's row stays (and gets the LID).
+    conn.execute(
+        delete(group_members).where(
+            group_members.c.member_lid == lid,
+            group_members.c.member_phone.is_(None),
+            group_members.c.chat_id.in_(by_phone),
+        )
+    )
+    by_lid = select(group_members.c.chat_id).where(group_members.c.member_lid == lid)
+    conn.execute(
+        update(group_members)
+        .where(
+            group_members.c.member_phone == phone,
+            group_members.c.member_lid.is_(None),
+            group_members.c.chat_id.not_in(by_lid),
+        )
+        .values(member_lid=lid)
+    )
+    conn.execute(
+        update(group_members)
+        .where(group_members.c.member_lid == lid, group_members.c.member_phone.is_(None))
+        .values(member_phone=phone, synced_at=now)
+    )

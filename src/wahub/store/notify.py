@@ -33,13 +33,15 @@ OUTBOX = "wahub_outbox"
 INBOX = "wahub_inbox"
 # A message status event was recorded (realtime subscribers).
 EVENTS = "wahub_events"
+# An operator asked something of a WhatsApp Web session (start, stop, a pairing code...).
+SESSIONS = "wahub_sessions"
 
 # How the listening connections show in pg_stat_activity.
 LISTENER_NAME = "wahub-listen"
 
 _NOTIFY: dict[tuple[str, ...], TextClause] = {
     channels: text("SELECT " + ", ".join(f"pg_notify('{c}', '')" for c in channels))
-    for channels in ((OUTBOX,), (INBOX,), (EVENTS,), (OUTBOX, EVENTS))
+    for channels in ((OUTBOX,), (INBOX,), (EVENTS,), (OUTBOX, EVENTS), (SESSIONS,))
 }
 
 

@@ -63,6 +63,45 @@ channels = Table(
     # Refuse free-form sends outside the 24-hour customer-service window up front, as
     # Meta would (131047). Off for channels whose provider has no such rule (the sandbox).
     Column("enforce_service_window", Boolean, nullable=False, server_default=true()),
+    # WhatsApp Web sessions (kind web, migration 0013); null/default for other kinds.
+    # The state the session process last saw, and what the operator wants of it: the
+    # API writes ``session_desired``/``session_epoch``/``session_logout_requested`` and
+    # the session process, which alone holds the connection, acts on them.
+    Column("session_state", String(20)),
+    Column("session_reason", Text),
+    Column("session_state_at", Float),
+    Column("session_desired", String(20)),
+    Column("session_epoch", Integer, nullable=False, server_default="0"),
+    Column("session_logout_requested", Boolean, nullable=False, server_default=false()),
+    # One session process holds a phone's connection (workers never lease web channels).
+    Column("session_lease_owner", String(80)),
+    Column("session_lease_until", Float),
+    Column("qr", Text),
+    Column("qr_expires_at", Float),
+    Column("me_phone", String(32)),
+    Column("me_lid", String(80)),
+    Column("push_name", String(200)),
+    Column("last_keepalive_at", Float),
+    # When the number was first linked: younger than a week, it gets a daily cap.
+    Column("linked_at", Float),
+    Column("pair_phone", String(32)),
+    Column("pairing_code", String(40)),
+    Column("pairing_error", Text),
+    Column("daily_cap", Integer),
+    Column("chat_jitter_seconds", Float, nullable=False, server_default="0"),
+)
+
+# Every change of a web channel's session state: the history the API shows and the feed
+# of ``channel.session`` events on /v1/stream.
+channel_state_history = Table(
+    "channel_state_history",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("channel_id", String(40), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("reason", Text),
+    Column("at", Float, nullable=False),
+    Index("ix_channel_state_history_channel", "channel_id", "id"),
 )
 
 chats = Table(

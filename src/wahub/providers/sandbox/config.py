@@ -220,6 +220,19 @@ class SandboxConfig:
     inbound_trickle_kinds: tuple[str, ...] = ("reply",)
     """Kinds of message the trickle picks from (see ``INBOUND_KINDS``)."""
 
+    # -- the web session engine under /web (see ``web.py``) --------------------------------
+
+    web_qr_rotate_s: float = 20.0
+    """How long each QR code of a pairing session lives before the next one replaces it
+    (WhatsApp: about 20 s; tests set a fraction of a second)."""
+
+    web_receipt_delay_ms: float = 20.0
+    """Delay between a web send and its first receipt, and between receipts; every id
+    that is due in the same tick is named by one receipt per chat and status."""
+
+    web_receipts: tuple[str, ...] = STATUS_ORDER
+    """Which receipts web sends get (of sent, delivered, read); empty: none."""
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Validating here, not in __post_init__, also covers runtime changes and makes a
         # misspelt knob an error instead of a silently ignored new attribute.
@@ -237,6 +250,7 @@ class SandboxConfig:
         data["whapi_fail_groups"] = list(self.whapi_fail_groups)
         data["inbound_trickle_providers"] = list(self.inbound_trickle_providers)
         data["inbound_trickle_kinds"] = list(self.inbound_trickle_kinds)
+        data["web_receipts"] = list(self.web_receipts)
         for name in SECRET_FIELDS:
             if data[name] is not None:
                 data[name] = "***"
@@ -410,4 +424,7 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "inbound_trickle_per_minute": _non_negative,
     "inbound_trickle_providers": lambda name, value: _choices(name, value, INBOUND_PROVIDERS),
     "inbound_trickle_kinds": lambda name, value: _choices(name, value, INBOUND_KINDS),
+    "web_qr_rotate_s": _positive,
+    "web_receipt_delay_ms": _positive,
+    "web_receipts": _statuses,
 }

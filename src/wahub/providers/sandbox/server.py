@@ -15,6 +15,8 @@ Routes:
 - ``POST /_sandbox/reset``: forget sends, counters and pending webhooks; restore the
   default WHAPI and Periskope directories.
 - ``GET /_sandbox/config`` and ``POST /_sandbox/config``: read or change knobs.
+- ``/web/{session}/...``: a WhatsApp Web session engine (QR, pairing, sends, receipts,
+  incoming events); ``/_sandbox/web/...``: play the phone and WhatsApp (see ``web.py``).
 - ``POST /_sandbox/inbound``: simulate leads writing to us, as webhooks in each
   provider's shape; ``GET /_sandbox/inbound``: what was emitted (see ``inbound.py``).
 
@@ -55,6 +57,7 @@ from wahub.providers.sandbox.shapes import (
 )
 from wahub.providers.sandbox.state import SendCounters, SendRecord
 from wahub.providers.sandbox.validation import InvalidSend, validate_send
+from wahub.providers.sandbox.web import WebSandbox
 from wahub.providers.sandbox.webhooks import WebhookDispatcher
 from wahub.providers.sandbox.whapi import WhapiSandbox
 
@@ -117,6 +120,7 @@ class Sandbox:
         self._trickle: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
+        self.web = WebSandbox(lambda: self._config, self._record_whapi_send, self._stopping)
         self.url: str | None = None
 
     @property
@@ -147,6 +151,7 @@ class Sandbox:
             await runner.cleanup()
             raise
         await self._webhooks.start()
+        await self.web.start()
         self._trickle = asyncio.create_task(self.inbound.trickle(), name="sandbox-inbound-trickle")
         self._runner = runner
         bound_port = runner.addresses[0][1]
@@ -166,6 +171,7 @@ class Sandbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._trickle
             self._trickle = None
+        await self.web.stop()
         await runner.cleanup()
         await self._webhooks.stop()
         self.url = None
@@ -182,6 +188,7 @@ class Sandbox:
         self.periskope.reset()
         self.media.reset()
         self.inbound.reset()
+        self.web.reset()
         if self._config.seed is not None:
             self._rng.seed(self._config.seed)
 
@@ -237,10 +244,12 @@ class Sandbox:
         self.periskope.mount(app)
         self.media.mount(app)
         self.inbound.mount(app)
+        self.web.mount(app)
         return app
 
     def _record_whapi_send(self, record: SendRecord) -> None:
-        # One send log for both providers, so tests count what arrived the same way.
+        # One send log for every provider (WHAPI and web sessions too), so tests count
+        # what arrived the same way.
         self.sends.append(record)
         self._counters.accepted += 1
 

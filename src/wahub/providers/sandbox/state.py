@@ -15,8 +15,10 @@ class SendRecord:
 
     ``to`` is the recipient as sent, ``wa_id`` as WhatsApp names it (digits without
     ``+``, or the group JID); ``body`` is the request JSON as received; ``received_at``
-    is unix seconds (float). ``provider`` is ``cloudapi`` or ``whapi`` (then ``wamid`` is
-    WHAPI's message id and ``phone_number_id`` the WHAPI channel's own number).
+    is unix seconds (float). ``provider`` is ``cloudapi``, ``whapi`` (then ``wamid`` is
+    WHAPI's message id and ``phone_number_id`` the WHAPI channel's own number) or
+    ``web`` (a web session's send: ``phone_number_id`` is the session name,
+    ``biz_opaque_callback_data`` the sender's tracking id, media replaced by its size).
     """
 
     wamid: str
