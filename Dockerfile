@@ -10,6 +10,9 @@
 # --no-workers`, `worker` processes) by overriding the command.
 FROM python:3.11-slim
 WORKDIR /app
+# neonize (WhatsApp Web sessions) loads libmagic1 at import time; the slim image lacks it.
+RUN apt-get update && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir .

@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint check bench clean
 
+# neonize (WhatsApp Web sessions) loads Debian's libmagic1 at import time: checked on
+# every install, since a machine can keep .venv and lose system packages.
 install: $(STAMP)
+	./scripts/ensure-libmagic
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

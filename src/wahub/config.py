@@ -154,7 +154,7 @@ class Settings(BaseSettings):
         "its lease; another session process resumes it after this.",
     )
     session_keepalive_timeout_seconds: float = Field(
-        default=20.0,
+        default=10.0,
         gt=0,
         description="A working session with no keep-alive answered for this long is "
         "shown as degraded until one is.",

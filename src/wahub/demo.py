@@ -27,6 +27,7 @@ from rich.live import Live
 from rich.table import Table
 
 from wahub.config import Settings
+from wahub.demo_web import WebResult, web_act
 from wahub.embedded import add_sandbox_channel, embedded_stack, free_port
 from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
@@ -56,6 +57,7 @@ class DemoResult:
     webhooks_duplicated: int = 0
     webhooks_out_of_order: int = 0
     campaign: CampaignResult | None = None
+    web: WebResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class DemoResult:
             and self.duplicates == 0
             and self.lost == 0
             and (self.campaign is None or self.campaign.ok)
+            and (self.web is None or self.web.ok)
         )
 
 
@@ -142,6 +145,7 @@ async def run_demo(
     console: Console | None = None,
     data_dir: Path | None = None,
     campaign: bool = True,
+    web: bool = True,
 ) -> DemoResult:
     console = console or Console()
     # The demo's tables are its output: the worker's lease lines (an operator's concern)
@@ -239,13 +243,18 @@ async def run_demo(
                     stack.url, stack.sandbox_url, key, hub, chats, console, timeout_s
                 )
                 _print_campaign(console, result.campaign)
+            if web:
+                result.web = await web_act(
+                    stack.url, stack.sandbox_url, key, settings, console, timeout_s
+                )
     finally:
         tmp.cleanup()
     if result.ok:
         console.print(
             "[green]OK[/green]: every message reached a final state; the sandbox got each "
             "exactly once"
-            + ("; the funnel counted every reply once and equals a recount." if campaign else ".")
+            + ("; the funnel counted every reply once and equals a recount" if campaign else "")
+            + ("; a phone linked by QR sent to a group, read." if web else ".")
         )
     else:
         console.print("[red]FAILED[/red]: see the counts above.")

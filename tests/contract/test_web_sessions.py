@@ -334,8 +334,19 @@ async def test_sending_through_a_session_that_is_not_working_is_409_naming_its_s
 
 async def test_queued_messages_wait_while_the_session_is_stopped_then_go(env: Env) -> None:
     channel_id = await env.link()
+    sender = env.processes[0][0].sender
+
+    async def refreshed_twice() -> bool:
+        # The sender re-reads its channels about every second: after two passes it has
+        # seen whatever was committed before the first.
+        start = sender.stats.refreshes
+        while sender.stats.refreshes < start + 2:
+            await asyncio.sleep(0.05)
+        return True
+
     paused = await env.api.patch(f"/v1/channels/{channel_id}", json={"paused": True})
     assert paused.status_code == 200
+    await eventually(refreshed_twice, "the sender saw the pause")
     response = await env.api.post(
         "/v1/messages",
         json={"to": PEER, "channel_id": channel_id, "type": "text", "text": {"body": "later"}},
@@ -345,6 +356,8 @@ async def test_queued_messages_wait_while_the_session_is_stopped_then_go(env: En
     assert (await env.api.post(f"/v1/channels/{channel_id}/session/stop")).status_code == 200
     await env.state_is(channel_id, "stopped")
     await env.api.patch(f"/v1/channels/{channel_id}", json={"paused": False})
+    await eventually(refreshed_twice, "the sender saw the channel resumed")
+    assert channel_id not in sender.channel_ids
     assert (await env.message(message_id))["status"] == "queued"
     assert (await env.api.post(f"/v1/channels/{channel_id}/session/start")).status_code == 200
     await env.state_is(channel_id, "working")

@@ -1,5 +1,7 @@
 """The main job, `wahub demo`, at a small size: it must pass its own end-state check,
-outbound messages and the campaign act (CSV with a bad line, replies, exact funnel)."""
+outbound messages, the campaign act (CSV with a bad line, replies, exact funnel) and the
+WhatsApp Web act (a sandbox phone linked by a QR drawn in the terminal, a group message
+read through its session)."""
 
 from __future__ import annotations
 
@@ -28,5 +30,13 @@ async def test_the_demo_reaches_a_checked_final_state() -> None:
     assert campaign.replies_stored == 6, "each reply stored once, duplicated webhooks or not"
     assert campaign.totals["replied"] == campaign.repliers == 6, campaign.totals
     assert campaign.differences == 0, "the funnel equals a recount"
+    web = result.web
+    assert web is not None
+    assert web.linked, "the phone linked by QR"
+    assert web.group_members == 3, "the phone's group reached the directory"
+    assert web.group_message_status == "read"
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "scanning this QR code" in output
+    assert "\u2580" in output or "\u2588" in output, "the QR is drawn"
     assert result.ok
     assert "OK" in console.file.getvalue(), "the summary says so"  # type: ignore[attr-defined]

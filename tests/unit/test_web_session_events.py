@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from wahub.config import Settings
 from wahub.domain.errors import ValidationError
 from wahub.domain.status import Status
+from wahub.features.channels import WHATSAPP_WEB_URL
 from wahub.features.web_sessions import effective_daily_cap, effective_state
 from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.providers.base import GroupParticipant, InboundMessage, StatusUpdate
@@ -27,6 +29,7 @@ from wahub.providers.web.session import (
     SessionState,
     StreamReplaced,
 )
+from wahub.sessions.engines import Engines
 from wahub.sessions.process import transition
 from wahub.sessions.spool import EventSpool
 
@@ -157,3 +160,21 @@ async def test_events_journaled_by_a_process_that_died_are_stored_by_the_next(
     assert await EventSpool(tmp_path).drain(store) == 2
     assert stored == [("web:msg:1", b"one"), ("web:msg:2", b"two")]
     assert not journals(tmp_path)
+
+
+async def test_a_channel_at_whatsapp_gets_neonize_and_any_other_url_the_sandbox_engine(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite:///{tmp_path / 'w.db'}",
+        session_state_dir=str(tmp_path / "sessions"),
+    )
+    engines = Engines(settings)
+    try:
+        real = engines.for_channel({"base_url": WHATSAPP_WEB_URL})
+        sandbox = engines.for_channel({"base_url": "http://127.0.0.1:9/"})
+        assert (real.name, sandbox.name) == ("neonize", "sandbox")
+        assert engines.for_channel({"base_url": "http://127.0.0.1:9"}) is sandbox
+    finally:
+        await engines.close()

@@ -119,7 +119,7 @@ class Messaging:
         default_region: str | None = None,
         on_enqueued: Callable[[], None] | None = None,
         web_daily_cap: int = 200,
-        web_keepalive_timeout_s: float = 20.0,
+        web_keepalive_timeout_s: float = 10.0,
     ) -> None:
         self.db = db
         self.web_daily_cap = web_daily_cap

@@ -125,7 +125,7 @@ class WebSessions:
         *,
         on_request: Callable[[], None] | None = None,
         default_daily_cap: int = 200,
-        keepalive_timeout_s: float = 20.0,
+        keepalive_timeout_s: float = 10.0,
         poll_seconds: float = 0.05,
     ) -> None:
         self.db = db

@@ -84,6 +84,8 @@ class OutboxStats:
     failed: int = 0
     uncertain: int = 0
     deferred: int = 0
+    # Passes over the owned channels (lease renewals with their re-read).
+    refreshes: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -158,11 +160,17 @@ class OutboxWorker:
 
     # -- channels ----------------------------------------------------------------------
 
+    @property
+    def channel_ids(self) -> frozenset[str]:
+        """The channels this worker sends for now (as of its last refresh)."""
+        return frozenset(self._channels)
+
     async def refresh_channels(self) -> None:
         """Take or renew channel leases and re-read the channels this worker owns (their
         pacing, status, removal). Runs every second by itself; a send between a change
         and the next refresh still sees the channel as it was."""
         rows = await self._take_channels()
+        self.stats.refreshes += 1
         self._log_lease_changes(self._channels, rows)
         self._channels = rows
         for channel_id, channel in rows.items():

@@ -19,7 +19,6 @@ from wahub.providers.web.sandbox_engine import SandboxWebEngine
 from wahub.providers.web.session import WebEngine
 
 NEONIZE_MODULE = "wahub.providers.web.neonize_engine"
-NEONIZE_STORE_MODULE = "wahub.providers.web.neonize_store"
 
 
 def state_dir(settings: Settings) -> Path:
@@ -54,20 +53,16 @@ class Engines:
     def _build(self, base_url: str) -> WebEngine:
         if base_url == WHATSAPP_WEB_URL:
             try:
+                # Imported only when a channel needs it: neonize loads a Go library
+                # (and libmagic) at import, which sandbox-only set-ups can do without.
                 module: Any = importlib.import_module(NEONIZE_MODULE)
-                stores: Any = importlib.import_module(NEONIZE_STORE_MODULE)
             except ImportError as exc:
                 raise ValidationError(
                     f"linking a real phone needs the neonize engine ({NEONIZE_MODULE}): {exc}"
                 ) from exc
-            # Credentials: whatsmeow's tables in schema wahub_sessions of our PostgreSQL
-            # database, or one file per channel beside the SQLite database.
-            location = (
-                str(self.state_dir / "neonize")
-                if self.settings.session_state_dir
-                else stores.store_beside(self.settings.database_url)
-            )
-            engine: WebEngine = module.NeonizeEngine(location)
+            # Credentials: schema wahub_sessions of our PostgreSQL database, or one file
+            # per channel under the state directory beside the SQLite database.
+            engine: WebEngine = module.build_engine(self.settings, self.state_dir)
             return engine
         return SandboxWebEngine(base_url, self.state_dir)
 

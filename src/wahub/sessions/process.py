@@ -328,6 +328,14 @@ class SessionProcess:
             )
         )
         log.info("opening session", extra={"channel_id": channel_id, "engine": engine.name})
+        # In the background: a dial may take the engine's whole timeout, and the control
+        # loop must keep renewing every lease meanwhile, or another process would take
+        # this phone while it dials and the two would replace each other's stream.
+        task = asyncio.create_task(self._start(channel_id, token, session))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start(self, channel_id: str, token: object, session: WebSession) -> None:
         try:
             await session.start()
         except WahubError as exc:
