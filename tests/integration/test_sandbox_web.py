@@ -184,3 +184,22 @@ async def test_an_engine_loop_that_dies_does_not_leave_the_session_looking_conne
     with pytest.raises(RetryableProviderError):
         await session.send(WebOutbound("t1", "4917612345678@s.whatsapp.net", "text", text="x"))
     await engine.close()
+
+
+async def test_logging_out_while_pairing_ends_the_pairing(
+    start_sandbox: StartSandbox, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    _, url = await start_sandbox()
+    qr_shown = asyncio.Event()
+    engine = SandboxWebEngine(url, tmp_path)
+    session = engine.open(
+        "s1", on_event=lambda e: qr_shown.set() if isinstance(e, QrCode) else None
+    )
+    await session.start()
+    async with asyncio.timeout(10):
+        await qr_shown.wait()
+    await session.logout()
+    async with http.get(f"{url}/_sandbox/web/s1") as response:
+        described = await response.json()
+    assert (described["state"], described["qr"]) == ("unlinked", None)
+    await engine.close()

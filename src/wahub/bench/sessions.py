@@ -183,7 +183,13 @@ async def run_sessions_bench(
                         hub, cloud_ids, messages=messages, chats=chats, progress=progress
                     )
                     web = await drive(
-                        hub, web_ids, messages=messages, chats=chats, progress=progress
+                        hub,
+                        web_ids,
+                        messages=messages,
+                        chats=chats,
+                        progress=progress,
+                        # Receipts lag behind sends here: give them time to be counted.
+                        deadline_s=max(300.0, messages / 5),
                     )
                     degraded = 0
                     for channel_id in web_ids:

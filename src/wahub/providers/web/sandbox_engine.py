@@ -297,14 +297,18 @@ class SandboxWebSession:
         """Unlink the device at the sandbox (best effort) and delete the credentials;
         returns within ``stop_timeout_s``."""
         token = self._engine.read_token(self.channel_id)
+        connection = self._connection
         self._connection = None
         await self._cancel_tasks()
         self._engine.delete_token(self.channel_id)
         self._linked = False
-        if token is not None:
-            with contextlib.suppress(_Unreachable, TimeoutError):
-                async with asyncio.timeout(self._engine.stop_timeout_s):
+        with contextlib.suppress(_Unreachable, TimeoutError):
+            async with asyncio.timeout(self._engine.stop_timeout_s):
+                if token is not None:
                     await self._call("POST", "/logout", body={"token": token})
+                elif connection is not None:
+                    # Nothing linked yet: end the pairing, so no QR goes on rotating.
+                    await self._call("POST", "/disconnect", body={"connection": connection})
 
     # -- the connection --------------------------------------------------------------------
 
