@@ -3,6 +3,8 @@
 procs                 a ``multiprocess.Processes`` logging into tmp_path; every process
                       still running is killed after the test, and a failing test's report
                       ends with each log's tail
+db_url                an empty database for processes to migrate and share, once on
+                      SQLite (a file in tmp_path) and once on PostgreSQL
 restartable_postgres  a PostgreSQL cluster of the test module's own, for tests that stop
                       and start the server (the session's ``postgres`` is shared, so no
                       test stops it); skipped like ``postgres`` when there is no server
@@ -19,6 +21,7 @@ import pytest
 
 from multiprocess import Processes
 from pgcluster import PostgresCluster, find_bindir
+from wahub.domain.ids import new_id
 
 
 @pytest.fixture
@@ -28,6 +31,23 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
         yield processes
     finally:
         processes.kill_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresCluster | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'w.db'}"
+        return
+    if postgres is None:
+        pytest.skip("no PostgreSQL server on this machine")
+    name = "p_" + new_id("db").split("_", 1)[1]
+    url = postgres.new_database(name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import pytest
 
 from multiprocess import Processes, wait_http
-from pgcluster import PostgresCluster
 from wahub.config import Settings
-from wahub.domain.ids import new_id
 from wahub.embedded import free_port
 from wahub.providers.sandbox import Sandbox, SandboxConfig
 from wahub.runtime import Hub
@@ -37,23 +34,6 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(f"never happened: {what}") from None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresCluster | None
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'w.db'}"
-        return
-    if postgres is None:
-        pytest.skip("no PostgreSQL server on this machine")
-    name = "s_" + new_id("db").split("_", 1)[1]
-    url = postgres.new_database(name)
-    try:
-        yield url
-    finally:
-        postgres.drop_database(name)
 
 
 async def admin_key(db_url: str) -> str:

@@ -9,17 +9,13 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import select
 
 from multiprocess import Processes
-from pgcluster import PostgresCluster
 from wahub.config import Settings
-from wahub.domain.ids import new_id
 from wahub.embedded import free_port
 from wahub.runtime import Hub
 from wahub.store.schema import channels
@@ -33,23 +29,6 @@ async def channel_owners(db_url: str) -> list[str | None]:
             return [r.lease_owner for r in await conn.execute(select(channels.c.lease_owner))]
     finally:
         await hub.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresCluster | None
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'w.db'}"
-        return
-    if postgres is None:
-        pytest.skip("no PostgreSQL server on this machine")
-    name = "w_" + new_id("db").split("_", 1)[1]
-    url = postgres.new_database(name)
-    try:
-        yield url
-    finally:
-        postgres.drop_database(name)
 
 
 async def test_sigterm_stops_the_worker_cleanly_and_releases_its_channels(db_url: str) -> None:
