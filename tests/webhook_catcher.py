@@ -1,10 +1,30 @@
-"""A stand-in webhook receiver for tests: records what the sandbox POSTs to it."""
+"""Stand-in webhook receivers for tests: ``WebhookCatcher`` records what the sandbox
+POSTs to it; ``serve_handler`` serves any handler of a test's own at one path."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+
+@contextlib.asynccontextmanager
+async def serve_handler(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]], path: str = "/hook"
+) -> AsyncIterator[str]:
+    """Serve ``handle`` for POSTs to ``path`` on a free local port; yields the URL. On
+    exit the server stops without waiting for handlers that never answer."""
+    app = web.Application()
+    app.router.add_post(path, handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+    finally:
+        await runner.cleanup()
 
 
 @dataclass

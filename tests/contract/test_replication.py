@@ -21,7 +21,6 @@ from sqlalchemy import insert, select, text, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from pgcluster import PostgresCluster, find_bindir
-from wahub.embedded import free_port
 from wahub.replication.service import Replication
 from wahub.replication.sinks.base import DELIVERED, Outcomes
 from wahub.replication.sinks.database import SEQ_COLUMN, DatabaseSink
@@ -29,6 +28,7 @@ from wahub.replication.sinks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, 
 from wahub.store import changelog as q
 from wahub.store.changelog import REPLICATED, Change
 from wahub.store.schema import chats, messages, metadata
+from webhook_catcher import serve_handler
 
 SECRET = "whsec-test"
 STANDARD_SECRET = "whsec_" + base64.b64encode(SECRET.encode()).decode()
@@ -223,18 +223,8 @@ class Receiver:
         return web.Response(status=204)
 
 
-@contextlib.asynccontextmanager
-async def serve(receiver: Receiver) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+def serve(receiver: Receiver) -> contextlib.AbstractAsyncContextManager[str]:
+    return serve_handler(receiver.handle, "/hook")
 
 
 def webhook(url: str, **extra: Any) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from aiohttp import web
 from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from wahub.embedded import free_port
 from wahub.features.subscriptions import Subscriptions
 from wahub.pipeline.event_deliveries import DeliveryPolicy, DeliveryWorker
 from wahub.pipeline.event_fanout import fanout_shipper
@@ -29,6 +28,7 @@ from wahub.pipeline.wakeup import Wakeup
 from wahub.replication.service import Replication, ReplicationError
 from wahub.replication.shipper import Shipper
 from wahub.store.schema import changes, sink_cursors
+from webhook_catcher import serve_handler
 
 DAY = 86_400.0
 
@@ -62,18 +62,8 @@ class Receiver:
         return web.Response(status=status, text="receiver says no" if status >= 300 else "")
 
 
-@contextlib.asynccontextmanager
-async def serve(receiver: Receiver) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/events", receiver.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/events"
-    finally:
-        await runner.cleanup()
+def serve(receiver: Receiver) -> contextlib.AbstractAsyncContextManager[str]:
+    return serve_handler(receiver.handle, "/events")
 
 
 class Clock:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from standardwebhooks import Webhook
 
 from wahub.embedded import free_port
 from wahub.runtime import Hub
+from webhook_catcher import serve_handler
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -31,18 +32,8 @@ class Receiver:
         return web.Response(status=self.status)
 
 
-@contextlib.asynccontextmanager
-async def serve(receiver: Receiver) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        await runner.cleanup()
+def serve(receiver: Receiver) -> contextlib.AbstractAsyncContextManager[str]:
+    return serve_handler(receiver.handle, "/hook")
 
 
 async def create(
