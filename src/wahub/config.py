@@ -52,6 +52,30 @@ class Settings(BaseSettings):
         description="Largest file POST /v1/media takes (413 beyond) and inbound media "
         "downloads keep.",
     )
+    media_download_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time budget of one inbound media download (the provider's media "
+        "URL lookup and the file), from start to the last byte; past it the try fails "
+        "and is retried.",
+    )
+    media_download_retry_base_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="First wait before retrying a failed inbound media download; it "
+        "doubles with each failure up to WAHUB_MEDIA_DOWNLOAD_RETRY_CAP_SECONDS.",
+    )
+    media_download_retry_cap_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait between two tries of an inbound media download.",
+    )
+    media_download_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Tries of an inbound media download before the message is marked "
+        "with the reason (the message itself is always kept).",
+    )
     media_dir: Path | None = Field(
         default=None,
         description="Directory of the media store. Default: beside the SQLite database "

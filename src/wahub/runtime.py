@@ -22,6 +22,7 @@ from wahub.features.channels import Channels, WebPacing
 from wahub.features.chat_names import ChatNames
 from wahub.features.conversations import Conversations, InboundPolicy
 from wahub.features.groups import GroupCache, GroupSync
+from wahub.features.inbound_media import DownloadPolicy, MediaDownloads
 from wahub.features.inbox import Inbox
 from wahub.features.media import MediaLibrary
 from wahub.features.messaging import Messaging
@@ -66,6 +67,7 @@ class Hub:
     accounts: Accounts
     outbox_wakeup: Wakeup = field(default_factory=Wakeup)
     inbox_wakeup: Wakeup = field(default_factory=Wakeup)
+    media_wakeup: Wakeup = field(default_factory=Wakeup)
     campaign_wakeup: Wakeup = field(default_factory=Wakeup)
     events_wakeup: Wakeup = field(default_factory=Wakeup)
     deliveries: DeliveryWorker | None = None
@@ -73,6 +75,7 @@ class Hub:
     dispatcher: CampaignDispatcher | None = None
     outbox: OutboxWorker | None = None
     inbox: InboxProcessor | None = None
+    media_downloads: MediaDownloads | None = None
     listener: Listener | None = None
     scheduler: Scheduler | None = None
     _scheduler_task: asyncio.Task[None] | None = None
@@ -269,6 +272,20 @@ class Hub:
                 on_change=self._inbox_changed,
                 policy=InboundPolicy.from_settings(self.settings),
             )
+            self.media_downloads = MediaDownloads(
+                self.db,
+                self.media_store,
+                self.providers.for_channel,
+                self.media_wakeup,
+                DownloadPolicy(
+                    max_bytes=self.settings.media_max_bytes,
+                    timeout_s=self.settings.media_download_timeout_seconds,
+                    retry_base_s=self.settings.media_download_retry_base_seconds,
+                    retry_cap_s=self.settings.media_download_retry_cap_seconds,
+                    max_attempts=self.settings.media_download_max_attempts,
+                ),
+                on_change=self.realtime.poke,
+            )
             self.dispatcher = CampaignDispatcher(self.campaigns, self.campaign_wakeup)
             # Event subscriptions: the log read into their outboxes (one reader across
             # processes, a leased cursor), and deliveries claimed by every process.
@@ -285,6 +302,7 @@ class Hub:
             self._tasks = [
                 asyncio.create_task(self.outbox.run(), name="outbox"),
                 asyncio.create_task(self.inbox.run(), name="inbox"),
+                asyncio.create_task(self.media_downloads.run(), name="media-downloads"),
                 asyncio.create_task(self.dispatcher.run(), name="campaigns"),
                 asyncio.create_task(self.fanout.run(), name="event-fanout"),
                 asyncio.create_task(self.deliveries.run(), name="event-deliveries"),
@@ -321,8 +339,9 @@ class Hub:
 
     def _inbox_changed(self) -> None:
         # A status applied by a webhook can free a chat (sent) for its next message;
-        # an inbound message may have queued an auto-reply.
+        # an inbound message may have queued an auto-reply or a media download.
         self.outbox_wakeup.notify()
+        self.media_wakeup.notify()
         self.realtime.poke()
 
     async def stop(self) -> None:
@@ -331,6 +350,8 @@ class Hub:
             self.outbox.stop()
         if self.inbox is not None:
             self.inbox.stop()
+        if self.media_downloads is not None:
+            self.media_downloads.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.fanout is not None:
@@ -361,5 +382,7 @@ class Hub:
                 await self._warm_task
             self._warm_task = None
         await self.chat_names.close()
+        if self.media_downloads is not None:
+            await self.media_downloads.close()
         await self.providers.close()
         await self.db.dispose()

@@ -176,6 +176,13 @@ class QuotedMessageNotSent(PermanentProviderError):
     code = "reply_to_not_sent"
 
 
+class MediaTooLarge(PermanentProviderError):
+    """A file to download is larger than we take (``WAHUB_MEDIA_MAX_BYTES``): fetching
+    it again would not make it smaller."""
+
+    code = "media_too_large"
+
+
 class ProviderOutcomeUnknown(ProviderError):
     """The request may have reached the provider but no answer came (timeout, reset
     after sending). Not proof of non-delivery: the pipeline marks the message

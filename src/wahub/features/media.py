@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import filetype
+from sqlalchemy import Connection as SyncConnection
 
 from wahub.domain.actors import Actor
 from wahub.domain.errors import (
@@ -31,6 +32,8 @@ from wahub.domain.errors import (
 from wahub.domain.ids import new_id
 from wahub.media.base import MediaMissing, MediaStore, MediaStoreUnavailable
 from wahub.providers.base import MEDIA_UPLOAD_KINDS, MediaUploader
+from wahub.store import access as access_q
+from wahub.store import conversations as conversation_q
 from wahub.store import media as q
 from wahub.store.database import Database
 
@@ -176,6 +179,17 @@ def may_read(actor: Actor, row: dict[str, Any]) -> bool:
     return actor.sees_everything and actor.may_use_channel(row["channel_id"])
 
 
+def _agent_of_chat_sync(conn: SyncConnection, actor: Actor, row: dict[str, Any]) -> bool:
+    """Whether ``actor`` is an agent of the chat a received file came in."""
+    channel_id, chat_id = row["channel_id"], row["chat_id"]
+    if channel_id is None or chat_id is None or not actor.may_use_channel(channel_id):
+        return False
+    conversation = conversation_q.get_conversation_by_chat_sync(conn, channel_id, chat_id)
+    if conversation is not None and conversation["assigned_user_id"] == actor.user_id:
+        return True
+    return access_q.is_chat_assigned_to_user_sync(conn, actor.user_id, chat_id)
+
+
 class MediaLibrary:
     """``POST /v1/media`` and ``GET /v1/media/{id}``."""
 
@@ -212,10 +226,16 @@ class MediaLibrary:
     async def get(self, actor: Actor, media_id: str) -> dict[str, Any]:
         """The row, when ``actor`` may read the file: its uploader, or a key that sees
         every chat (admins, viewers) of the file's channel (a key limited to channels:
-        not a file of no channel). NotFound otherwise."""
+        not a file of no channel); a received file also to the agents of its chat (its
+        conversation is assigned to them, or the chat to an employee group of theirs).
+        NotFound otherwise."""
         async with self.db.read() as conn:
             row = await q.get_media(conn, media_id)
-        if row is None or not may_read(actor, row):
+            visible = row is not None and (
+                may_read(actor, row)
+                or await conn.run_sync(lambda sync: _agent_of_chat_sync(sync, actor, row))
+            )
+        if row is None or not visible:
             raise NotFound(f"no media {media_id}")
         return row
 

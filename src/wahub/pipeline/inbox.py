@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection as SyncConnection
@@ -33,6 +33,12 @@ from wahub.features.identities import (
     apply_group_change_sync,
     known_phone_sync,
     link_identity_sync,
+)
+from wahub.features.inbound_media import (
+    CONTENT_KEY,
+    PENDING,
+    download_ref,
+    queue_download_sync,
 )
 from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.pipeline.wakeup import Wakeup
@@ -204,14 +210,38 @@ class InboxProcessor:
         for _, prepared in parsed:
             for message in prepared.messages:
                 channel = prepared.channels[message.channel_ref]
-                record_inbound_sync(
-                    conn, known_phone_sync(conn, message), channel, self.policy, now
-                )
+                _record_sync(conn, known_phone_sync(conn, message), channel, self.policy, now)
             for change in prepared.group_changes:
                 apply_group_change_sync(conn, change, prepared.channels[change.channel_ref], now)
             for link in prepared.identities:
                 link_identity_sync(conn, link, now)
         inbox_q.mark_processed_sync(conn, [row["id"] for row, _ in parsed], now)
+
+
+def _record_sync(
+    conn: SyncConnection,
+    message: InboundMessage,
+    channel: dict[str, Any],
+    policy: InboundPolicy,
+    now: float,
+) -> None:
+    """Store one message; one that names a file is stored with its download queued (its
+    content says ``pending``), in this transaction. The download happens later, outside
+    the writer (``features/inbound_media.py``): a slow or failing provider never holds
+    the message back."""
+    ref = download_ref(channel["kind"], message.content)
+    if ref is not None:
+        message = replace(message, content={**message.content, CONTENT_KEY: PENDING})
+    recorded = record_inbound_sync(conn, message, channel, policy, now)
+    if recorded is not None and ref is not None:
+        queue_download_sync(
+            conn,
+            message_id=recorded.message_id,
+            channel_id=channel["id"],
+            chat_id=recorded.chat_id,
+            ref=ref,
+            now=now,
+        )
 
 
 def _database_trouble(exc: Exception) -> bool:

@@ -86,6 +86,27 @@ class MediaUploader(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """A downloaded file and the type its server named (None: it named none)."""
+
+    data: bytes
+    mime_type: str | None
+
+
+@runtime_checkable
+class MediaDownloader(Protocol):
+    """A provider whose received files are fetched by its own id for them (the Cloud
+    API's ``GET /{media_id}``, then the URL it answers)."""
+
+    async def download_media(
+        self, media_id: str, *, max_bytes: int, timeout_s: float
+    ) -> Downloaded:
+        """The file. Raises ``RetryableProviderError``, ``PermanentProviderError`` or
+        ``MediaTooLarge`` (over ``max_bytes``)."""
+        ...
+
+
 # Channel kinds whose adapter is a ``MediaUploader``: sends of uploaded media ids.
 MEDIA_UPLOAD_KINDS = frozenset({"cloudapi"})
 

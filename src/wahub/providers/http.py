@@ -27,12 +27,14 @@ import aiohttp
 from yarl import URL
 
 from wahub.domain.errors import (
+    MediaTooLarge,
     NotFound,
     PermanentProviderError,
     ProviderError,
     ProviderOutcomeUnknown,
     RetryableProviderError,
 )
+from wahub.providers.base import Downloaded
 
 __all__ = [
     "SNIPPET_CHARS",
@@ -43,6 +45,7 @@ __all__ = [
     "error_code",
     "error_for_status",
     "error_object",
+    "fetch_capped",
     "first_text",
     "parse_retry_after",
     "retry_after",
@@ -250,6 +253,20 @@ class ProviderHttp:
                 f"the message may have been accepted: {_describe(exc)}"
             ) from exc
 
+    async def download(
+        self, url: str, *, what: str, max_bytes: int, timeout_s: float
+    ) -> Downloaded:
+        """GET the absolute ``url`` with this account's credentials (a provider's own
+        media host): see ``fetch_capped``."""
+        return await fetch_capped(
+            self._session,
+            url,
+            what=f"{self._provider} {what}",
+            max_bytes=max_bytes,
+            timeout_s=timeout_s,
+            headers=self._headers,
+        )
+
     @asynccontextmanager
     async def _request(
         self, method: str, path: str, **options: Any
@@ -265,6 +282,59 @@ class ProviderHttp:
             **options,
         ) as response:
             yield response
+
+
+async def fetch_capped(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    what: str,
+    max_bytes: int,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> Downloaded:
+    """GET ``url`` and read at most ``max_bytes`` of its body, within ``timeout_s`` from
+    start to the last byte.
+
+    A download is harmless to repeat, so every failure to get the file is a
+    ``RetryableProviderError`` except a file over ``max_bytes`` (``MediaTooLarge``, told
+    by ``Content-Length`` before the body is read, else by counting) and a 4xx answer
+    other than 408/429 (``PermanentProviderError``: the link is gone or not ours).
+    Redirects are followed only without ``headers``: credentials go to no other host.
+    """
+    timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s * _CONNECT_SHARE)
+    try:
+        async with session.get(
+            url, headers=headers, timeout=timeout, allow_redirects=headers is None
+        ) as response:
+            if response.status != 200:
+                raw = await response.content.read(SNIPPET_CHARS)
+                raise error_for_status(
+                    response.status,
+                    f"{what}: HTTP {response.status}: " + snippet(raw.decode("utf-8", "replace")),
+                    retry_after=retry_after(response.headers),
+                )
+            declared = response.content_length
+            if declared is not None and declared > max_bytes:
+                raise MediaTooLarge(
+                    f"{what}: {declared} bytes, over the {max_bytes}-byte limit "
+                    "(WAHUB_MEDIA_MAX_BYTES)",
+                    details={"size": declared, "limit": max_bytes},
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise MediaTooLarge(
+                        f"{what}: over the {max_bytes}-byte limit (WAHUB_MEDIA_MAX_BYTES)",
+                        details={"size": size, "limit": max_bytes},
+                    )
+                chunks.append(chunk)
+            mime = response.headers.get("Content-Type")
+            return Downloaded(b"".join(chunks), mime.split(";")[0].strip() if mime else None)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise RetryableProviderError(f"{what} failed: {_describe(exc)}") from exc
 
 
 def error_for_status(

@@ -817,3 +817,25 @@ media = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_media_chat", "chat_id"),
 )
+
+# -- media downloads (0017) ----------------------------------------------------------------
+
+# A received message's file still to be fetched from its provider (``source``: "cloudapi"
+# for a Cloud API media id in ``ref``, "link" for a URL). Written with the message,
+# deleted when the file is stored and linked (or given up on with the reason).
+media_downloads = Table(
+    "media_downloads",
+    metadata,
+    Column("message_id", String(40), primary_key=True),
+    Column("channel_id", String(40), ForeignKey("channels.id"), nullable=False),
+    Column("chat_id", String(120), nullable=False),
+    Column("source", String(16), nullable=False),  # cloudapi | link
+    Column("ref", Text, nullable=False),
+    Column("mime_type", String(100)),
+    Column("filename", String(255)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Index("ix_media_downloads_due", "next_attempt_at"),
+)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import aiohttp
 
 from wahub.domain.errors import PermanentProviderError, ProviderError, ProviderOutcomeUnknown
-from wahub.providers.base import OutboundMessage, SendResult
+from wahub.providers.base import Downloaded, OutboundMessage, SendResult
 from wahub.providers.cloudapi.errors import classify_error
 from wahub.providers.http import ProviderHttp, snippet
 
@@ -130,6 +130,7 @@ class CloudApiProvider:
             "Cloud API", session, base_url, token=access_token, timeout_s=timeout_s
         )
         version = api_version.removeprefix("v")
+        self._version = version
         self._number_path = f"/v{version}/{quote(phone_number_id, safe='')}"
         self._messages_path = f"{self._number_path}/messages"
 
@@ -177,6 +178,22 @@ class CloudApiProvider:
             what="POST /{phone_number_id}/media",
             classify=_classify_read,
             parse=_media_id,
+        )
+
+    async def download_media(
+        self, media_id: str, *, max_bytes: int, timeout_s: float
+    ) -> Downloaded:
+        """A received file: ``GET /{media_id}`` answers a short-lived URL (minutes), then
+        that URL is fetched with the same token (PROVIDERS.md: inbound media). Raises
+        ``RetryableProviderError``, ``PermanentProviderError`` or ``MediaTooLarge``."""
+        url = await self._http.get_json(
+            f"/v{self._version}/{quote(media_id, safe='')}",
+            what="GET /{media_id}",
+            classify=_classify_read,
+            parse=_media_url,
+        )
+        return await self._http.download(
+            url, what="media download", max_bytes=max_bytes, timeout_s=timeout_s
         )
 
     async def check(self) -> None:
@@ -245,6 +262,13 @@ def _media_id(payload: Any) -> str:
     if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
         raise ValueError("not a media upload answer")
     return str(payload["id"])
+
+
+def _media_url(payload: Any) -> str:
+    url = payload.get("url") if isinstance(payload, dict) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError("not a media URL answer")
+    return url
 
 
 def _phone_number_node(payload: Any) -> str:

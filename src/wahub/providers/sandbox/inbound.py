@@ -203,12 +203,17 @@ class InboundGenerator:
         sends: Callable[[], Sequence[SendRecord]],
         periskope_people: Callable[[], Sequence[str]],
         post: Callable[[str, bytes, Mapping[str, str]], None],
+        *,
+        register_media: Callable[[str], str] | None = None,
+        base_url: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._config = config
         self._rng = rng
         self._sends = sends
         self._periskope_people = periskope_people
         self._post = post
+        self._register_media = register_media
+        self._base_url = base_url
         self._prefix = secrets.token_hex(4).upper()
         self._serial = itertools.count(1)
         self.log: list[InboundRecord] = []
@@ -459,12 +464,17 @@ class InboundGenerator:
             message |= {"type": "text", "text": {"body": text}}
         elif kind == "image":
             shown = "photo of the flat"
-            message |= {"type": "image", "image": self._media("image/jpeg", caption=shown)}
+            message |= {
+                "type": "image",
+                "image": self._media("image/jpeg", link=True, caption=shown),
+            }
         elif kind == "document":
             shown = "my documents"
             message |= {
                 "type": "document",
-                "document": self._media("application/pdf", caption=shown, file_name="docs.pdf"),
+                "document": self._media(
+                    "application/pdf", link=True, caption=shown, file_name="docs.pdf"
+                ),
             }
         elif kind == "reaction":
             shown = "\U0001f44d"
@@ -534,7 +544,9 @@ class InboundGenerator:
                 "body": shown,
                 "has_media": True,
                 "media": {
-                    "path": f"/sandbox/media/{wa_id}/{filename}",
+                    "path": self._periskope_path(
+                        "image/jpeg" if image else "application/pdf", wa_id, filename
+                    ),
                     "size": 20480,
                     "filename": filename,
                     "mimetype": "image/jpeg" if image else "application/pdf",
@@ -550,14 +562,38 @@ class InboundGenerator:
         }
         return envelope, shown
 
-    def _media(self, mime_type: str, **extra: str) -> dict[str, Any]:
-        media_id = secrets.token_hex(8)
-        return {
+    def _media(self, mime_type: str, *, link: bool = False, **extra: str) -> dict[str, Any]:
+        # A file the media routes serve (GET /{media_id}, then its URL), when the server
+        # registers them; WHAPI sends a public link beside the id.
+        media_id = (
+            self._register_media(mime_type)
+            if self._register_media is not None
+            else secrets.token_hex(8)
+        )
+        media: dict[str, Any] = {
             "id": media_id,
             "mime_type": mime_type,
             "sha256": hashlib.sha256(media_id.encode()).hexdigest(),
             **extra,
         }
+        url = self._link(media_id) if link else None
+        if url is not None:
+            media["link"] = url
+        return media
+
+    def _periskope_path(self, mime_type: str, wa_id: str, filename: str) -> str:
+        # A public link to a file the server serves, when it registers them.
+        if self._register_media is not None and self._base_url() is not None:
+            link = self._link(self._register_media(mime_type))
+            if link is not None:
+                return link
+        return f"/sandbox/media/{wa_id}/{filename}"
+
+    def _link(self, media_id: str) -> str | None:
+        base = self._base_url()
+        if base is None or self._register_media is None:
+            return None
+        return f"{base}/_sandbox/media/links/{media_id}"
 
     def _location(self, name: str) -> dict[str, Any]:
         return {

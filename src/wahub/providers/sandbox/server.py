@@ -9,7 +9,8 @@ Routes:
 - ``/periskope/chats...``: the Periskope chat directory; ``/_sandbox/periskope/...``: its
   chats and call counters (see ``periskope.py``).
 - ``POST /v{version}/{phone_number_id}/media``: the Cloud API media upload; ``GET
-  /_sandbox/media``: what was uploaded (see ``media.py``).
+  /v{version}/{media_id}`` and ``/_sandbox/media/files/{id}``: received files; ``GET
+  /_sandbox/media``: what was uploaded and downloaded (see ``media.py``).
 - ``GET /_sandbox/sends``: every accepted send, ``{"sends": [...], "count": n}``.
 - ``GET /_sandbox/stats``: counters of sends, refusals and webhook deliveries.
 - ``POST /_sandbox/reset``: forget sends, counters and pending webhooks; restore the
@@ -116,6 +117,8 @@ class Sandbox:
             lambda: self.sends,
             lambda: [c["chat_id"] for c in self.periskope.chats if c["chat_id"].endswith("@c.us")],
             self._webhooks.post,
+            register_media=self.media.register_received,
+            base_url=lambda: self.url,
         )
         self._trickle: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -262,6 +265,10 @@ class Sandbox:
             and request.headers.get("Authorization") != f"Bearer {config.access_token}"
         ):
             return self._refuse(AUTH_FAILED)
+        # Meta's GET /{id} serves numbers and media ids alike.
+        media = self.media.describe(request, request.match_info["phone_number_id"])
+        if media is not None:
+            return media
         return web.json_response(
             {
                 "id": request.match_info["phone_number_id"],
