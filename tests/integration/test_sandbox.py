@@ -751,3 +751,57 @@ def test_config_rejects_out_of_range_knobs_and_orders_statuses() -> None:
         config.fail_fraction = -0.1
     with pytest.raises(AttributeError):
         config.rate_teleport = 1.0
+
+
+# --- received media (GET /{media_id}, then its URL) ------------------------------------
+
+
+async def test_a_received_file_is_described_then_served_with_the_token_only(
+    http: aiohttp.ClientSession, start_sandbox: StartSandbox
+) -> None:
+    sandbox, url = await start_sandbox(access_token="good-token")
+    media_id = sandbox.media.register_received("image/jpeg")
+    token = {"Authorization": "Bearer good-token"}
+
+    async with http.get(f"{url}/v21.0/{media_id}", headers=token) as response:
+        assert response.status == 200
+        described = await response.json()
+    async with http.get(described["url"]) as response:
+        anonymous = response.status, await response.json()
+    async with http.get(described["url"], headers=token) as response:
+        served = response.status, response.content_type, await response.read()
+    async with http.get(f"{url}/v21.0/{PHONE_NUMBER_ID}", headers=token) as response:
+        number = await response.json()
+
+    assert described["id"] == media_id
+    assert described["mime_type"] == "image/jpeg"
+    assert described["file_size"] == len(served[2])
+    assert described["url"].startswith(url)
+    assert anonymous[0] == 401
+    assert_meta_error(anonymous[1], 190)
+    assert served[:2] == (200, "image/jpeg")
+    assert served[2].startswith(b"\xff\xd8\xff"), "a JPEG's magic number"
+    assert number["id"] == PHONE_NUMBER_ID, "a number is still a number"
+    counts = await get_json(http, url + "/_sandbox/media")
+    assert (counts["received"], counts["downloads"]) == (1, 1)
+
+
+async def test_fail_downloads_fails_the_next_ones_and_refuses_a_bad_count(
+    http: aiohttp.ClientSession, start_sandbox: StartSandbox
+) -> None:
+    sandbox, url = await start_sandbox()
+    link = f"{url}/_sandbox/media/links/{sandbox.media.register_received('application/pdf')}"
+
+    async with http.post(f"{url}/_sandbox/media/fail-downloads", json={"count": -1}) as bad:
+        assert bad.status == 400
+    async with http.post(f"{url}/_sandbox/media/fail-downloads", json={"count": 1}) as armed:
+        assert armed.status == 200
+    async with http.get(link) as first:
+        assert first.status == 500
+    async with http.get(link) as second:
+        assert second.status == 200
+        assert (await second.read()).startswith(b"%PDF")
+    async with http.get(f"{url}/_sandbox/media/links/unknown") as unknown:
+        assert unknown.status == 404
+    counts = await get_json(http, url + "/_sandbox/media")
+    assert (counts["downloads_failed"], counts["downloads"]) == (1, 1)
