@@ -161,6 +161,24 @@ async def test_a_download_failing_twice_then_succeeding_stores_the_file(
     assert len(await table(stack, media)) == 1
 
 
+async def test_downloads_that_keep_failing_give_up_and_keep_the_message(
+    stack_factory: Any,
+) -> None:
+    stack = await stack_factory(media_download_max_attempts=3)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{stack.sandbox_url}/_sandbox/media/fail-downloads", json={"count": 99})
+    await emit(stack, "whapi", "4915112345673")
+    message = await media_outcome(stack, "4915112345673@s.whatsapp.net")
+
+    outcome = message["content"]["wahub_media"]
+    assert (outcome["status"], outcome["reason"]) == ("failed", "gave_up")
+    assert "3 attempts" in outcome["message"]
+    assert "500" in outcome["message"]
+    assert (await sandbox_media(stack))["downloads_failed"] == 3
+    assert await table(stack, media) == []
+    assert await table(stack, media_downloads) == []
+
+
 async def test_a_file_over_the_cap_keeps_the_message_and_names_the_reason(
     stack_factory: Any,
 ) -> None:

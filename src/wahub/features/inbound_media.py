@@ -219,6 +219,12 @@ class MediaDownloads:
         except (ProviderError, MediaStoreUnavailable) as exc:
             await self._retry_or_give_up(row, exc.message)
             return
+        except Exception as exc:
+            # A bug or a value nobody foresaw: counted like any failed try, so the
+            # download ends marked with the reason instead of retrying forever.
+            log.exception("media of message %s: download crashed", message_id)
+            await self._retry_or_give_up(row, f"{type(exc).__name__}: {exc}")
+            return
         outcome = {
             "status": "stored",
             "id": media_row["id"],
