@@ -136,6 +136,7 @@ async def test_an_inbound_image_is_downloaded_once_and_served(
         )
     assert served.status_code == 200, served.text
     assert served.headers["content-type"] == "image/jpeg"
+    assert served.headers["content-disposition"].startswith("attachment"), "never rendered"
     assert len(served.content) == RECEIVED_SIZE
     (row,) = await table(stack, media)
     assert row["source"] == "inbound"

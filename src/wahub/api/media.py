@@ -83,8 +83,11 @@ async def upload_media(request: Request, hub: HubDep, actor: WriterDep) -> Respo
 async def download_media(media_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
     row, data = await hub.media.read(actor, media_id)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    # Always an attachment: a browser saves it instead of rendering what another user
+    # uploaded or a stranger sent (a received file's type is the sender's word when its
+    # bytes have no magic number, text/html included).
+    headers["Content-Disposition"] = "attachment"
     if row["filename"]:
-        # Attachment: a browser saves it instead of rendering what another user uploaded.
         safe = row["filename"].replace('"', "").replace("\\", "")
         headers["Content-Disposition"] = f'attachment; filename="{safe}"'
     return Response(data, media_type=row["mime_type"], headers=headers)
