@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from wahub.domain.status import Status
-from wahub.providers.registry import ECHOING_KINDS
+from wahub.providers.registry import echoes_tracking_id
 from wahub.store import messages as q
 from wahub.store.schema import messages
 
@@ -342,7 +342,7 @@ async def _settle(
             grace_seconds=60,
             policy=policy,
             max_attempts=max_attempts,
-            echoing_kinds=ECHOING_KINDS,
+            echoes=echoes_tracking_id,
         )
 
 

@@ -26,6 +26,7 @@ from wahub.domain.errors import (
     RetryableProviderError,
     ValidationError,
 )
+from wahub.domain.ids import new_id
 from wahub.domain.status import Status
 from wahub.embedded import free_port
 from wahub.providers.sandbox import Sandbox, SandboxConfig
@@ -150,6 +151,10 @@ class SandboxHarness:
 
     async def receipt(self, channel: str, status: str, ids: list[str], chat_id: str) -> None:
         await self.control(channel, "receipt", {"status": status, "ids": ids, "chat_id": chat_id})
+
+    async def configure(self, **config: Any) -> None:
+        async with self._http.post(f"{self.url}/_sandbox/config", json=config) as response:
+            assert response.status == 200, await response.text()
 
     def sends(self, channel: str) -> list[dict[str, Any]]:
         return [
@@ -293,14 +298,17 @@ async def test_sends_to_a_person_and_a_group_arrive_and_get_receipts(
     live = await linked(harness)
     groups = await live.session.list_groups()
     group = next(g for g in groups if g.we_are_member)
+    tracking = [new_id("msg") for _ in range(4)]
     results = [
-        await live.session.send(WebOutbound(f"t{i}", PEER_JID, "text", text=f"hi {i}"))
+        await live.session.send(WebOutbound(tracking[i], PEER_JID, "text", text=f"hi {i}"))
         for i in range(3)
     ]
-    results.append(await live.session.send(WebOutbound("tg", group.chat_id, "text", text="all")))
+    results.append(
+        await live.session.send(WebOutbound(tracking[3], group.chat_id, "text", text="all"))
+    )
     ids = {result.provider_message_id for result in results}
     sent = harness.sends("ch1")
-    assert [s["tracking_id"] for s in sent] == ["t0", "t1", "t2", "tg"]
+    assert [s["tracking_id"] for s in sent] == tracking
     assert {s["id"] for s in sent} == ids
     read: set[str] = set()
     while read != ids:
@@ -318,9 +326,32 @@ async def test_sends_to_a_person_and_a_group_arrive_and_get_receipts(
         for r in live.events.of(ReceiptReceived)
         for s in r.statuses
     }
-    tracking = ["t0", "t1", "t2", "tg"]
     assert echoed == {r.provider_message_id: t for r, t in zip(results, tracking, strict=True)}
     await live.session.stop()
+
+
+async def test_a_receipt_names_our_message_whose_send_result_was_never_recorded(
+    harness: SandboxHarness,
+) -> None:
+    # The session process dies between handing the message over and storing the
+    # answer: the receipt, which names WhatsApp's id only, must still say whose it is,
+    # in the process that takes over, and a resend must go under the same id.
+    await harness.configure(web_receipts=[])
+    live = await linked(harness)
+    ours = new_id("msg")
+    await live.session.send(WebOutbound(ours, PEER_JID, "text", text="cut short"))
+    await live.session.stop()  # the answer above is dropped, as by a SIGKILL
+    [sent] = harness.sends("ch1")
+    again = await open_session(harness)
+    await again.events.next(Connected)
+    await harness.receipt("ch1", "delivered", [sent["id"]], PEER_JID)
+    receipt = await again.events.next(ReceiptReceived)
+    assert [(s.provider_message_id, s.tracking_id) for s in receipt.statuses] == [
+        (sent["id"], ours)
+    ]
+    resent = await again.session.send(WebOutbound(ours, PEER_JID, "text", text="cut short"))
+    assert resent.provider_message_id == sent["id"]
+    await again.session.stop()
 
 
 async def test_one_receipt_naming_several_messages_reports_each(harness: SandboxHarness) -> None:

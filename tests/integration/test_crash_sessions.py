@@ -11,7 +11,9 @@ about 40 s to drain, and the kills fall into it: the session process always hold
 claimed messages when it dies. Claimed ones must go back to the queue, sends that left
 must be settled by their receipts (the restarted process reads the events its
 predecessor journaled or never acked), none sent twice, and sends that never left must
-be sent after the grace period (the uncertain policy is ``resend``: see the env).
+be sent after the grace period. The uncertain policy is the default (``fail``): web
+sends go under WhatsApp ids derived from our message ids, so their receipts name our
+messages and silence settles them, as for the Cloud API.
 """
 
 from __future__ import annotations
@@ -107,14 +109,11 @@ async def test_session_process_killed_three_times_loses_nothing_sends_nothing_tw
         # has run out.
         "WAHUB_SESSION_LEASE_SECONDS": "2",
         "WAHUB_WORKER_CONCURRENCY": str(2 * CHATS),
-        # A send cut short by a kill is uncertain. The sandbox's receipts echo our id,
-        # so one that reached it is settled by them (within seconds of the takeover),
-        # and silence after the grace period means it never left: resend. The default
-        # policy (fail) is for engines that echo nothing; web channels count as such
-        # (providers/registry.py ECHOING_KINDS), so it would fail those sends: measured
-        # 13 of 2,000 lost in one run with it.
+        # A send cut short by a kill is uncertain. It went under a WhatsApp id derived
+        # from our message id, so a receipt for it names our message (within seconds of
+        # the takeover), and silence after the grace period means it never left: it is
+        # resent, under the default policy too (providers/registry.py).
         "WAHUB_UNCERTAIN_GRACE_SECONDS": "30",
-        "WAHUB_UNCERTAIN_POLICY": "resend",
         "WAHUB_BACKOFF_BASE_SECONDS": "0.1",
         "WAHUB_LOG_LEVEL": "WARNING",
     }

@@ -107,6 +107,40 @@ async def test_sends_are_recorded_and_a_resend_counts_as_a_duplicate(
     assert (stats["sends"], stats["duplicates"]) == (2, 1)
 
 
+async def test_a_send_goes_under_the_id_the_sender_chose_and_receipts_name_only_it(
+    start_sandbox: StartSandbox, http: aiohttp.ClientSession
+) -> None:
+    sandbox, url = await start_sandbox()
+    connection, _ = await _link(http, url, "s1")
+    send = {
+        "connection": connection,
+        "to": "4917612345678@s.whatsapp.net",
+        "kind": "text",
+        "text": "hi",
+        "tracking_id": "msg-1",
+        "id": "3EB0AABBCCDDEEFF0011",
+    }
+    status, answer = await _post(http, f"{url}/web/s1/send", send)
+    assert (status, answer["id"]) == (200, "3EB0AABBCCDDEEFF0011")
+    assert [s.wamid for s in sandbox.sends if s.provider == "web"] == ["3EB0AABBCCDDEEFF0011"]
+    after, receipts = 0, []
+    while not receipts:
+        async with http.get(
+            f"{url}/web/s1/events",
+            params={"connection": connection, "after": str(after), "wait": "10"},
+        ) as response:
+            events = (await response.json())["events"]
+        after = max([after, *(event["seq"] for event in events)])
+        receipts = [event for event in events if event["type"] == "receipt"]
+    receipt = receipts[0]
+    assert receipt["ids"] == ["3EB0AABBCCDDEEFF0011"]
+    assert "tracking_ids" not in receipt  # WhatsApp echoes nothing of ours
+
+    status, answer = await _post(http, f"{url}/web/s1/send", {**send, "id": "3eb0-short"})
+    assert (status, answer["error"]["code"]) == (400, "invalid_request")
+    assert answer["error"]["details"] == {"field": "id", "id": "3eb0-short"}
+
+
 async def test_a_send_on_a_closed_connection_is_refused_and_not_recorded(
     start_sandbox: StartSandbox, http: aiohttp.ClientSession
 ) -> None:

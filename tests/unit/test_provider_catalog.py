@@ -18,8 +18,9 @@ from wahub.domain.status import Status
 from wahub.pipeline.parsers import parse_stored_delivery
 from wahub.providers import catalog
 from wahub.providers.cloudapi.webhooks import parse_body
-from wahub.providers.registry import ECHOING_KINDS, ProviderRegistry
+from wahub.providers.registry import ProviderRegistry, echoes_tracking_id
 from wahub.providers.spec import Capability, ProviderSpec, Receiver
+from wahub.providers.web.spec import WHATSAPP_WEB_URL
 
 
 def test_a_declared_capability_without_its_factory_is_refused() -> None:
@@ -61,7 +62,18 @@ def test_chat_directories_that_name_people_are_tried_first() -> None:
 
 
 def test_only_providers_declaring_echoes_settle_uncertain_sends_by_silence() -> None:
-    assert frozenset({"cloudapi"}) == ECHOING_KINDS
+    sandbox = "http://127.0.0.1:8999"
+    echoing = {spec.kind for spec in catalog.PROVIDERS if echoes_tracking_id(spec.kind, sandbox)}
+    assert echoing == {"cloudapi", "web"}
+    assert not echoes_tracking_id("nosuchkind", sandbox)
+
+
+def test_web_channels_echo_only_through_an_engine_that_sends_under_our_ids() -> None:
+    # The sandbox engine chooses message ids derived from ours; neonize 0.5.2 cannot
+    # choose (whatsmeow picks), so a real phone's receipts settle nothing by silence.
+    assert echoes_tracking_id("web", "http://127.0.0.1:8999/")
+    assert not echoes_tracking_id("web", WHATSAPP_WEB_URL)
+    assert not echoes_tracking_id("web", WHATSAPP_WEB_URL + "/")
 
 
 def test_every_receiver_is_listed_under_the_inbox_provider_it_stores() -> None:

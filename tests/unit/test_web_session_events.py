@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from wahub.config import Settings
-from wahub.domain.errors import ValidationError
+from wahub.domain.errors import StoreUnavailable, ValidationError
 from wahub.domain.status import Status
 from wahub.features.web_sessions import effective_daily_cap, effective_state
 from wahub.pipeline.parsers import parse_stored_delivery
@@ -31,7 +32,7 @@ from wahub.providers.web.session import (
 from wahub.providers.web.spec import WHATSAPP_WEB_URL
 from wahub.sessions.engines import Engines
 from wahub.sessions.process import transition
-from wahub.sessions.spool import EventSpool
+from wahub.sessions.spool import BURST, EventSpool
 
 LID = "76699677012110@lid"
 
@@ -154,12 +155,48 @@ async def test_events_journaled_by_a_process_that_died_are_stored_by_the_next(
     os.rename(tmp_path / f"events.{os.getpid()}.jsonl", tmp_path / "events.999999999.jsonl")
     stored: list[tuple[str, bytes]] = []
 
-    async def store(key: str, body: bytes) -> None:
-        stored.append((key, body))
+    async def store(entries: Sequence[tuple[str, bytes]]) -> None:
+        stored.extend(entries)
 
     assert await EventSpool(tmp_path).drain(store) == 2
     assert stored == [("web:msg:1", b"one"), ("web:msg:2", b"two")]
     assert not journals(tmp_path)
+
+
+async def test_a_drain_stores_a_burst_of_events_in_one_call_each_burst(tmp_path: Path) -> None:
+    spool = EventSpool(tmp_path)
+    for index in range(BURST + 3):
+        spool.append(f"web:receipt:{index}", b"r")
+    calls: list[list[str]] = []
+
+    async def store(entries: Sequence[tuple[str, bytes]]) -> None:
+        calls.append([key for key, _ in entries])
+
+    assert await spool.drain(store) == BURST + 3
+    assert [len(keys) for keys in calls] == [BURST, 3]
+    assert [key for keys in calls for key in keys] == [
+        f"web:receipt:{index}" for index in range(BURST + 3)
+    ]
+    spool.close()
+
+
+async def test_a_burst_that_fails_is_stored_again_by_the_next_drain(tmp_path: Path) -> None:
+    spool = EventSpool(tmp_path)
+    spool.append("web:receipt:1", b"r")
+
+    async def refuse(entries: Sequence[tuple[str, bytes]]) -> None:
+        raise StoreUnavailable("the database is away")
+
+    with pytest.raises(StoreUnavailable):
+        await spool.drain(refuse)
+    stored: list[tuple[str, bytes]] = []
+
+    async def store(entries: Sequence[tuple[str, bytes]]) -> None:
+        stored.extend(entries)
+
+    assert await spool.drain(store) == 1
+    assert stored == [("web:receipt:1", b"r")]
+    spool.close()
 
 
 async def test_a_channel_at_whatsapp_gets_neonize_and_any_other_url_the_sandbox_engine(

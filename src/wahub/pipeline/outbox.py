@@ -50,7 +50,7 @@ from wahub.pipeline.backoff import PAIR_LIMIT_CODE, retry_delay
 from wahub.pipeline.pacing import PairLimiter, TokenBucket
 from wahub.pipeline.wakeup import Wakeup
 from wahub.providers.base import MediaUploader, OutboundMessage
-from wahub.providers.registry import ECHOING_KINDS, ProviderRegistry
+from wahub.providers.registry import ProviderRegistry, echoes_tracking_id
 from wahub.store import channels as channel_q
 from wahub.store import messages as q
 from wahub.store.database import Database
@@ -585,7 +585,7 @@ class OutboxWorker:
             grace_seconds=self.settings.uncertain_grace_seconds,
             policy=self.settings.uncertain_policy,
             max_attempts=self.settings.max_attempts,
-            echoing_kinds=ECHOING_KINDS,
+            echoes=echoes_tracking_id,
         )
         return expired, settled
 

@@ -11,7 +11,7 @@ built, and nowhere else, so a channel row passed around or logged holds no token
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import orjson
@@ -24,9 +24,13 @@ from wahub.providers.spec import Capability, Connection, ProviderSpec
 
 T = TypeVar("T")
 
-# Channel kinds whose statuses echo our message id, so that silence settles an uncertain
-# send (the outbox resends it after the grace period instead of applying the policy).
-ECHOING_KINDS: Final = frozenset(spec.kind for spec in catalog.PROVIDERS if spec.echoes_tracking_id)
+
+def echoes_tracking_id(kind: str, base_url: str) -> bool:
+    """Whether the statuses of a channel (its ``kind`` and ``base_url``) name our message
+    id, so that silence settles an uncertain send (the outbox resends it after the grace
+    period instead of applying the policy). False for a kind nobody provides."""
+    spec = catalog.spec_for(kind)
+    return spec is not None and spec.echoes(base_url)
 
 
 class ProviderRegistry:

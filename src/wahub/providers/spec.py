@@ -114,7 +114,9 @@ class ProviderSpec:
     lacks it; ``phone_number_is_ours`` says ``phone_number`` is the channel's own
     WhatsApp number (stored as E.164), not a free label. ``echoes_tracking_id``: the
     provider's statuses carry our message id back, so a send whose outcome is unknown
-    and that no status mentions within the grace period provably did not go out.
+    and that no status mentions within the grace period provably did not go out;
+    ``echoes_tracking_id_at``, when set, decides it per channel instead, from the
+    channel's ``base_url`` (a provider whose engines differ: see ``echoes``).
     ``names_people``: its chat directory knows people as well as groups. ``send_types``
     are the message content types its sender can send (Cloud API names); any other is
     refused with ``PermanentProviderError`` before a request is made.
@@ -132,8 +134,16 @@ class ProviderSpec:
     chats: Callable[[Connection], ChatDirectory] | None = None
     receiver: Receiver | None = None
     echoes_tracking_id: bool = False
+    echoes_tracking_id_at: Callable[[str], bool] | None = None
     names_people: bool = False
     send_types: frozenset[str] = frozenset()
+
+    def echoes(self, base_url: str) -> bool:
+        """Whether statuses of a channel of this kind at ``base_url`` name our message,
+        so that silence settles an uncertain send (see ``echoes_tracking_id``)."""
+        if self.echoes_tracking_id_at is not None:
+            return self.echoes_tracking_id_at(base_url)
+        return self.echoes_tracking_id
 
     def __post_init__(self) -> None:
         built = {

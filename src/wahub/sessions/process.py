@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -481,7 +482,17 @@ class SessionProcess:
     async def _drain(self) -> None:
         self.stored_events += await self.spool.drain(self._store)
 
-    async def _store(self, key: str, body: bytes) -> bool:
-        return await self.intake.store(
-            provider=codec.PROVIDER, dedupe_key=key, headers={}, body=body
+    async def _store(self, entries: Sequence[tuple[str, bytes]]) -> None:
+        """Store a burst of journaled events, in order. Submitted together, the intake's
+        WriteBatcher writes them as one multi-row insert in one transaction, not one
+        transaction each. Raises the first error once every submission has ended."""
+        results = await asyncio.gather(
+            *(
+                self.intake.store(provider=codec.PROVIDER, dedupe_key=key, headers={}, body=body)
+                for key, body in entries
+            ),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

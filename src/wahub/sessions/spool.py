@@ -3,8 +3,9 @@
 An engine acknowledges an event (to the sandbox, to WhatsApp's servers) once
 ``on_event`` returns, and ``on_event`` cannot wait for a database commit. So it appends
 the event to this journal (a write the kernel keeps even if the process is killed), and
-a drain task stores journaled events in the inbox; the inbox's dedupe key makes a
-replay harmless. A process that died leaves its journal behind, and the next one on
+a drain task stores journaled events in the inbox, a burst at a time (a receipt per
+send, hundreds a second, would otherwise cost a transaction each); the inbox's dedupe
+key makes a replay harmless. A process that died leaves its journal behind, and the next one on
 the same host drains it first: nothing acknowledged is lost.
 
 Each process appends to ``<dir>/events.<pid>.jsonl``; a drain renames it to
@@ -18,12 +19,17 @@ import base64
 import contextlib
 import itertools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 import orjson
 
-Store = Callable[[str, bytes], Awaitable[object]]
+# Stores a burst of (dedupe key, body) pairs, in order; returns once all are committed.
+Store = Callable[[Sequence[tuple[str, bytes]]], Awaitable[object]]
+
+# Events handed to one ``Store`` call at most (one multi-row insert: WriteBatcher's size).
+BURST: Final = 512
 
 
 class EventSpool:
@@ -60,8 +66,10 @@ class EventSpool:
 
     async def drain(self, store: Store) -> int:
         """Store every journaled event (this process's and any a dead one left), oldest
-        file first, deleting each file once all its events are stored. Returns how many
-        were stored. An exception from ``store`` leaves the rest for the next drain."""
+        file first, up to ``BURST`` per ``store`` call, deleting each file once all its
+        events are stored. Returns how many were stored. An exception from ``store``
+        leaves the file for the next drain (what was stored of it is stored again, and
+        deduplicated by its key)."""
         self._rotate()
         self._adopt_orphans()
         stored = 0
@@ -70,14 +78,16 @@ class EventSpool:
                 lines = path.read_bytes().splitlines()
             except FileNotFoundError:
                 continue  # another process drained it meanwhile
+            entries: list[tuple[str, bytes]] = []
             for raw in lines:
                 try:
                     entry = orjson.loads(raw)
-                    key, body = str(entry["k"]), base64.b64decode(entry["b"])
+                    entries.append((str(entry["k"]), base64.b64decode(entry["b"])))
                 except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
                     continue  # a line cut short by a kill mid-write: never acknowledged
-                await store(key, body)
-                stored += 1
+            for start in range(0, len(entries), BURST):
+                await store(entries[start : start + BURST])
+            stored += len(entries)
             path.unlink(missing_ok=True)
         return stored
 

@@ -6,7 +6,7 @@ status change, its event and (later) its counters commit together.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -759,12 +759,13 @@ def settle_uncertain_sync(
     grace_seconds: float,
     policy: str,
     max_attempts: int,
-    echoing_kinds: Collection[str],
+    echoes: Callable[[str, str], bool],
 ) -> list[StatusChange]:
     """Uncertain messages no status settled within the grace period: resend or fail.
 
-    On channels whose kind is in ``echoing_kinds`` the provider echoes our message id in
-    every status (Cloud API's ``biz_opaque_callback_data``, the sandbox), so silence
+    On channels for which ``echoes(kind, base_url)`` is true the provider's statuses
+    name our message (Cloud API's ``biz_opaque_callback_data``, the sandbox, a web
+    session sending under ids derived from ours), so silence
     for the whole grace period means the request never became a message: it is resent,
     whatever ``policy`` says. Elsewhere (WHAPI echoes nothing) silence proves nothing,
     and ``policy`` decides: ``resend`` (risking a duplicate) or ``fail`` (risking a
@@ -779,6 +780,7 @@ def settle_uncertain_sync(
                 messages.c.sender_user_id,
                 messages.c.attempts,
                 channels.c.kind,
+                channels.c.base_url,
             )
             .join(channels, channels.c.id == messages.c.channel_id)
             .where(messages.c.status == "uncertain", messages.c.uncertain_at < now - grace_seconds)
@@ -788,13 +790,13 @@ def settle_uncertain_sync(
     events: list[EventRecord] = []
     silence = f"no status from the provider within {grace_seconds:g} s of an interrupted send"
     for r in rows:
-        echoes = r.kind in echoing_kinds
+        echoed = echoes(r.kind, r.base_url)
         title: str | None
         detail: str | None
         if r.attempts >= max_attempts:
             title = f"{silence}, after {r.attempts} attempts"
             detail = None
-        elif echoes or policy == "resend":
+        elif echoed or policy == "resend":
             title = detail = None
         else:
             title = f"{silence}; not resent to avoid a duplicate (policy: fail)"

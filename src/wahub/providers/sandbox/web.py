@@ -12,10 +12,12 @@ Client routes (what ``providers/web/sandbox_engine.py`` calls), per session name
   or nothing after ``wait`` seconds.
 - ``POST /web/{session}/keepalive`` ``{connection}``: 200, or 503 while the sandbox is
   told not to answer keep-alives.
-- ``POST /web/{session}/send`` ``{connection, to, kind, text?, media_b64?, ...}``: a
-  send to a person (``digits@s.whatsapp.net``, ``...@lid``) or a group we are in;
+- ``POST /web/{session}/send`` ``{connection, to, kind, id?, text?, media_b64?, ...}``:
+  a send to a person (``digits@s.whatsapp.net``, ``...@lid``) or a group we are in;
   recorded in ``GET /_sandbox/sends`` (``provider: web``) and answered with the
-  message id; receipts follow as events.
+  message id: ``id`` when the sender chose one (as WhatsApp lets it), else a new one.
+  Receipts follow as events and, like WhatsApp's, name message ids only (``tracking_id``
+  in the body is kept in the send log, to count duplicates, and never echoed).
 - ``POST /web/{session}/pair-phone`` ``{connection, phone}``: a pairing code.
 - ``GET /web/{session}/groups?connection=``: our groups with members.
 - ``POST /web/{session}/disconnect`` ``{connection}`` and ``POST /web/{session}/logout``
@@ -69,6 +71,8 @@ _PERSON_RE: Final = re.compile(r"^\d{7,15}@s\.whatsapp\.net$")
 _LID_RE: Final = re.compile(r"^\d{6,20}@lid$")
 _GROUP_RE: Final = re.compile(r"^[\d-]{10,40}@g\.us$")
 _PHONE_RE: Final = re.compile(r"^\+[1-9]\d{6,14}$")
+# A message id a sender may choose: WhatsApp's clients use upper-case hex (and letters).
+_MESSAGE_ID_RE: Final = re.compile(r"^[0-9A-Z]{16,64}$")
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -95,10 +99,6 @@ class WebSandbox:
         # receipt names every id that reached the status in the same tick.
         self._pending: dict[tuple[str, str, str], list[str]] = {}
         self._tracking_ids: Counter[str] = Counter()
-        # Message id -> the sender's tracking id, echoed in receipts (as the Cloud API
-        # echoes biz_opaque_callback_data): a session process that died before storing
-        # a send's id can still match its receipts to the message.
-        self._tracking_of: dict[str, str] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._work = asyncio.Event()
 
@@ -115,7 +115,6 @@ class WebSandbox:
         self.sessions.clear()
         self._pending.clear()
         self._tracking_ids.clear()
-        self._tracking_of.clear()
 
     def stats(self) -> dict[str, Any]:
         """``sends`` accepted through sessions; ``duplicates`` counts sends whose
@@ -199,7 +198,6 @@ class WebSandbox:
                     "type": "receipt",
                     "status": status,
                     "ids": ids,
-                    "tracking_ids": [self._tracking_of.get(i) for i in ids],
                     "chat_id": chat_id,
                     "timestamp": now,
                 }
@@ -278,7 +276,11 @@ class WebSandbox:
         elif not (_PERSON_RE.match(to) or _LID_RE.match(to)):
             raise _invalid(f"to must be a person or group JID, got {to!r}", field="to")
         tracking_id = _optional_str(body, "tracking_id")
-        message_id = new_message_id()
+        message_id = _optional_str(body, "id") or new_message_id()
+        if not _MESSAGE_ID_RE.match(message_id):
+            raise _invalid(
+                "id must be 16 to 64 upper-case letters and digits", field="id", id=message_id
+            )
         now = time.time()
         recorded = {key: value for key, value in body.items() if key != "media_b64"}
         if media_size is not None:
@@ -297,8 +299,6 @@ class WebSandbox:
             )
         )
         self._tracking_ids[tracking_id or message_id] += 1
-        if tracking_id is not None:
-            self._tracking_of[message_id] = tracking_id
         receipts = self._config().web_receipts
         if receipts:
             self._pending.setdefault((name, to, receipts[0]), []).append(message_id)

@@ -104,8 +104,6 @@ class WebProvider:
     the session is gone (the outbox retries later), whatever the session raises else."""
 
     kind = "web"
-    # Receipts name WhatsApp's message ids only: silence settles nothing.
-    echoes_tracking_id = False
 
     def __init__(self, session: WebSession, media: MediaFetcher) -> None:
         self.session = session

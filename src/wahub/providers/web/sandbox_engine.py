@@ -17,8 +17,10 @@ resumes after the last acked one, so nothing acked is lost or repeated. A droppe
 connection is redialled with backoff; logout, a replaced stream and a ban end the
 session, as whatsmeow does. Keep-alives are sent every ``keepalive_interval_s``; an
 unanswered one reports ``KeepAliveMissed`` and the next answered one
-``KeepAliveRestored``. Receipts echo the ``tracking_id`` a message was sent with (in
-``StatusUpdate.tracking_id``), as Cloud API statuses do.
+``KeepAliveRestored``. Each send goes under a message id derived from our own
+(``message_ids.provider_id_for``), so a receipt, which names WhatsApp ids only, is
+decoded back to our message (``StatusUpdate.tracking_id``) even when this process died
+before it stored the send's answer, and a resend reuses the id.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from wahub.providers.base import (
     SendResult,
     StatusUpdate,
 )
+from wahub.providers.web.message_ids import provider_id_for, tracking_id_of
 from wahub.providers.web.session import (
     Connected,
     ConnectFailed,
@@ -251,6 +254,10 @@ class SandboxWebSession:
         body: dict[str, Any] = {
             "connection": connection,
             "tracking_id": message.tracking_id,
+            # Chosen, as WhatsApp lets a sender do: the receipts name our message by it
+            # even if this process dies before it stores the answer, and a resend goes
+            # under the same id.
+            "id": provider_id_for(message.tracking_id),
             "to": message.to,
             "kind": message.kind,
             "text": message.text,
@@ -464,16 +471,15 @@ class SandboxWebSession:
         elif kind == "receipt":
             status = Status(event["status"])
             ids = event["ids"]
-            tracking_ids = event.get("tracking_ids") or [None] * len(ids)
             statuses = tuple(
                 StatusUpdate(
                     provider_message_id=message_id,
                     status=status,
                     timestamp=int(event["timestamp"]),
-                    tracking_id=tracking_id,
+                    tracking_id=tracking_id_of(message_id),
                     recipient=event.get("chat_id"),
                 )
-                for message_id, tracking_id in zip(ids, tracking_ids, strict=True)
+                for message_id in ids
             )
             self._emit(ReceiptReceived(statuses))
         elif kind == "group":

@@ -21,6 +21,18 @@ from wahub.providers.web import events
 WHATSAPP_WEB_URL = "https://web.whatsapp.com"
 
 
+def sends_under_our_ids(base_url: str) -> bool:
+    """Whether the engine holding a channel at ``base_url`` sends under message ids
+    derived from ours (``message_ids``), so that its receipts name our messages.
+
+    The sandbox engine does. The neonize engine cannot: neonize 0.5.2's ``SendMessage``
+    (Go side) calls whatsmeow's ``SendMessage`` without a ``SendRequestExtra``, so
+    whatsmeow picks a random id, and receipts for a send whose answer was lost name
+    nothing we know. Its channels stay under ``WAHUB_UNCERTAIN_POLICY``.
+    """
+    return base_url.rstrip("/") != WHATSAPP_WEB_URL
+
+
 def dedupe_key(body: bytes) -> str:
     """The key the session process stored the event under (it travels in the body), or
     a digest of a body that has none."""
@@ -40,4 +52,5 @@ SPEC = ProviderSpec(
     credential_key="",
     credential_name="linked phone",
     receiver=Receiver(provider=events.PROVIDER, dedupe_key=dedupe_key, parse=events.parse_body),
+    echoes_tracking_id_at=sends_under_our_ids,
 )
