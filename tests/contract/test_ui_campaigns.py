@@ -9,6 +9,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -78,11 +79,17 @@ async def _create(
     filename: str = "people.csv",
     content_type: str = "text/csv",
     templates: str = TEMPLATES,
+    start_at: str = "",
 ) -> httpx.Response:
     page = await client.get("/ui/campaigns")
     return await client.post(
         "/ui/campaigns",
-        data={"csrf": csrf_of(page.text), "name": f"spring {SCRIPT}", "templates": templates},
+        data={
+            "csrf": csrf_of(page.text),
+            "name": f"spring {SCRIPT}",
+            "templates": templates,
+            "start_at": start_at,
+        },
         files={"audience": (filename, audience, content_type)},
     )
 
@@ -163,6 +170,24 @@ async def test_bad_templates_are_named_beside_their_field(ui: Ui) -> None:
     assert unknown.status_code == 422
     assert "not approved" in unknown.text.split('id="templates-error">', 1)[1]
     assert await ui.hub.campaigns.list_campaigns() == []
+
+
+async def test_a_start_time_schedules_it_and_a_bad_one_is_named(ui: Ui) -> None:
+    async with ui.signed_in("admin", "root2") as client:
+        bad = await _create(client, ui.audience(), start_at="next tuesday")
+        past = await _create(client, ui.audience(), start_at="2020-01-01T09:00")
+        scheduled = await _create(client, ui.audience(), start_at="2999-12-24T09:00")
+
+    assert bad.status_code == 422
+    assert "not a time" in bad.text.split('id="start_at-error">', 1)[1]
+    assert 'value="next tuesday"' in bad.text
+    assert past.status_code == 422
+    assert "has passed" in past.text.split('id="start_at-error">', 1)[1]
+    assert scheduled.status_code == 201
+    assert 'id="starts-at">Starts by itself at 2999-12-24 09:00 UTC' in scheduled.text
+    [campaign] = await ui.hub.campaigns.list_campaigns()
+    assert campaign["start_at"] == datetime(2999, 12, 24, 9, 0, tzinfo=UTC).timestamp()
+    assert await ui.queued() == 0
 
 
 async def test_creating_needs_the_csrf_token(ui: Ui) -> None:

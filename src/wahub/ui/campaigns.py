@@ -11,6 +11,8 @@ manage, every role reads, a channel-scoped key sees its channels' campaigns only
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -91,10 +93,15 @@ async def create_campaign(request: Request, page: SignedIn) -> Response:
         "name": text_field(form, "name")[:200],
         "channel_id": text_field(form, "channel_id"),
         "templates": text_field(form, "templates"),
+        "start_at": text_field(form, "start_at"),
     }
     try:
         csv_text = await _audience(form.get("audience"), hub.settings.max_upload_bytes)
-        raw: dict[str, Any] = {"name": typed["name"], "templates": _templates(typed["templates"])}
+        raw: dict[str, Any] = {
+            "name": typed["name"],
+            "templates": _templates(typed["templates"]),
+            "start_at": _start_at(typed["start_at"], now=time.time()),
+        }
         if typed["channel_id"]:
             raw["channel_id"] = typed["channel_id"]
         created = await hub.campaigns.create(page.actor, campaign_model(raw), csv_text)
@@ -173,6 +180,27 @@ def _templates(text: str) -> Any:
         ) from None
 
 
+def _start_at(text: str, *, now: float) -> float | None:
+    """The form's start time (``YYYY-MM-DDTHH:MM``, UTC) as unix seconds; None when empty
+    (the campaign waits for Start). ValidationError for a bad or past time."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise ValidationError(
+            f"start_at: {text!r} is not a time; write it as 2026-12-24T09:00 (UTC)",
+            details={"field": "start_at"},
+        ) from None
+    if moment <= now:
+        # A past time would start at once: the upload's report would come too late.
+        raise ValidationError(
+            "start_at: that time has passed; leave it empty and press Start instead",
+            details={"field": "start_at"},
+        )
+    return moment
+
+
 def _funnel(campaign: dict[str, Any]) -> dict[str, Any]:
     return {"bars": funnel_bars(campaign["stats"]), "bar_width": BAR_WIDTH}
 
@@ -201,7 +229,7 @@ async def _list(
             channels=channels,
             errors=errors or {},
             line_errors=line_errors or [],
-            typed=typed or {"name": "", "channel_id": "", "templates": ""},
+            typed=typed or {"name": "", "channel_id": "", "templates": "", "start_at": ""},
             example=TEMPLATES_EXAMPLE,
         ),
         status_code=status_code,
