@@ -298,3 +298,67 @@ def test_an_admin_creates_a_key_shown_once_and_revokes_it(page: Page, server: Se
         ).status_code
         == 401
     )
+
+
+def test_a_csv_campaign_with_a_bad_line_is_started_and_its_funnel_fills_live(
+    page: Page, server: Server
+) -> None:
+    audience = "\n".join(
+        ["phone,order", f"+4915112340011,{HTML_NAME}", "not a phone,B-2", "+4915112340012,B-3"]
+    )
+    sign_in_with_key(page, server, "admin")
+    page.click("nav a[href='/ui/campaigns']")
+    page.fill("#campaign-name", "spring")
+    page.select_option("#campaign-channel", label="sandbox")
+    page.fill(
+        "#campaign-templates",
+        '[{"name": "order_update", "language": "en_US", "parameters": ["order"]}]',
+    )
+    page.set_input_files(
+        "#campaign-audience",
+        {"name": "people.csv", "mimeType": "text/csv", "buffer": audience.encode()},
+    )
+    page.click("#create-campaign button[type=submit]")
+
+    # The report comes before anything is sent: two accepted, line 3 refused with its reason.
+    expect(page.locator("#upload-report")).to_contain_text("2 recipients accepted, 1 line rejected")
+    expect(page.locator("#rejected-lines")).to_contain_text("bad_phone")
+    expect(page.locator('[data-stage="queued"]')).to_have_attribute("data-count", "0")
+    assert page.evaluate("window.__pwned") is None
+    page.locator("#campaign-actions button", has_text="Start").click()
+
+    expect(page.locator("#campaign-status")).to_have_text("running")
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator('#funnel-live [data-stage="delivered"]').first).to_have_attribute(
+        "data-count", "2", timeout=60_000
+    )
+    assert page.evaluate("window.__sameDocument") is True, "the funnel changed without a reload"
+    page.screenshot(path=server.shots / "campaign.png", full_page=True)
+
+
+def test_a_web_channel_pairs_by_qr_and_flips_to_working_live(page: Page, server: Server) -> None:
+    sign_in_with_key(page, server, "admin")
+    page.click("nav a[href='/ui/channels']")
+    page.select_option("#channel-kind", "web")
+    page.fill("#channel-name", "front desk")
+    page.fill("#channel-base_url", server.sandbox_url)
+    page.click("#add-channel button[type=submit]")
+
+    qr = page.locator("#qr")
+    expect(qr).to_be_visible(timeout=60_000)  # the session process shows the first QR
+    assert page.evaluate("document.getElementById('qr').naturalWidth") > 0, "the PNG loaded"
+    page.screenshot(path=server.shots / "pairing.png", full_page=True)
+    page.evaluate("window.__sameDocument = true")
+    channel_id = page.url.rsplit("/", 1)[1]
+
+    scanned = httpx.post(
+        f"{server.sandbox_url}/_sandbox/web/{channel_id}/scan",
+        json={"phone": "+4915112340099"},
+        timeout=30,
+    )
+    assert scanned.status_code == 200, scanned.text
+
+    expect(page.locator("#session-state")).to_have_text("working", timeout=60_000)
+    expect(page.locator("#our-number")).to_have_text("+4915112340099")
+    assert page.evaluate("window.__sameDocument") is True, "it flipped without a reload"
+    page.screenshot(path=server.shots / "paired.png", full_page=True)

@@ -77,7 +77,8 @@ def campaign_out(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model(raw: Any) -> CampaignCreate:
+def campaign_model(raw: Any) -> CampaignCreate:
+    """``raw`` as a CampaignCreate; ValidationError naming the first wrong field."""
     try:
         return CampaignCreate.model_validate(raw)
     except PydanticValidationError as exc:
@@ -135,7 +136,7 @@ async def create_campaign(request: Request, hub: HubDep, actor: AdminDep) -> Res
                 raw[key] = params[key]
     else:
         raw = _json(body or b"null", "body")
-    created = await hub.campaigns.create(actor, _model(raw), csv_text)
+    created = await hub.campaigns.create(actor, campaign_model(raw), csv_text)
     return JsonResponse(
         {
             "campaign": campaign_out(created.campaign),
@@ -162,7 +163,8 @@ async def list_campaigns(
     return JsonResponse({"data": [campaign_out(r) for r in rows]})
 
 
-async def _visible_campaign(hub: Hub, actor: Actor, campaign_id: str) -> dict[str, Any]:
+async def visible_campaign(hub: Hub, actor: Actor, campaign_id: str) -> dict[str, Any]:
+    """The campaign with its funnel; NotFound when the actor's key may not use its channel."""
     campaign = await hub.campaigns.get(campaign_id)
     if not actor.may_use_channel(campaign["channel_id"]):
         raise NotFound(f"no campaign {campaign_id}")
@@ -171,7 +173,7 @@ async def _visible_campaign(hub: Hub, actor: Actor, campaign_id: str) -> dict[st
 
 @router.get("/{campaign_id}", summary="A campaign with its funnel")
 async def get_campaign(campaign_id: IdPath, hub: HubDep, actor: ActorDep) -> Response:
-    return JsonResponse(campaign_out(await _visible_campaign(hub, actor, campaign_id)))
+    return JsonResponse(campaign_out(await visible_campaign(hub, actor, campaign_id)))
 
 
 @router.get("/{campaign_id}/stats", summary="The funnel per template, totals and rates")
@@ -179,7 +181,7 @@ async def campaign_stats(campaign_id: IdPath, hub: HubDep, actor: ActorDep) -> R
     """Counters kept in the transaction of every status change: exact and live, one
     indexed read whatever the campaign's size."""
     if actor.channel_scoped:
-        await _visible_campaign(hub, actor, campaign_id)
+        await visible_campaign(hub, actor, campaign_id)
     return JsonResponse(await hub.campaigns.stats(campaign_id))
 
 

@@ -70,6 +70,13 @@ class PairingCodeOut(BaseModel):
     code: str = Field(description="Enter it on the phone: Linked devices > Link with number.")
 
 
+def qr_png(code: str) -> bytes:
+    """The QR code of ``code`` as a PNG a phone's camera reads from a screen."""
+    png = io.BytesIO()
+    segno.make(code, error="l").save(png, kind="png", scale=6, border=4)
+    return png.getvalue()
+
+
 def _session(view: dict[str, Any]) -> Response:
     return JsonResponse(view)
 
@@ -125,9 +132,7 @@ async def session_qr(
     qr = await hub.web_sessions.qr(channel)
     if format == "raw":
         return JsonResponse({"code": qr.code, "expires_at": qr.expires_at})
-    png = io.BytesIO()
-    segno.make(qr.code, error="l").save(png, kind="png", scale=6, border=4)
-    return Response(png.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
+    return Response(qr_png(qr.code), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/channels/{channel}/session/pairing-code", response_model=PairingCodeOut)

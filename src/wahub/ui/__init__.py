@@ -17,7 +17,16 @@ from starlette.staticfiles import StaticFiles
 
 from wahub.api.errors import status_for, wahub_error_response
 from wahub.domain.errors import WahubError
-from wahub.ui import auth, groups, inbox, messages, operations, overview
+from wahub.ui import (
+    auth,
+    campaigns,
+    channels,
+    groups,
+    inbox,
+    messages,
+    operations,
+    overview,
+)
 from wahub.ui.auth import CsrfRefused, SignInRequired, sign_in_url
 from wahub.ui.rendering import render
 
@@ -30,7 +39,7 @@ def install_ui(app: FastAPI) -> None:
     """Mount the dashboard on ``app``, after the API's error handlers (which still answer
     outside ``/ui``)."""
     api_http_handler = app.exception_handlers[HTTPException]
-    for module in (auth, overview, inbox, messages, groups, operations):
+    for module in (auth, overview, inbox, messages, channels, campaigns, groups, operations):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 

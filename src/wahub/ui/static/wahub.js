@@ -46,7 +46,23 @@
     };
   }
 
+  // Parts the server draws and that change by themselves (a campaign's funnel, a web
+  // channel's QR and session state): fetch the fragment at data-refresh again every two
+  // seconds. A funnel's counters change with every status, too often for one event each.
+  function refreshFragments() {
+    if (!window.fetch) return;
+    for (const box of document.querySelectorAll("[data-refresh]")) {
+      setInterval(function () {
+        fetch(box.dataset.refresh, { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.text() : null; })
+          .then(function (html) { if (html !== null && html !== box.innerHTML) box.innerHTML = html; })
+          .catch(function () { /* the next round tries again */ });
+      }, 2000);
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    refreshFragments();
     if (document.querySelector(".countdown[data-until]")) {
       tickCountdowns();
       setInterval(tickCountdowns, 1000);
