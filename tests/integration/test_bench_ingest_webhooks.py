@@ -25,7 +25,8 @@ async def test_every_event_is_applied_once_and_every_rate_is_measured() -> None:
     assert result["messages_read"] == 300 + latency_messages, "read arrived for every message"
     for rate in ("events_per_s", "intake_per_s", "raw_http_per_s", "raw_insert_per_s"):
         assert result[rate] > 0, (rate, result)
-    assert result["offered_per_s"] == round(result["raw_http_per_s"] / 2, 1)
+    # Both are rounded to 0.1 on their own: half of the rounded rate may differ by 0.05.
+    assert abs(result["offered_per_s"] - result["raw_http_per_s"] / 2) <= 0.1
     assert 0 < result["p50_ms"] <= result["p99_ms"]
     assert result["hub_cpu_ms_per_event"] > 0
     assert result["ratio"] == round(result["events_per_s"] / result["raw_http_per_s"], 3)
